@@ -1,0 +1,191 @@
+//! The checkpoint: how far the index is known to reflect the log.
+//!
+//! `CHECKPOINT` is replaced atomically (temporary, fsync, rename, fsync directory), so a
+//! crash mid-checkpoint leaves the previous one. Layout:
+//!
+//! ```text
+//! 0    68  header: magic "DSTCKPT\0", version, fields
+//!          [replay-from position, next seq, live keys, tombstones, index generation, flags]
+//! 68   4   segment count n (u32 LE)
+//! 72   32n per segment: id u32, reserved u32, dead bytes u64, ttl bytes u64, ttl max expiry u64
+//! ..   4   crc32 of bytes 68..
+//! ```
+//! Invariant: every record before the position is durable and applied to the index
+//! generation named here, and that index file was flushed before this file was written.
+
+use std::path::Path;
+
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::write_atomic;
+use crate::header::{self, HEADER_LEN};
+use crate::io::Io;
+
+pub const FILE: &str = "CHECKPOINT";
+const MAGIC: &[u8; 8] = b"DSTCKPT\0";
+const VERSION: u32 = 1;
+const FLAG_CLEAN: u64 = 1;
+const ENTRY: usize = 32;
+
+/// What the compactor knows about one segment's garbage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SegmentStats {
+    /// Bytes of records nothing points at any more (overwritten, deleted, delete markers).
+    pub dead: u64,
+    /// Bytes of records written with a TTL...
+    pub ttl_bytes: u64,
+    /// ...all of which have expired once this time (Unix seconds) has passed.
+    pub ttl_max_expiry: u64,
+}
+
+impl SegmentStats {
+    /// Dead bytes at `now`, counting TTL records once all of them have expired.
+    pub fn dead_at(&self, now: u64) -> u64 {
+        if self.ttl_bytes > 0 && self.ttl_max_expiry <= now {
+            self.dead + self.ttl_bytes
+        } else {
+            self.dead
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Log position (see `index::Loc`) replay starts from.
+    pub position: u64,
+    pub next_seq: u64,
+    pub live: u64,
+    pub tombstones: u64,
+    pub index_gen: u64,
+    /// Written by a clean close: the counts can be trusted without a recount.
+    pub clean: bool,
+    pub segments: Vec<(u32, SegmentStats)>,
+}
+
+impl Checkpoint {
+    pub fn encode(&self) -> Vec<u8> {
+        let flags = if self.clean { FLAG_CLEAN } else { 0 };
+        let hdr = header::encode(
+            MAGIC,
+            VERSION,
+            [
+                self.position,
+                self.next_seq,
+                self.live,
+                self.tombstones,
+                self.index_gen,
+                flags,
+            ],
+        );
+        let mut b = Vec::with_capacity(HEADER_LEN + 8 + ENTRY * self.segments.len());
+        b.extend_from_slice(&hdr);
+        b.extend_from_slice(&(self.segments.len() as u32).to_le_bytes());
+        for (id, s) in &self.segments {
+            b.extend_from_slice(&id.to_le_bytes());
+            b.extend_from_slice(&0u32.to_le_bytes());
+            b.extend_from_slice(&s.dead.to_le_bytes());
+            b.extend_from_slice(&s.ttl_bytes.to_le_bytes());
+            b.extend_from_slice(&s.ttl_max_expiry.to_le_bytes());
+        }
+        let crc = crc32fast::hash(&b[HEADER_LEN..]);
+        b.extend_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    pub fn decode(path: &Path, b: &[u8]) -> Result<Self> {
+        let f = header::decode(path, b, MAGIC, VERSION)?;
+        let bad = |reason: &str| Error::BadFile {
+            path: path.to_path_buf(),
+            reason: reason.to_string(),
+        };
+        let rest = &b[HEADER_LEN..];
+        if rest.len() < 8 {
+            return Err(bad("segment table truncated"));
+        }
+        let n = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+        let body = n
+            .checked_mul(ENTRY)
+            .and_then(|x| x.checked_add(4))
+            .filter(|&len| len + 4 == rest.len())
+            .ok_or_else(|| bad("segment table length does not match the file"))?;
+        let crc = u32::from_le_bytes(rest[body..body + 4].try_into().expect("4 bytes"));
+        if crc != crc32fast::hash(&rest[..body]) {
+            return Err(bad("segment table checksum mismatch"));
+        }
+        let u64_at =
+            |e: &[u8], at: usize| u64::from_le_bytes(e[at..at + 8].try_into().expect("8 bytes"));
+        let segments = rest[4..body]
+            .chunks_exact(ENTRY)
+            .map(|e| {
+                let id = u32::from_le_bytes(e[..4].try_into().expect("4 bytes"));
+                let s = SegmentStats {
+                    dead: u64_at(e, 8),
+                    ttl_bytes: u64_at(e, 16),
+                    ttl_max_expiry: u64_at(e, 24),
+                };
+                (id, s)
+            })
+            .collect();
+        Ok(Self {
+            position: f[0],
+            next_seq: f[1],
+            live: f[2],
+            tombstones: f[3],
+            index_gen: f[4],
+            clean: f[5] & FLAG_CLEAN != 0,
+            segments,
+        })
+    }
+
+    /// The checkpoint in `dir`; None when there is none yet.
+    pub fn read(dir: &Path) -> Result<Option<Self>> {
+        let path = dir.join(FILE);
+        match std::fs::read(&path) {
+            Ok(b) => Self::decode(&path, &b).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).at(&path),
+        }
+    }
+
+    pub fn write(&self, io: &dyn Io, dir: &Path) -> Result<()> {
+        write_atomic(io, &dir.join(FILE), &self.encode())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_damage() {
+        let c = Checkpoint {
+            position: 1 << 33 | 77,
+            next_seq: 9,
+            live: 3,
+            tombstones: 1,
+            index_gen: 2,
+            clean: true,
+            segments: vec![
+                (
+                    1,
+                    SegmentStats {
+                        dead: 5,
+                        ttl_bytes: 6,
+                        ttl_max_expiry: 7,
+                    },
+                ),
+                (4, SegmentStats::default()),
+            ],
+        };
+        let p = Path::new("CHECKPOINT");
+        let b = c.encode();
+        assert_eq!(Checkpoint::decode(p, &b).unwrap(), c);
+        for bit in 0..b.len() * 8 {
+            let mut d = b.clone();
+            d[bit / 8] ^= 1 << (bit % 8);
+            assert!(Checkpoint::decode(p, &d).is_err(), "bit {bit}");
+        }
+        for cut in 0..b.len() {
+            assert!(Checkpoint::decode(p, &b[..cut]).is_err(), "cut {cut}");
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! Listing keys by glob, a chunk at a time.
+//!
+//! The lister walks the index by hash range rather than by slot, so a resize between
+//! chunks cannot make it skip or repeat: every key present for the whole listing is
+//! returned exactly once. Keys written or deleted meanwhile may or may not appear.
+
+use std::sync::Arc;
+
+use super::{record_at, Keyspace};
+use crate::error::Result;
+use crate::glob::Glob;
+use crate::record::{self, Kind};
+
+/// Slots examined per chunk: bounds how long one chunk holds the read lock.
+const CHUNK_SLOTS: u64 = 4096;
+const END: u128 = 1 << 64;
+
+pub struct KeyLister {
+    ks: Arc<Keyspace>,
+    glob: Glob,
+    next: u128,
+}
+
+impl KeyLister {
+    pub(crate) fn new(ks: Arc<Keyspace>, glob: Glob) -> Self {
+        Self { ks, glob, next: 0 }
+    }
+
+    /// The next non-empty chunk of matching keys, in no particular order; None at the end.
+    pub fn next_chunk(&mut self) -> Result<Option<Vec<Vec<u8>>>> {
+        let now = self.ks.now();
+        while self.next < END {
+            let mut keys = Vec::new();
+            {
+                let t = self.ks.tables.read();
+                let hi = (self.next + t.index.hash_span(CHUNK_SLOTS)).min(END);
+                t.index.scan_range(self.next as u64, hi, |_, loc| {
+                    let Some(rec) = record_at(&t.segments, loc) else {
+                        return;
+                    };
+                    let Ok(h) = record::peek_header(rec) else {
+                        return;
+                    };
+                    let key =
+                        &rec[record::RECORD_HEADER_LEN..record::RECORD_HEADER_LEN + h.key_len];
+                    if h.kind == Kind::Put && !h.expired(now) && self.glob.matches(key) {
+                        keys.push(key.to_vec());
+                    }
+                });
+                self.next = hi;
+            }
+            if !keys.is_empty() {
+                return Ok(Some(keys));
+            }
+        }
+        Ok(None)
+    }
+}

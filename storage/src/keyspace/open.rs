@@ -1,0 +1,280 @@
+//! Opening a keyspace: inventory its files, load the checkpointed index, replay only
+//! the log written after the checkpoint, and cut a torn tail.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use super::{CheckpointState, Keyspace, KeyspaceMetrics, Pending, Tables, Writer};
+use crate::checkpoint::{Checkpoint, SegmentStats};
+use crate::commit::{GroupCommit, Turnstile};
+use crate::error::{IoContext, Result};
+use crate::hash::{key_hash, random_seed};
+use crate::index::{self, Index, Loc, MIN_BITS};
+use crate::options::Options;
+use crate::record::{self, DecodeError, Kind};
+use crate::segment::{self, Segment, DATA_START};
+
+/// Keep appending to the last segment only while it has this much room.
+const MIN_ACTIVE_ROOM: u64 = 1 << 20;
+
+struct Inventory {
+    segments: BTreeMap<u32, PathBuf>,
+    index_gens: BTreeMap<u64, PathBuf>,
+}
+
+fn inventory(dir: &Path) -> Result<Inventory> {
+    let mut inv = Inventory {
+        segments: BTreeMap::new(),
+        index_gens: BTreeMap::new(),
+    };
+    for e in std::fs::read_dir(dir).at(dir)? {
+        let e = e.at(dir)?;
+        let path = e.path();
+        let Some(name) = e.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if let Some(id) = segment::parse_name(&name) {
+            inv.segments.insert(id, path);
+        } else if let Some(gen) = index::parse_name_pub(&name) {
+            inv.index_gens.insert(gen, path);
+        } else if name.ends_with(".tmp") {
+            // A checkpoint that never finished.
+            crate::fsutil::remove_file(&path)?;
+        }
+    }
+    Ok(inv)
+}
+
+pub(super) fn open(dir: &Path, ns: &str, opts: Arc<Options>) -> Result<Keyspace> {
+    std::fs::create_dir_all(dir).at(dir)?;
+    let inv = inventory(dir)?;
+    let io = opts.io.clone();
+
+    let mut segments = BTreeMap::new();
+    let last_id = inv.segments.keys().next_back().copied();
+    for (&id, path) in &inv.segments {
+        match Segment::open(path, opts.segment_size, io.clone()) {
+            Ok(s) if s.id == id => {
+                segments.insert(id, Arc::new(s));
+            }
+            Ok(s) => {
+                return Err(crate::error::Error::BadFile {
+                    path: path.clone(),
+                    reason: format!("header names segment {}, file name says {id}", s.id),
+                })
+            }
+            // A segment whose creation a crash cut short holds nothing yet.
+            Err(e)
+                if Some(id) == last_id && std::fs::metadata(path).at(path)?.len() < DATA_START =>
+            {
+                tracing::warn!(path = %path.display(), "removing a segment whose creation was cut short: {e}");
+                crate::fsutil::remove_file(path)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+
+    let ckpt = match Checkpoint::read(dir) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(ns, "{e}; rebuilding the index from the log");
+            None
+        }
+    };
+    let next_gen = inv.index_gens.keys().next_back().map_or(1, |g| g + 1);
+    let loaded = ckpt.as_ref().and_then(|c| {
+        let path = inv.index_gens.get(&c.index_gen)?;
+        Index::open(path, io.clone())
+            .inspect_err(|e| tracing::error!(ns, "{e}; rebuilding the index from the log"))
+            .ok()
+    });
+    let first = segments.keys().next().copied().unwrap_or(1);
+    let (index, start, ckpt) = match (loaded, ckpt) {
+        (Some(ix), Some(c)) => (ix, Loc(c.position), c),
+        (_, c) => {
+            if !segments.is_empty() {
+                tracing::warn!(
+                    ns,
+                    segments = segments.len(),
+                    "no usable checkpoint: full reindex"
+                );
+            }
+            let bits = c.as_ref().map_or(MIN_BITS, |c| bits_for(c.live));
+            let ix = Index::create(dir, next_gen, bits, random_seed(), io.clone())?;
+            (ix, Loc::new(first, DATA_START), Checkpoint::default())
+        }
+    };
+    let gen = index.gen;
+    for (g, path) in &inv.index_gens {
+        if *g != gen {
+            crate::fsutil::remove_file(path)?;
+        }
+    }
+
+    let mut stats: BTreeMap<u32, SegmentStats> = segments
+        .keys()
+        .map(|&id| (id, SegmentStats::default()))
+        .collect();
+    for (id, s) in &ckpt.segments {
+        if let Some(slot) = stats.get_mut(id) {
+            *slot = *s;
+        }
+    }
+    let mut tables = Tables {
+        index: Arc::new(index),
+        segments,
+        stats,
+        applied_end: start.0,
+        next_index_gen: next_gen.max(gen + 1),
+    };
+
+    let active = match tables.segments.values().next_back() {
+        Some(s) if s.remaining() >= MIN_ACTIVE_ROOM => s.clone(),
+        last => {
+            let id = last.map_or(1, |s| s.id + 1);
+            let s = Arc::new(Segment::create(dir, id, opts.segment_size, io.clone())?);
+            tables.segments.insert(id, s.clone());
+            tables.stats.insert(id, SegmentStats::default());
+            s
+        }
+    };
+    let ks = Keyspace {
+        ns: ns.to_string(),
+        dir: dir.to_path_buf(),
+        opts,
+        tables: RwLock::new(tables),
+        writer: Mutex::new(Writer {
+            active,
+            next_seq: ckpt.next_seq.max(1),
+            next_ticket: 1,
+            buf: Vec::with_capacity(1 << 16),
+            poisoned: None,
+        }),
+        group: GroupCommit::default(),
+        turnstile: Turnstile::new(1),
+        ckpt: Mutex::new(CheckpointState::default()),
+        metrics: KeyspaceMetrics::default(),
+    };
+    let max_seq = ks.replay(start, last_id)?;
+    {
+        let mut w = ks.writer.lock();
+        w.next_seq = w.next_seq.max(max_seq + 1);
+        let t = ks.tables.read();
+        if ckpt.clean {
+            t.index.set_counts(ckpt.live, ckpt.tombstones);
+        } else {
+            // Slots a crash wrote after the checkpoint make its counts stale.
+            Arc::clone(&t.index).recount();
+        }
+    }
+    // Start the next crash's replay from here, and clear the clean flag.
+    ks.checkpoint(false)?;
+    Ok(ks)
+}
+
+/// Slot bits for about `live` keys at half load.
+fn bits_for(live: u64) -> u32 {
+    let mut bits = MIN_BITS;
+    while (1u64 << bits) < live.saturating_mul(2) {
+        bits += 1;
+    }
+    bits
+}
+
+impl Keyspace {
+    /// Re-applies every record from `start` to the end of the log, cutting a torn tail.
+    /// Returns the largest sequence number seen.
+    fn replay(&self, start: Loc, last: Option<u32>) -> Result<u64> {
+        let mut t = self.tables.write();
+        let segs: Vec<Arc<Segment>> = t
+            .segments
+            .range(start.segment()..)
+            .map(|(_, s)| s.clone())
+            .collect();
+        let seed = t.index.seed;
+        let mut max_seq = 0;
+        let mut replayed = 0u64;
+        for seg in segs {
+            let mut off = if seg.id == start.segment() {
+                start.offset().max(DATA_START)
+            } else {
+                DATA_START
+            };
+            let mut batch = Vec::new();
+            loop {
+                let rest = seg.tail(off);
+                if rest.is_empty() {
+                    break;
+                }
+                match record::decode(rest) {
+                    Ok((h, key, _)) => {
+                        let loc = Loc::new(seg.id, off);
+                        let hash = key_hash(seed, key);
+                        let len = h.total_len() as u32;
+                        batch.push(match h.kind {
+                            Kind::Put => Pending::Put {
+                                hash,
+                                loc,
+                                len,
+                                expires_at: h.expires_at,
+                            },
+                            Kind::Delete => Pending::Delete { hash, loc, len },
+                        });
+                        max_seq = max_seq.max(h.seq);
+                        off += len as u64;
+                    }
+                    Err(e) => {
+                        if self.skip_corrupt(&seg, off, rest, e) {
+                            off += record::peek_header(rest).map_or(0, |h| h.total_len() as u64);
+                            continue;
+                        }
+                        if Some(seg.id) == last {
+                            if e != DecodeError::Truncated {
+                                self.metrics.corrupt_records.fetch_add(1, Ordering::Relaxed);
+                            }
+                            tracing::warn!(path = %seg.path().display(), offset = off, "{}: cutting the log's torn tail", e.describe());
+                            seg.truncate(off)?;
+                        } else {
+                            self.metrics.corrupt_records.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(path = %seg.path().display(), offset = off,
+                                "{}: the rest of this sealed segment is unreadable and was skipped", e.describe());
+                        }
+                        break;
+                    }
+                }
+            }
+            replayed += batch.len() as u64;
+            let end = Loc::new(seg.id, off).0;
+            self.apply(&mut t, &batch, end, true);
+        }
+        self.metrics
+            .replayed_records
+            .fetch_add(replayed, Ordering::Relaxed);
+        if replayed > 0 {
+            tracing::info!(ns = %self.ns, records = replayed, "replayed the log after the checkpoint");
+        }
+        Ok(max_seq)
+    }
+
+    /// A record whose checksum fails but whose successor decodes is damage in the middle
+    /// of the log, not a torn tail: report it and step over it.
+    fn skip_corrupt(&self, seg: &Segment, off: u64, rest: &[u8], e: DecodeError) -> bool {
+        if e != DecodeError::Checksum {
+            return false;
+        }
+        let Ok(h) = record::peek_header(rest) else {
+            return false;
+        };
+        let next = h.total_len();
+        if next >= rest.len() || record::decode(&rest[next..]).is_err() {
+            return false;
+        }
+        self.metrics.corrupt_records.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(path = %seg.path().display(), offset = off, "record checksum mismatch: record skipped");
+        true
+    }
+}

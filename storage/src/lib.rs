@@ -1,0 +1,42 @@
+//! dstash's storage engine: what every node runs.
+//!
+//! A [`Store`] is a data directory of namespaces. Each namespace holds a key/value
+//! keyspace and a counter keyspace:
+//!
+//! - **Key/value** ([`keyspace`]): records are appended to segments ([`segment`], format
+//!   in [`record`]); an mmap'd open-addressing hash index ([`index`]) maps each key's
+//!   64-bit hash to its newest record. A [`checkpoint`] records how far the index is
+//!   known to reflect the log, so recovery replays only the tail. Writers share fsyncs
+//!   ([`commit`]); compaction moves live records off mostly-dead segments.
+//! - **Counters** ([`counters`]): per-second counts in time-bucketed files, dropped
+//!   whole when they expire.
+//!
+//! The engine is synchronous and knows nothing of the network. Every TTL decision
+//! reads an injectable [`Clock`]; every write and sync goes through the [`io::Io`] seam.
+//! `docs/design.md` draws every file's bytes and states the fsync and recovery rules.
+
+pub mod checkpoint;
+pub mod clock;
+pub mod commit;
+pub mod counters;
+pub mod error;
+mod fsutil;
+pub mod glob;
+mod hash;
+mod header;
+pub mod index;
+pub mod io;
+pub mod keyspace;
+pub mod name;
+mod namespace;
+pub mod options;
+pub mod record;
+pub mod segment;
+mod store;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{Error, Result};
+pub use keyspace::KeyspaceStats;
+pub use name::validate_namespace;
+pub use options::{Options, SyncMode, MAX_KEY_LEN};
+pub use store::{KeyStream, NamespaceStats, PutEntry, Store};

@@ -1,0 +1,69 @@
+//! A namespace: a key/value keyspace and a counter keyspace under `ns/<name>/`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::counters::Counters;
+use crate::error::{IoContext, Result};
+use crate::fsutil::write_atomic;
+use crate::header;
+use crate::keyspace::Keyspace;
+use crate::options::Options;
+
+const META: &str = "NAMESPACE";
+const MAGIC: &[u8; 8] = b"DSTNS\0\0\0";
+const VERSION: u32 = 1;
+
+pub struct Namespace {
+    pub name: String,
+    dir: PathBuf,
+    pub kv: Arc<Keyspace>,
+    pub counters: Arc<Counters>,
+    opts: Arc<Options>,
+}
+
+impl Namespace {
+    /// Opens (creating if needed) the namespace in `dir`; recovery runs here.
+    pub fn open(dir: &Path, name: &str, opts: Arc<Options>) -> Result<Self> {
+        std::fs::create_dir_all(dir).at(dir)?;
+        let meta = dir.join(META);
+        let retention = match std::fs::read(&meta) {
+            Ok(b) => header::decode(&meta, &b, MAGIC, VERSION)?[0] as u32,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                write_meta(&opts, dir, opts.retention_secs)?;
+                opts.retention_secs
+            }
+            Err(e) => return Err(e).at(&meta),
+        };
+        let kv = Arc::new(Keyspace::open(&dir.join("kv"), name, opts.clone())?);
+        let counters = Arc::new(Counters::open(
+            &dir.join("counters"),
+            retention,
+            opts.clone(),
+        )?);
+        Ok(Self {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            kv,
+            counters,
+            opts,
+        })
+    }
+
+    /// Changes the counter retention; it is persisted before it takes effect.
+    pub fn set_retention(&self, secs: u32) -> Result<()> {
+        write_meta(&self.opts, &self.dir, secs)?;
+        self.counters.set_retention(secs);
+        Ok(())
+    }
+
+    pub fn close(&self) -> Result<()> {
+        self.counters.sync()?;
+        self.kv.close()
+    }
+}
+
+fn write_meta(opts: &Options, dir: &Path, retention: u32) -> Result<()> {
+    let b = header::encode(MAGIC, VERSION, [retention as u64, 0, 0, 0, 0, 0]);
+    write_atomic(opts.io.as_ref(), &dir.join(META), &b)
+}

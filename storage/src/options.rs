@@ -1,0 +1,68 @@
+//! Store settings and their defaults.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::{Clock, SystemClock};
+use crate::io::{Io, RealIo};
+
+/// When a write is made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Acknowledge only after fdatasync; concurrent writers share one sync (group commit).
+    Always,
+    /// fdatasync in the background every interval; a crash of the machine may lose that much.
+    Interval(Duration),
+    /// Never fdatasync except at checkpoints and close; the OS decides.
+    Never,
+}
+
+pub const MAX_KEY_LEN: usize = u16::MAX as usize;
+pub const DEFAULT_MAX_VALUE_LEN: usize = 8 << 20;
+pub const DEFAULT_RETENTION_SECS: u32 = 60;
+pub const MIN_RETENTION_SECS: u32 = 1;
+pub const MAX_RETENTION_SECS: u32 = 7 * 24 * 3600;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub sync: SyncMode,
+    /// Largest value accepted, in bytes.
+    pub max_value_len: usize,
+    /// Largest number of entries in one batch call.
+    pub max_batch_len: usize,
+    /// A data segment is sealed once it reaches this size (at most 4 GiB, offsets are u32).
+    pub segment_size: u64,
+    /// Checkpoint once this many bytes were appended since the last one...
+    pub checkpoint_bytes: u64,
+    /// ...or this much time passed with any write.
+    pub checkpoint_interval: Duration,
+    /// A sealed segment is compacted once this fraction of it is dead.
+    pub compaction_min_dead_ratio: f64,
+    /// Compaction copies at most this many bytes per second, to bound its foreground cost.
+    pub compaction_bytes_per_sec: u64,
+    /// Default counter retention for new namespaces, in seconds.
+    pub retention_secs: u32,
+    /// Run checkpoints, interval syncs, compaction and counter expiry on a background thread.
+    pub background: bool,
+    pub clock: Arc<dyn Clock>,
+    pub io: Arc<dyn Io>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            sync: SyncMode::Always,
+            max_value_len: DEFAULT_MAX_VALUE_LEN,
+            max_batch_len: 100_000,
+            segment_size: 1 << 30,
+            checkpoint_bytes: 64 << 20,
+            checkpoint_interval: Duration::from_secs(5),
+            compaction_min_dead_ratio: 0.5,
+            compaction_bytes_per_sec: 64 << 20,
+            retention_secs: DEFAULT_RETENTION_SECS,
+            background: true,
+            clock: Arc::new(SystemClock),
+            io: Arc::new(RealIo),
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Data records: what a segment is a sequence of.
+//!
+//! ```text
+//! 0   4  crc32 of bytes 4..end
+//! 4   1  kind: 1 put, 2 delete
+//! 5   1  reserved, 0
+//! 6   2  key length (u16 LE, >= 1)
+//! 8   4  value length (u32 LE; 0 for a delete)
+//! 12  8  sequence number (u64 LE)
+//! 20  8  expires at, Unix seconds (u64 LE; 0 = never)
+//! 28     key, then value
+//! ```
+
+use crate::options::MAX_KEY_LEN;
+
+pub const RECORD_HEADER_LEN: usize = 28;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    Put = 1,
+    Delete = 2,
+}
+
+/// A record's header, decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub kind: Kind,
+    pub key_len: usize,
+    pub value_len: usize,
+    pub seq: u64,
+    pub expires_at: u64,
+}
+
+impl Header {
+    pub fn total_len(&self) -> usize {
+        RECORD_HEADER_LEN + self.key_len + self.value_len
+    }
+
+    /// True when the record has a TTL that has passed at `now`.
+    pub fn expired(&self, now: u64) -> bool {
+        self.expires_at != 0 && self.expires_at <= now
+    }
+}
+
+/// Why bytes are not a valid record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Fewer bytes than the header or the lengths it claims: a torn tail.
+    Truncated,
+    /// Lengths or kind make no sense.
+    Malformed,
+    /// The checksum does not match.
+    Checksum,
+}
+
+impl DecodeError {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Truncated => "record truncated",
+            Self::Malformed => "malformed record header",
+            Self::Checksum => "record checksum mismatch",
+        }
+    }
+}
+
+/// Appends the encoded record to `out`.
+pub fn encode(out: &mut Vec<u8>, kind: Kind, seq: u64, expires_at: u64, key: &[u8], value: &[u8]) {
+    debug_assert!(!key.is_empty() && key.len() <= MAX_KEY_LEN);
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    out.push(kind as u8);
+    out.push(0);
+    out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&expires_at.to_le_bytes());
+    out.extend_from_slice(key);
+    out.extend_from_slice(value);
+    let crc = crc32fast::hash(&out[start + 4..]);
+    out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+}
+
+pub fn encoded_len(key: &[u8], value: &[u8]) -> usize {
+    RECORD_HEADER_LEN + key.len() + value.len()
+}
+
+/// Decodes the header at the start of `buf` without checking the crc.
+pub fn peek_header(buf: &[u8]) -> Result<Header, DecodeError> {
+    if buf.len() < RECORD_HEADER_LEN {
+        return Err(DecodeError::Truncated);
+    }
+    let u16_at = |at: usize| u16::from_le_bytes([buf[at], buf[at + 1]]) as usize;
+    let u32_at = |at: usize| u32::from_le_bytes(buf[at..at + 4].try_into().expect("4 bytes"));
+    let u64_at = |at: usize| u64::from_le_bytes(buf[at..at + 8].try_into().expect("8 bytes"));
+    let kind = match buf[4] {
+        1 => Kind::Put,
+        2 => Kind::Delete,
+        _ => return Err(DecodeError::Malformed),
+    };
+    let h = Header {
+        kind,
+        key_len: u16_at(6),
+        value_len: u32_at(8) as usize,
+        seq: u64_at(12),
+        expires_at: u64_at(20),
+    };
+    if h.key_len == 0 || buf[5] != 0 || (kind == Kind::Delete && h.value_len != 0) {
+        return Err(DecodeError::Malformed);
+    }
+    Ok(h)
+}
+
+/// Decodes and verifies the record at the start of `buf`.
+pub fn decode(buf: &[u8]) -> Result<(Header, &[u8], &[u8]), DecodeError> {
+    let h = peek_header(buf)?;
+    let total = h.total_len();
+    if buf.len() < total {
+        return Err(DecodeError::Truncated);
+    }
+    let stored = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes"));
+    if stored != crc32fast::hash(&buf[4..total]) {
+        return Err(DecodeError::Checksum);
+    }
+    let key = &buf[RECORD_HEADER_LEN..RECORD_HEADER_LEN + h.key_len];
+    let value = &buf[RECORD_HEADER_LEN + h.key_len..total];
+    Ok((h, key, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(kind: Kind, key: &[u8], value: &[u8]) -> Vec<u8> {
+        let mut b = Vec::new();
+        encode(&mut b, kind, 42, 7, key, value);
+        b
+    }
+
+    #[test]
+    fn round_trip() {
+        let b = one(Kind::Put, b"key", b"value");
+        assert_eq!(b.len(), encoded_len(b"key", b"value"));
+        let (h, k, v) = decode(&b).unwrap();
+        assert_eq!((h.kind, h.seq, h.expires_at), (Kind::Put, 42, 7));
+        assert_eq!((k, v), (&b"key"[..], &b"value"[..]));
+        let del = one(Kind::Delete, b"k", b"");
+        let (h, _, v) = decode(&del).unwrap();
+        assert_eq!((h.kind, v.len()), (Kind::Delete, 0));
+    }
+
+    #[test]
+    fn every_truncation_is_truncated() {
+        let b = one(Kind::Put, b"key", b"value");
+        for cut in 0..b.len() {
+            assert_eq!(
+                decode(&b[..cut]).unwrap_err(),
+                DecodeError::Truncated,
+                "cut {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_flipped_bit_is_rejected() {
+        let b = one(Kind::Put, b"key", b"value");
+        for bit in 0..b.len() * 8 {
+            let mut c = b.clone();
+            c[bit / 8] ^= 1 << (bit % 8);
+            assert!(decode(&c).is_err(), "bit {bit} not caught");
+        }
+    }
+
+    #[test]
+    fn zeroes_are_not_a_record() {
+        assert!(decode(&[0u8; 64]).is_err());
+    }
+}
