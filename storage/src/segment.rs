@@ -32,6 +32,13 @@ pub fn parse_name(name: &str) -> Option<u32> {
         .ok()
 }
 
+/// A failed append. With `tail_clean` the partial bytes were cut off and appends may go on.
+#[derive(Debug)]
+pub struct AppendError {
+    pub error: Error,
+    pub tail_clean: bool,
+}
+
 #[derive(Debug)]
 pub struct Segment {
     pub id: u32,
@@ -152,15 +159,18 @@ impl Segment {
     }
 
     /// Appends `buf` and returns the offset it starts at. Only the namespace's writer calls this.
-    /// A failed write is cut back off the file, so the tail stays clean.
-    pub fn append(&self, buf: &[u8]) -> Result<u64> {
+    /// A failed write is cut back off the file; the error says whether that worked.
+    pub fn append(&self, buf: &[u8]) -> std::result::Result<u64, AppendError> {
         let at = self.len();
         debug_assert!(at + buf.len() as u64 <= self.capacity);
         if let Err(e) = write_all_at(self.io.as_ref(), &self.file, buf, at) {
-            let _ = self.io.set_len(&self.file, at);
-            return Err(Error::Io {
-                path: self.path.clone(),
-                source: e,
+            let clean = self.io.set_len(&self.file, at).is_ok();
+            return Err(AppendError {
+                error: Error::Io {
+                    path: self.path.clone(),
+                    source: e,
+                },
+                tail_clean: clean,
             });
         }
         self.len.store(at + buf.len() as u64, Ordering::Release);

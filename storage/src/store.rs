@@ -386,6 +386,19 @@ impl Store {
         Ok(done)
     }
 
+    /// Test hook: runs `steps` steps of compaction on `ns`'s best candidate and stops,
+    /// as a crash in the middle of compaction would. False when there is no candidate.
+    #[doc(hidden)]
+    pub fn compact_partially_for_test(&self, ns: &str, steps: usize) -> bool {
+        let Ok(Some(n)) = self.existing(ns) else {
+            return false;
+        };
+        let Some(id) = n.kv.compaction_candidate() else {
+            return false;
+        };
+        n.kv.compact_steps(id, steps, &mut |_| true).is_ok()
+    }
+
     /// Drops expired counter buckets now.
     pub fn expire_counters(&self) -> Result<usize> {
         self.inner.all().iter().map(|n| n.counters.expire()).sum()

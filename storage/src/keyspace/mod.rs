@@ -273,8 +273,15 @@ impl Keyspace {
         }
         let r = w.active.append(&w.buf);
         w.buf.clear();
-        r.map(|_| ())
-            .inspect_err(|e| w.poisoned = Some(e.to_string()))
+        match r {
+            Ok(_) => Ok(()),
+            // ENOSPC and the like: nothing was left behind, later writes may succeed.
+            Err(e) if e.tail_clean => Err(e.error),
+            Err(e) => {
+                w.poisoned = Some(e.error.to_string());
+                Err(e.error)
+            }
+        }
     }
 
     /// Seals the active segment (synced, so group commit only ever syncs the active one)
@@ -410,7 +417,13 @@ impl Keyspace {
             w.active.clone()
         };
         // Sealed segments were synced when sealed; the active one holds the rest.
-        active.sync()?;
+        if let Err(e) = active.sync() {
+            self.writer
+                .lock()
+                .poisoned
+                .get_or_insert_with(|| e.to_string());
+            return Err(e);
+        }
         index.flush()?;
         snap.write(self.opts.io.as_ref(), &self.dir)?;
         self.remove_index_files_before(snap.index_gen);

@@ -159,17 +159,20 @@ pub(super) fn open(dir: &Path, ns: &str, opts: Arc<Options>) -> Result<Keyspace>
         ckpt: Mutex::new(CheckpointState::default()),
         metrics: KeyspaceMetrics::default(),
     };
-    let max_seq = ks.replay(start, last_id)?;
     {
-        let mut w = ks.writer.lock();
-        w.next_seq = w.next_seq.max(max_seq + 1);
         let t = ks.tables.read();
         if ckpt.clean {
             t.index.set_counts(ckpt.live, ckpt.tombstones);
         } else {
-            // Slots a crash wrote after the checkpoint make its counts stale.
-            Arc::clone(&t.index).recount();
+            // Slots a crash wrote after the checkpoint make its counts stale; from the
+            // real slots, replay's own accounting keeps them exact.
+            t.index.recount();
         }
+    }
+    let max_seq = ks.replay(start, last_id)?;
+    {
+        let mut w = ks.writer.lock();
+        w.next_seq = w.next_seq.max(max_seq + 1);
     }
     // Start the next crash's replay from here, and clear the clean flag.
     ks.checkpoint(false)?;
@@ -228,8 +231,13 @@ impl Keyspace {
                         off += len as u64;
                     }
                     Err(e) => {
-                        if self.skip_corrupt(&seg, off, rest, e) {
-                            off += record::peek_header(rest).map_or(0, |h| h.total_len() as u64);
+                        if let Some(skip) = resync(rest) {
+                            // Damage in the middle of the log, not a torn tail: valid
+                            // records follow, so step over the bad bytes and keep them.
+                            self.metrics.corrupt_records.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(path = %seg.path().display(), offset = off, skipped = skip,
+                                "{}: damaged bytes skipped", e.describe());
+                            off += skip as u64;
                             continue;
                         }
                         if Some(seg.id) == last {
@@ -259,22 +267,11 @@ impl Keyspace {
         }
         Ok(max_seq)
     }
+}
 
-    /// A record whose checksum fails but whose successor decodes is damage in the middle
-    /// of the log, not a torn tail: report it and step over it.
-    fn skip_corrupt(&self, seg: &Segment, off: u64, rest: &[u8], e: DecodeError) -> bool {
-        if e != DecodeError::Checksum {
-            return false;
-        }
-        let Ok(h) = record::peek_header(rest) else {
-            return false;
-        };
-        let next = h.total_len();
-        if next >= rest.len() || record::decode(&rest[next..]).is_err() {
-            return false;
-        }
-        self.metrics.corrupt_records.fetch_add(1, Ordering::Relaxed);
-        tracing::error!(path = %seg.path().display(), offset = off, "record checksum mismatch: record skipped");
-        true
-    }
+/// The distance to the next offset in `rest` (after the first byte) where a whole,
+/// checksummed record starts; None when nothing valid follows (a torn tail).
+fn resync(rest: &[u8]) -> Option<usize> {
+    (1..rest.len())
+        .find(|&i| record::peek_header(&rest[i..]).is_ok() && record::decode(&rest[i..]).is_ok())
 }

@@ -1,0 +1,75 @@
+//! Helpers shared by the scenario tests.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use dstash_storage::{ManualClock, Options, Store, SyncMode};
+
+pub const T0: u64 = 1_700_000_000;
+
+/// Options for tests: no background thread (tests drive checkpoints and compaction),
+/// small segments so rolls and compaction happen, and a clock the test moves.
+pub fn opts(clock: &ManualClock) -> Options {
+    Options {
+        sync: SyncMode::Always,
+        segment_size: 1 << 20,
+        max_value_len: 64 << 10,
+        background: false,
+        clock: Arc::new(clock.clone()),
+        ..Options::default()
+    }
+}
+
+pub fn open(dir: &Path, clock: &ManualClock) -> Store {
+    Store::open(dir, opts(clock)).expect("open store")
+}
+
+pub fn key(i: u64) -> Vec<u8> {
+    format!("key-{i:08}").into_bytes()
+}
+
+pub fn value(i: u64, version: u64) -> Vec<u8> {
+    let len = 20 + (i * 31 + version * 7) % 200;
+    let mut v = format!("v{version}-{i}-").into_bytes();
+    v.resize(len as usize, b'x');
+    v
+}
+
+/// Files in the namespace's kv directory whose name starts with `prefix`, sorted.
+pub fn kv_files(dir: &Path, ns: &str, prefix: &str) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir.join("ns").join(ns).join("kv"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with(prefix))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Copies a data directory (minus its lock) so one crash image can be damaged many ways.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else if e.file_name() != "LOCK" {
+            std::fs::copy(e.path(), &dst).unwrap();
+        }
+    }
+}
+
+pub fn flip_bit(path: &Path, offset: u64, bit: u8) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, offset).unwrap();
+    b[0] ^= 1 << bit;
+    f.write_all_at(&b, offset).unwrap();
+}

@@ -1,0 +1,67 @@
+//! A crash tears the last record: cut it at every byte offset and reopen.
+
+mod common;
+
+use common::*;
+use dstash_storage::ManualClock;
+
+#[test]
+fn last_record_cut_at_every_offset() {
+    let base = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let s = open(base.path(), &clock);
+    for i in 0..50 {
+        s.put("t", &key(i), &value(i, 0), 0).unwrap();
+    }
+    // Overwrite a key from before the checkpoint, then add the record we will tear.
+    s.checkpoint().unwrap();
+    s.put("t", &key(3), &value(3, 1), 0).unwrap();
+    let seg = kv_files(base.path(), "t", "seg-").pop().unwrap();
+    let before = std::fs::metadata(&seg).unwrap().len();
+    s.put("t", &key(50), &value(50, 0), 0).unwrap();
+    let after = std::fs::metadata(&seg).unwrap().len();
+    s.crash();
+    assert!(after - before > 28);
+
+    for cut in before..=after {
+        let img = tempfile::tempdir().unwrap();
+        copy_dir(base.path(), img.path());
+        let seg = kv_files(img.path(), "t", "seg-").pop().unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .unwrap()
+            .set_len(cut)
+            .unwrap();
+
+        let s = open(img.path(), &clock);
+        for i in 0..50 {
+            let want = if i == 3 { value(3, 1) } else { value(i, 0) };
+            assert_eq!(
+                s.get("t", &key(i)).unwrap(),
+                Some(want),
+                "cut {cut}, key {i}"
+            );
+        }
+        let torn = s.get("t", &key(50)).unwrap();
+        assert_eq!(torn, (cut == after).then(|| value(50, 0)), "cut {cut}");
+        assert_eq!(
+            std::fs::metadata(&seg).unwrap().len(),
+            if cut == after { after } else { before }
+        );
+        // The store goes on writing over the cut, and a later crash recovers it.
+        s.put("t", b"next", b"after the cut", 0).unwrap();
+        s.crash();
+        let s = open(img.path(), &clock);
+        assert_eq!(
+            s.get("t", b"next").unwrap().as_deref(),
+            Some(&b"after the cut"[..])
+        );
+        assert_eq!(
+            s.get("t", &key(50)).unwrap(),
+            (cut == after).then(|| value(50, 0)),
+            "cut {cut}"
+        );
+        assert_eq!(s.stats()[0].kv.corrupt_records, 0);
+    }
+}
