@@ -41,6 +41,9 @@ pub enum Error {
         reason: String,
     },
 
+    #[error("invalid options: {0}")]
+    InvalidOptions(String),
+
     #[error("{path}: {reason}")]
     BadFile { path: PathBuf, reason: String },
 

@@ -96,10 +96,10 @@ impl Store {
         if opts.segment_size > u32::MAX as u64
             || (opts.max_value_len + MAX_KEY_LEN + 64) as u64 > opts.segment_size
         {
-            return Err(Error::BadFile {
-                path: dir,
-                reason: "segment size must be at most 4 GiB and hold the largest record".into(),
-            });
+            return Err(Error::InvalidOptions(format!(
+                "segment size {} must be at most 4 GiB and hold the largest record (max value {} bytes)",
+                opts.segment_size, opts.max_value_len
+            )));
         }
         let ns_dir = dir.join("ns");
         std::fs::create_dir_all(&ns_dir).at(&ns_dir)?;

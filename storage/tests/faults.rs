@@ -1,0 +1,94 @@
+//! Injected I/O faults: a failed write loses nothing acknowledged; a failed fsync makes
+//! the namespace read-only until restart.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use dstash_storage::io::{Fault, FaultyIo};
+use dstash_storage::{Error, ManualClock, Options, Store};
+
+fn faulty(dir: &std::path::Path, clock: &ManualClock) -> (Store, Arc<FaultyIo>) {
+    let io = Arc::new(FaultyIo::new());
+    let s = Store::open(
+        dir,
+        Options {
+            io: io.clone(),
+            ..opts(clock)
+        },
+    )
+    .unwrap();
+    (s, io)
+}
+
+#[test]
+fn short_write_then_enospc_fails_the_write_and_keeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let (s, io) = faulty(dir.path(), &clock);
+    for i in 0..100 {
+        s.put("f", &key(i), &value(i, 0), 0).unwrap();
+    }
+    io.arm(Fault::ShortWriteThenEnospc, 0);
+    let err = s.put("f", b"doomed", &[7; 1000], 0).unwrap_err();
+    assert!(err.to_string().contains("No space left"), "{err}");
+    io.disarm();
+    // The partial bytes were cut off: the namespace keeps working.
+    s.put("f", b"after", b"space freed", 0).unwrap();
+    assert_eq!(s.get("f", b"doomed").unwrap(), None);
+    s.crash();
+    let s = open(dir.path(), &clock);
+    assert_eq!(s.get("f", b"doomed").unwrap(), None);
+    assert_eq!(
+        s.get("f", b"after").unwrap().as_deref(),
+        Some(&b"space freed"[..])
+    );
+    for i in 0..100 {
+        assert_eq!(s.get("f", &key(i)).unwrap(), Some(value(i, 0)));
+    }
+    assert_eq!(
+        s.stats()[0].kv.corrupt_records,
+        0,
+        "no torn bytes were left behind"
+    );
+}
+
+#[test]
+fn failed_fsync_poisons_writes_but_not_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let (s, io) = faulty(dir.path(), &clock);
+    s.put("f", b"acked", b"1", 0).unwrap();
+    io.arm(Fault::SyncFails, 0);
+    assert!(s.put("f", b"unacked", b"2", 0).is_err());
+    io.disarm();
+    let err = s.put("f", b"later", b"3", 0).unwrap_err();
+    assert!(matches!(err, Error::Poisoned { .. }), "{err}");
+    assert!(err.to_string().contains("restart"), "{err}");
+    assert_eq!(s.get("f", b"acked").unwrap().as_deref(), Some(&b"1"[..]));
+    assert_eq!(
+        s.get("f", b"unacked").unwrap(),
+        None,
+        "never acknowledged, never visible"
+    );
+    // Other namespaces have their own files and keep working.
+    s.put("g", b"k", b"v", 0).unwrap();
+    s.crash();
+    let s = open(dir.path(), &clock);
+    s.put("f", b"later", b"3", 0).unwrap();
+    assert_eq!(s.get("f", b"acked").unwrap().as_deref(), Some(&b"1"[..]));
+}
+
+#[test]
+fn enospc_when_growing_a_counter_bucket_is_an_error_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let (s, io) = faulty(dir.path(), &clock);
+    s.add("c", b"k", 1).unwrap();
+    io.arm(Fault::AllocateEnospc, 0);
+    clock.advance(3600);
+    assert!(s.add("c", b"k", 1).is_err(), "a new bucket needs space");
+    io.disarm();
+    assert_eq!(s.add("c", b"k", 1).unwrap(), 1);
+}
