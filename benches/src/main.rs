@@ -1,1 +1,344 @@
-fn main() {}
+//! `dstash-benches engine`: dstash's engine side by side with heed (LMDB) and candystore
+//! in one run, pogreb-bench's shape, printed as a Markdown table with ratios.
+//!
+//! ```text
+//! cargo run -p dstash-benches --release -- engine [--keys N] [--runs R] [--kill-keys A,B]
+//! ```
+
+mod engines;
+mod workload;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use dstash_storage::{PutEntry, Store, SyncMode};
+
+use engines::*;
+
+struct Args {
+    keys: u64,
+    runs: usize,
+    kill_keys: Vec<u64>,
+}
+
+fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut a = Args {
+        keys: 1_000_000,
+        runs: 3,
+        kill_keys: Vec::new(),
+    };
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--keys" => a.keys = val()?.parse().map_err(|e| format!("--keys: {e}"))?,
+            "--runs" => a.runs = val()?.parse().map_err(|e| format!("--runs: {e}"))?,
+            "--kill-keys" => {
+                a.kill_keys = val()?
+                    .split(',')
+                    .map(|s| s.parse().map_err(|e| format!("--kill-keys: {e}")))
+                    .collect::<Result<_, _>>()?
+            }
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    if a.kill_keys.is_empty() {
+        a.kill_keys = vec![a.keys];
+    }
+    Ok(a)
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let cmd = args.next().unwrap_or_default();
+    let result = match cmd.as_str() {
+        "engine" => parse(args).map(engine),
+        "kill-load" => child_load(args),
+        "reopen" => child_reopen(args),
+        _ => Err("usage: dstash-benches engine [--keys N] [--runs R] [--kill-keys A,B]".into()),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
+}
+
+/// One cell: the runs' values; reported as median and range.
+#[derive(Default, Clone)]
+struct Cell(Vec<f64>);
+
+impl Cell {
+    fn median(&self) -> f64 {
+        let mut v = self.0.clone();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    }
+    fn show(&self, unit: Unit) -> String {
+        if self.0.is_empty() {
+            return "n/a".into();
+        }
+        let lo = self.0.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = self.0.iter().copied().fold(0.0, f64::max);
+        if self.0.len() == 1 {
+            unit.fmt(self.median())
+        } else {
+            format!(
+                "{} ({}–{})",
+                unit.fmt(self.median()),
+                unit.fmt(lo),
+                unit.fmt(hi)
+            )
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Unit {
+    PerSec,
+    Nanos,
+    Millis,
+    MiB,
+}
+
+impl Unit {
+    fn fmt(self, x: f64) -> String {
+        match self {
+            Unit::PerSec if x >= 1e6 => format!("{:.2} M/s", x / 1e6),
+            Unit::PerSec => format!("{:.0} K/s", x / 1e3),
+            Unit::Nanos => format!("{:.2} µs", x / 1e3),
+            Unit::Millis => format!("{x:.0} ms"),
+            Unit::MiB => format!("{:.1} MiB", x / (1 << 20) as f64),
+        }
+    }
+}
+
+struct Row {
+    what: String,
+    unit: Unit,
+    dstash: Cell,
+    heed: Cell,
+    candy: Cell,
+    target: &'static str,
+}
+
+impl Row {
+    fn new(what: impl Into<String>, unit: Unit, target: &'static str) -> Self {
+        Row {
+            what: what.into(),
+            unit,
+            dstash: Cell::default(),
+            heed: Cell::default(),
+            candy: Cell::default(),
+            target,
+        }
+    }
+}
+
+fn ratio(a: &Cell, b: &Cell) -> String {
+    if a.0.is_empty() || b.0.is_empty() {
+        "".into()
+    } else {
+        format!(" (×{:.2})", a.median() / b.median())
+    }
+}
+
+fn engine(a: Args) {
+    let n = a.keys;
+    let reads = n.min(2_000_000);
+    let mut rows = vec![
+        Row::new(
+            format!("puts, single, no fsync ({n} keys)"),
+            Unit::PerSec,
+            "≥ 1 M/s",
+        ),
+        Row::new(
+            format!("puts, batches of 1,000, fsync per batch ({n} keys)"),
+            Unit::PerSec,
+            "≥ 500 K/s",
+        ),
+        Row::new(
+            format!("random gets, warm, 1 thread ({reads} reads)"),
+            Unit::PerSec,
+            "≥ 2 M/s",
+        ),
+        Row::new(
+            "add, 1 event per call, 10k keys, no fsync".to_string(),
+            Unit::PerSec,
+            "≥ 1 M/s",
+        ),
+        Row::new("count p50, 60 s window".to_string(), Unit::Nanos, ""),
+        Row::new("count p99, 60 s window".to_string(), Unit::Nanos, "< 5 µs"),
+    ];
+    for run in 0..a.runs {
+        eprintln!("run {}/{}", run + 1, a.runs);
+        let tmp = tempfile::tempdir_in(".").expect("tempdir");
+        {
+            let s = Store::open(tmp.path().join("d-never"), dstash_opts(SyncMode::Never))
+                .expect("open");
+            rows[0].dstash.0.push(dstash_put_single(&s, n));
+            rows[2].dstash.0.push(dstash_get_random(&s, n, reads));
+        }
+        {
+            let s = Store::open(tmp.path().join("d-always"), dstash_opts(SyncMode::Always))
+                .expect("open");
+            rows[1].dstash.0.push(dstash_put_batched(&s, n, 1000));
+        }
+        {
+            let s =
+                Store::open(tmp.path().join("d-add"), dstash_opts(SyncMode::Never)).expect("open");
+            rows[3].dstash.0.push(dstash_add(&s, 2_000_000, 10_000));
+            let (p50, p99) = dstash_count_latency(&s, 200_000, 10_000);
+            rows[4].dstash.0.push(p50);
+            rows[5].dstash.0.push(p99);
+        }
+        {
+            let dir = tmp.path().join("heed-nosync");
+            std::fs::create_dir_all(&dir).unwrap();
+            let h = Heed::open(&dir, true);
+            rows[0].heed.0.push(h.put(n, 10_000));
+            rows[2].heed.0.push(h.get_random(n, reads));
+        }
+        {
+            let dir = tmp.path().join("heed-sync");
+            std::fs::create_dir_all(&dir).unwrap();
+            rows[1].heed.0.push(Heed::open(&dir, false).put(n, 1000));
+        }
+        {
+            let c = Candy::open(&tmp.path().join("candy"));
+            rows[0].candy.0.push(c.put(n));
+            rows[2].candy.0.push(c.get_random(n, reads));
+        }
+    }
+    for &k in &a.kill_keys {
+        let (open_ms, rss, gets) = open_after_kill(k);
+        let mut r = Row::new(
+            format!("open after kill -9 ({k} keys)"),
+            Unit::Millis,
+            "< 1 s at 10M",
+        );
+        r.dstash.0.push(open_ms);
+        rows.push(r);
+        let mut r = Row::new(
+            format!("RssAnon after open ({k} keys)"),
+            Unit::MiB,
+            "< 32 MiB, flat",
+        );
+        r.dstash.0.push(rss);
+        rows.push(r);
+        let mut r = Row::new(
+            format!("random gets right after that open ({k} keys)"),
+            Unit::PerSec,
+            "",
+        );
+        r.dstash.0.push(gets);
+        rows.push(r);
+    }
+    println!("| workload | dstash | heed (LMDB) | candystore | target |");
+    println!("|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {}{} | {}{} | {} |",
+            r.what,
+            r.dstash.show(r.unit),
+            r.heed.show(r.unit),
+            ratio(&r.dstash, &r.heed),
+            r.candy.show(r.unit),
+            ratio(&r.dstash, &r.candy),
+            r.target
+        );
+    }
+    println!();
+    println!("Median of {} runs (range in brackets); ×N is dstash ÷ that engine. heed writes in transactions of 10,000 (no fsync row, NO_SYNC) or 1,000 (fsync row); candystore has no fsync control, so its fsync row is n/a.", a.runs);
+}
+
+/// Loads `n` keys in a child, kills it with SIGKILL, then opens the store in a fresh child.
+/// Returns (open ms, RssAnon bytes after open, gets/s right after).
+fn open_after_kill(n: u64) -> (f64, f64, f64) {
+    let exe = std::env::current_exe().expect("exe");
+    let tmp = tempfile::tempdir_in(".").expect("tempdir");
+    let dir = tmp.path().join("kill");
+    let mut child = Command::new(&exe)
+        .args(["kill-load", dir.to_str().unwrap(), &n.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn loader");
+    let out = child.stdout.take().unwrap();
+    let loaded = BufReader::new(out)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l == "LOADED");
+    assert!(loaded, "loader failed");
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+    let out = Command::new(&exe)
+        .args(["reopen", dir.to_str().unwrap(), &n.to_string()])
+        .output()
+        .expect("spawn reopen");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| -> f64 {
+        text.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("reopen printed no {name}: {text}"))
+    };
+    (field("open_ms="), field("rss_anon="), field("gets_per_s="))
+}
+
+fn child_load(mut args: impl Iterator<Item = String>) -> Result<(), String> {
+    let dir = args.next().ok_or("dir")?;
+    let n: u64 = args
+        .next()
+        .ok_or("n")?
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let s = Store::open(&dir, dstash_opts(SyncMode::Never)).map_err(|e| e.to_string())?;
+    let mut i = 0;
+    while i < n {
+        let end = (i + 1000).min(n);
+        let kv: Vec<(Vec<u8>, Vec<u8>)> = (i..end)
+            .map(|j| {
+                let (mut k, mut v) = (Vec::new(), Vec::new());
+                workload::key(j, &mut k);
+                workload::value(j, &mut v);
+                (k, v)
+            })
+            .collect();
+        let e: Vec<PutEntry> = kv
+            .iter()
+            .map(|(k, v)| PutEntry {
+                key: k,
+                value: v,
+                ttl_secs: 0,
+            })
+            .collect();
+        s.put_many("bench", &e).map_err(|e| e.to_string())?;
+        i = end;
+    }
+    println!("LOADED");
+    // Wait to be killed: nothing is closed cleanly.
+    loop {
+        std::thread::park();
+    }
+}
+
+fn child_reopen(mut args: impl Iterator<Item = String>) -> Result<(), String> {
+    let dir = args.next().ok_or("dir")?;
+    let n: u64 = args
+        .next()
+        .ok_or("n")?
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let t = Instant::now();
+    let s =
+        Store::open(Path::new(&dir), dstash_opts(SyncMode::Never)).map_err(|e| e.to_string())?;
+    let open_ms = t.elapsed().as_secs_f64() * 1e3;
+    let rss = workload::rss_anon();
+    let keys = s.stats().iter().map(|n| n.kv.keys).sum::<u64>();
+    if keys != n {
+        return Err(format!("reopened with {keys} keys, loaded {n}"));
+    }
+    let gets = dstash_get_random(&s, n, n.min(200_000));
+    println!("open_ms={open_ms:.1} rss_anon={rss} gets_per_s={gets:.0}");
+    Ok(())
+}
