@@ -18,6 +18,8 @@ use dstash_storage::{PutEntry, Store, SyncMode};
 use engines::*;
 
 struct Args {
+    /// Run only dstash's rows (for profiling).
+    only_dstash: bool,
     keys: u64,
     runs: usize,
     kill_keys: Vec<u64>,
@@ -25,6 +27,7 @@ struct Args {
 
 fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut a = Args {
+        only_dstash: false,
         keys: 1_000_000,
         runs: 3,
         kill_keys: Vec::new(),
@@ -34,6 +37,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         match flag.as_str() {
             "--keys" => a.keys = val()?.parse().map_err(|e| format!("--keys: {e}"))?,
             "--runs" => a.runs = val()?.parse().map_err(|e| format!("--runs: {e}"))?,
+            "--only-dstash" => a.only_dstash = true,
             "--kill-keys" => {
                 a.kill_keys = val()?
                     .split(',')
@@ -56,7 +60,10 @@ fn main() {
         "engine" => parse(args).map(engine),
         "kill-load" => child_load(args),
         "reopen" => child_reopen(args),
-        _ => Err("usage: dstash-benches engine [--keys N] [--runs R] [--kill-keys A,B]".into()),
+        _ => Err(
+            "usage: dstash-benches engine [--keys N] [--runs R] [--kill-keys A,B] [--only-dstash]"
+                .into(),
+        ),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
@@ -191,6 +198,9 @@ fn engine(a: Args) {
             let (p50, p99) = dstash_count_latency(&s, 200_000, 10_000);
             rows[4].dstash.0.push(p50);
             rows[5].dstash.0.push(p99);
+        }
+        if a.only_dstash {
+            continue;
         }
         {
             let dir = tmp.path().join("heed-nosync");

@@ -1,7 +1,9 @@
 //! A data segment: one append-only file of records.
 //!
-//! Appends go through the [`Io`] seam with `pwrite`; reads go through a read-only
-//! mapping sized to the segment's capacity, so the mapping never moves as the file grows.
+//! The file is mapped once at its full capacity, so the mapping never moves. Appends copy
+//! into the mapping (no syscall per write) after the file has been extended with zeros
+//! through the [`Io`] seam in steps, so a full disk is an error and never a SIGBUS. The file may therefore
+//! end in zeros past the last record; sealing and recovery cut it back to `len`.
 //! Invariant: bytes below `len` are written and never change until the file is removed.
 
 use std::fs::{File, OpenOptions};
@@ -19,6 +21,8 @@ const MAGIC: &[u8; 8] = b"DSTSEG\0\0";
 const VERSION: u32 = 1;
 /// Records start right after the header.
 pub const DATA_START: u64 = HEADER_LEN as u64;
+/// The file grows by this much at a time.
+const GROW: u64 = 8 << 20;
 
 pub fn file_name(id: u32) -> String {
     format!("seg-{id:010}.dat")
@@ -47,6 +51,8 @@ pub struct Segment {
     map: MmapRaw,
     capacity: u64,
     len: AtomicU64,
+    /// File length: disk blocks reserved for appends.
+    allocated: AtomicU64,
     io: Arc<dyn Io>,
 }
 
@@ -105,11 +111,9 @@ impl Segment {
             path: path.clone(),
             reason: "segment size does not fit in memory addresses".into(),
         })?;
-        // The mapping may extend past EOF; only bytes below `len` are ever touched.
-        let map = MmapOptions::new()
-            .len(map_len)
-            .map_raw_read_only(&file)
-            .at(&path)?;
+        let allocated = file.metadata().at(&path)?.len();
+        // The mapping may extend past EOF; only bytes below `allocated` are ever touched.
+        let map = MmapOptions::new().len(map_len).map_raw(&file).at(&path)?;
         let _ = map.advise(Advice::Random);
         Ok(Self {
             id,
@@ -118,6 +122,7 @@ impl Segment {
             map,
             capacity,
             len: AtomicU64::new(len),
+            allocated: AtomicU64::new(allocated),
             io,
         })
     }
@@ -159,22 +164,52 @@ impl Segment {
     }
 
     /// Appends `buf` and returns the offset it starts at. Only the namespace's writer calls this.
-    /// A failed write is cut back off the file; the error says whether that worked.
     pub fn append(&self, buf: &[u8]) -> std::result::Result<u64, AppendError> {
         let at = self.len();
-        debug_assert!(at + buf.len() as u64 <= self.capacity);
-        if let Err(e) = write_all_at(self.io.as_ref(), &self.file, buf, at) {
-            let clean = self.io.set_len(&self.file, at).is_ok();
-            return Err(AppendError {
-                error: Error::Io {
-                    path: self.path.clone(),
-                    source: e,
-                },
-                tail_clean: clean,
-            });
+        let end = at + buf.len() as u64;
+        debug_assert!(end <= self.capacity);
+        if end > self.allocated.load(Ordering::Relaxed) {
+            let want = end.div_ceil(GROW).saturating_mul(GROW).min(self.capacity);
+            let had = self.allocated.load(Ordering::Relaxed);
+            if let Err(e) = crate::fsutil::zero_fill(self.io.as_ref(), &self.file, had, want) {
+                // Only zeros were written past the last record: the tail is still clean.
+                return Err(AppendError {
+                    error: Error::Io {
+                        path: self.path.clone(),
+                        source: e,
+                    },
+                    tail_clean: true,
+                });
+            }
+            self.allocated.store(want, Ordering::Relaxed);
+            // SAFETY: [had, want) lies inside the mapping.
+            crate::fsutil::populate_write(
+                unsafe { self.map.as_mut_ptr().add(had as usize) },
+                (want - had) as usize,
+            );
         }
-        self.len.store(at + buf.len() as u64, Ordering::Release);
+        // SAFETY: [at, end) is inside the mapping and below the allocated file length, and
+        // no reader looks past `len`, which moves only after the copy.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                buf.as_ptr(),
+                self.map.as_mut_ptr().add(at as usize),
+                buf.len(),
+            );
+        }
+        self.len.store(end, Ordering::Release);
         Ok(at)
+    }
+
+    /// Cuts the file back to the data it holds (dropping preallocated zeros) and syncs it:
+    /// done when a segment is sealed or closed.
+    pub fn seal(&self) -> Result<()> {
+        let len = self.len();
+        if self.allocated.load(Ordering::Relaxed) != len {
+            self.io.set_len(&self.file, len).at(&self.path)?;
+            self.allocated.store(len, Ordering::Relaxed);
+        }
+        self.sync()
     }
 
     pub fn sync(&self) -> Result<()> {
@@ -183,9 +218,7 @@ impl Segment {
 
     /// Drops everything from `len` on: recovery's cut of a torn tail.
     pub fn truncate(&self, len: u64) -> Result<()> {
-        self.io.set_len(&self.file, len).at(&self.path)?;
-        self.io.sync_data(&self.file).at(&self.path)?;
         self.len.store(len, Ordering::Release);
-        Ok(())
+        self.seal()
     }
 }

@@ -30,16 +30,35 @@ fn short_write_then_enospc_fails_the_write_and_keeps_the_rest() {
     for i in 0..100 {
         s.put("f", &key(i), &value(i, 0), 0).unwrap();
     }
+    // Segments grow in steps written through the seam: keep writing until one must grow.
     io.arm(Fault::ShortWriteThenEnospc, 0);
-    let err = s.put("f", b"doomed", &[7; 1000], 0).unwrap_err();
+    let big = vec![7u8; 60_000];
+    let mut written = 0;
+    let err = loop {
+        match s.put("f", format!("big-{written}").as_bytes(), &big, 0) {
+            Ok(()) => written += 1,
+            Err(e) => break e,
+        }
+        assert!(written < 1000, "the fault never fired");
+    };
     assert!(err.to_string().contains("No space left"), "{err}");
     io.disarm();
-    // The partial bytes were cut off: the namespace keeps working.
+    // Only zeros went past the last record: the namespace keeps working.
     s.put("f", b"after", b"space freed", 0).unwrap();
-    assert_eq!(s.get("f", b"doomed").unwrap(), None);
     s.crash();
     let s = open(dir.path(), &clock);
-    assert_eq!(s.get("f", b"doomed").unwrap(), None);
+    assert_eq!(
+        s.get("f", format!("big-{written}").as_bytes()).unwrap(),
+        None
+    );
+    for b in 0..written {
+        assert_eq!(
+            s.get("f", format!("big-{b}").as_bytes())
+                .unwrap()
+                .as_deref(),
+            Some(&big[..])
+        );
+    }
     assert_eq!(
         s.get("f", b"after").unwrap().as_deref(),
         Some(&b"space freed"[..])

@@ -9,7 +9,7 @@ use dstash_storage::{Error, ManualClock};
 const N: u64 = 400;
 
 /// A crash image with N keys, half before and half after the last checkpoint.
-fn image() -> (tempfile::TempDir, ManualClock) {
+fn image() -> (tempfile::TempDir, ManualClock, u64) {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);
     let s = open(dir.path(), &clock);
@@ -19,8 +19,9 @@ fn image() -> (tempfile::TempDir, ManualClock) {
             s.checkpoint().unwrap();
         }
     }
+    let data_len = s.stats()[0].kv.data_bytes;
     s.crash();
-    (dir, clock)
+    (dir, clock, data_len)
 }
 
 /// Every key reads as its value, as absent, or as a corruption error: never a wrong value.
@@ -45,9 +46,7 @@ fn never_wrong(s: &dstash_storage::Store) -> (u64, u64, u64) {
 
 #[test]
 fn flipped_bits_in_records_are_caught() {
-    let (base, clock) = image();
-    let seg = kv_files(base.path(), "c", "seg-").pop().unwrap();
-    let len = std::fs::metadata(&seg).unwrap().len();
+    let (base, clock, len) = image();
     // Bits all over the segment: in checkpointed records (caught on read) and in
     // replayed ones (caught on open, skipped, counted).
     for (n, off) in (80..len).step_by(997).enumerate() {
@@ -70,7 +69,7 @@ fn flipped_bits_in_records_are_caught() {
 
 #[test]
 fn flipped_bits_in_index_pages_never_serve_wrong_values() {
-    let (base, clock) = image();
+    let (base, clock, _) = image();
     let index = kv_files(base.path(), "c", "index-").pop().unwrap();
     let len = std::fs::metadata(&index).unwrap().len();
     for (n, off) in (4096..len).step_by(331).enumerate() {
@@ -86,7 +85,7 @@ fn flipped_bits_in_index_pages_never_serve_wrong_values() {
 
 #[test]
 fn damaged_index_header_or_checkpoint_means_a_full_reindex_not_a_failure() {
-    let (base, clock) = image();
+    let (base, clock, _) = image();
     for victim in ["index-", "CHECKPOINT"] {
         let img = tempfile::tempdir().unwrap();
         copy_dir(base.path(), img.path());

@@ -76,10 +76,13 @@ impl Index {
             .open(&path)
             .at(&path)?;
         let len = PAGE + (SLOT << bits);
-        io.allocate(&file, len).at(&path)?;
+        crate::fsutil::zero_fill(io.as_ref(), &file, 0, len).at(&path)?;
         let hdr = header::encode(MAGIC, VERSION, [bits as u64, seed, gen, 0, 0, 0]);
         write_all_at(io.as_ref(), &file, &hdr, 0).at(&path)?;
-        Self::map(path, file, bits, seed, gen, io)
+        let ix = Self::map(path, file, bits, seed, gen, io)?;
+        // A new table is written all over soon: map it in one go rather than page by page.
+        crate::fsutil::populate_write(ix.map.as_mut_ptr(), ix.map.len());
+        Ok(ix)
     }
 
     /// Opens an index file, checking its header and size.

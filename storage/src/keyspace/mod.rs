@@ -168,27 +168,26 @@ impl Keyspace {
 
     /// The value stored under `key`, if present and unexpired.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let now = self.now();
         let t = self.tables.read();
-        self.get_locked(&t, key, now)
+        self.get_locked(&t, key)
     }
 
     /// Looks up every key under one read lock; results are in key order.
     pub fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
-        let now = self.now();
         let t = self.tables.read();
-        keys.iter().map(|k| self.get_locked(&t, k, now)).collect()
+        keys.iter().map(|k| self.get_locked(&t, k)).collect()
     }
 
-    fn get_locked(&self, t: &Tables, key: &[u8], now: u64) -> Result<Option<Vec<u8>>> {
+    fn get_locked(&self, t: &Tables, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let hash = key_hash(self.seed(t), key);
         let Some(loc) = t.index.find(hash, |l| key_at(&t.segments, l) == Some(key)) else {
             return Ok(None);
         };
         let rec = record_at(&t.segments, loc).unwrap_or(&[]);
         match record::decode(rec) {
+            // The clock is read only for records that carry a TTL.
             Ok((h, _, value)) if h.kind == Kind::Put => {
-                Ok((!h.expired(now)).then(|| value.to_vec()))
+                Ok((h.expires_at == 0 || !h.expired(self.now())).then(|| value.to_vec()))
             }
             Ok(_) => Ok(None),
             Err(e) => Err(self.corrupt(&t.segments, loc, e.describe())),
@@ -288,7 +287,7 @@ impl Keyspace {
     /// and starts the next.
     fn roll(&self, w: &mut Writer) -> Result<()> {
         w.active
-            .sync()
+            .seal()
             .inspect_err(|e| w.poisoned = Some(e.to_string()))?;
         let next = Arc::new(Segment::create(
             &self.dir,
@@ -467,8 +466,10 @@ impl Keyspace {
         active.sync()
     }
 
-    /// Checkpoints with the clean flag, leaving nothing to replay.
+    /// Trims the active segment and checkpoints with the clean flag: nothing to replay.
     pub fn close(&self) -> Result<()> {
+        let active = self.writer.lock().active.clone();
+        active.seal()?;
         self.checkpoint(true)
     }
 

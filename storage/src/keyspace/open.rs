@@ -230,6 +230,11 @@ impl Keyspace {
                         max_seq = max_seq.max(h.seq);
                         off += len as u64;
                     }
+                    Err(_) if rest.iter().all(|&b| b == 0) => {
+                        // Preallocated space past the last record: the clean end.
+                        seg.truncate(off)?;
+                        break;
+                    }
                     Err(e) => {
                         if let Some(skip) = resync(rest) {
                             // Damage in the middle of the log, not a torn tail: valid
