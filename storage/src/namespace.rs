@@ -38,6 +38,7 @@ impl Namespace {
         let kv = Arc::new(Keyspace::open(&dir.join("kv"), name, opts.clone())?);
         let counters = Arc::new(Counters::open(
             &dir.join("counters"),
+            name,
             retention,
             opts.clone(),
         )?);

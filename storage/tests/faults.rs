@@ -111,3 +111,45 @@ fn enospc_when_growing_a_counter_bucket_is_an_error_not_a_crash() {
     io.disarm();
     assert_eq!(s.add("c", b"k", 1).unwrap(), 1);
 }
+
+#[test]
+fn enospc_while_growing_the_index_fails_the_write_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let (s, io) = faulty(dir.path(), &clock);
+    s.put("g", b"first", b"v", 0).unwrap();
+    let slots = s.stats()[0].kv.index_slots;
+    // Fill to just below the growth threshold (three-quarters of the slots).
+    let below = slots * 3 / 4 - 2;
+    for i in 1..below {
+        s.put("g", &key(i), b"v", 0).unwrap();
+    }
+    io.arm(Fault::Enospc, 0);
+    let mut failed = None;
+    for i in below..below + 4 {
+        if let Err(e) = s.put("g", &key(i), b"v", 0) {
+            failed = Some((i, e));
+            break;
+        }
+    }
+    let (i, err) = failed.expect("growing the index needed space");
+    assert!(err.to_string().contains("No space left"), "{err}");
+    io.disarm();
+    assert_eq!(
+        s.get("g", &key(i)).unwrap(),
+        None,
+        "the failed write left nothing"
+    );
+    s.put("g", &key(i), b"v", 0).unwrap();
+    assert!(
+        s.stats()[0].kv.index_slots > slots,
+        "grew once space came back"
+    );
+    for j in 1..=i {
+        assert_eq!(
+            s.get("g", &key(j)).unwrap().as_deref(),
+            Some(&b"v"[..]),
+            "key {j}"
+        );
+    }
+}

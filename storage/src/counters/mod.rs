@@ -35,6 +35,7 @@ struct CounterWriter {
 }
 
 pub struct Counters {
+    ns: String,
     dir: PathBuf,
     opts: Arc<Options>,
     seed: u64,
@@ -53,7 +54,7 @@ pub struct CounterStats {
 }
 
 impl Counters {
-    pub fn open(dir: &Path, retention: u32, opts: Arc<Options>) -> Result<Self> {
+    pub fn open(dir: &Path, ns: &str, retention: u32, opts: Arc<Options>) -> Result<Self> {
         std::fs::create_dir_all(dir).at(dir)?;
         let mut buckets = BTreeMap::new();
         for e in std::fs::read_dir(dir).at(dir)? {
@@ -81,6 +82,7 @@ impl Counters {
             .next()
             .map_or_else(random_seed, |b| b.seed());
         let c = Self {
+            ns: ns.to_string(),
             dir: dir.to_path_buf(),
             opts,
             seed,
@@ -128,7 +130,15 @@ impl Counters {
             t
         };
         if self.opts.sync == SyncMode::Always {
-            self.group.wait_durable(ticket, || self.sync_dirty())?;
+            self.group
+                .wait_durable(ticket, || self.sync_dirty())
+                .map_err(|e| match e {
+                    Error::Poisoned { cause, .. } => Error::Poisoned {
+                        ns: self.ns.clone(),
+                        cause,
+                    },
+                    e => e,
+                })?;
         }
         let retention = self.retention();
         items

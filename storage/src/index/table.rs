@@ -210,14 +210,9 @@ impl Index {
         }
     }
 
-    /// True when one more key would push the table past its load limit.
-    pub fn is_full(&self) -> bool {
-        (self.live() + self.tombstones() + 1) * 4 > (self.capacity() as u64) * 3
-    }
-
     /// Points the key at `loc`, returning where it pointed before. With `dedup` (replay),
     /// also clears any later copy of the key a crash may have left in its probe run.
-    /// The caller grows the table first when [`is_full`](Self::is_full).
+    /// The caller keeps the table below three-quarters full, so a probe run always ends.
     pub fn upsert(
         &self,
         hash: u64,
@@ -326,10 +321,11 @@ impl Index {
         self.set_counts(live, tomb);
     }
 
-    /// Copies every live entry into a new generation sized for `live` keys at half load.
-    pub fn rebuilt(&self, dir: &Path, gen: u64) -> Result<Index> {
+    /// Copies every live entry into a new generation sized for them plus `extra` more
+    /// at half load.
+    pub fn rebuilt(&self, dir: &Path, gen: u64, extra: u64) -> Result<Index> {
         let mut bits = MIN_BITS;
-        while (1u64 << bits) < (self.live() + 1) * 2 {
+        while (1u64 << bits) < (self.live() + extra + 1) * 2 {
             bits += 1;
         }
         let next = Index::create(dir, gen, bits, self.seed, self.io.clone())?;
@@ -417,7 +413,7 @@ mod tests {
             seen += 1;
         });
         assert_eq!(seen, model.len());
-        let next = ix.rebuilt(dir.path(), 2).unwrap();
+        let next = ix.rebuilt(dir.path(), 2, 0).unwrap();
         assert_eq!(next.live(), ix.live());
     }
 

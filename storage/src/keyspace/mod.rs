@@ -130,6 +130,8 @@ pub struct Keyspace {
     group: GroupCommit,
     turnstile: Turnstile,
     ckpt: Mutex<CheckpointState>,
+    /// Index entries appended but not yet applied (group commit in progress).
+    in_flight: AtomicU64,
     pub metrics: KeyspaceMetrics,
 }
 
@@ -219,6 +221,7 @@ impl Keyspace {
         if let Some(cause) = &w.poisoned {
             return Err(self.poisoned(cause));
         }
+        self.reserve(writes.len() as u64)?;
         let mut pending = Vec::with_capacity(writes.len());
         let seed = self.tables.read().index.seed;
         for write in writes {
@@ -320,6 +323,8 @@ impl Keyspace {
         }
         let ticket = w.next_ticket;
         w.next_ticket += 1;
+        self.in_flight
+            .fetch_add(pending.len() as u64, Ordering::Relaxed);
         drop(w);
         let durable = self.group.wait_durable(ticket, || {
             let (active, covered) = {
@@ -328,12 +333,17 @@ impl Keyspace {
             };
             active.sync().map(|()| covered)
         });
+        let in_flight = &self.in_flight;
+        let done = || in_flight.fetch_sub(pending.len() as u64, Ordering::Relaxed);
         self.turnstile.pass(ticket, || match durable {
             Ok(()) => {
                 let mut t = self.tables.write();
-                Ok(self.apply(&mut t, pending, end, false))
+                let out = self.apply(&mut t, pending, end, false);
+                done();
+                Ok(out)
             }
             Err(e) => {
+                done();
                 self.writer
                     .lock()
                     .poisoned
@@ -365,32 +375,35 @@ impl Keyspace {
         let now = self.now();
         let mut out = Vec::with_capacity(pending.len());
         for p in pending {
-            if t.index.is_full() {
-                self.grow(t);
-            }
             out.push(apply_one(t, p, dedup, now));
         }
         t.applied_end = t.applied_end.max(end);
         out
     }
 
-    /// Replaces the index with a larger generation. The old file stays until a checkpoint
-    /// names the new one, so recovery always finds the generation its checkpoint names.
-    fn grow(&self, t: &mut Tables) {
-        let gen = t.next_index_gen;
-        match t.index.rebuilt(&self.dir, gen) {
-            Ok(next) => {
-                tracing::info!(ns = %self.ns, slots = next.capacity(), "index grown");
-                t.next_index_gen += 1;
-                t.index = Arc::new(next);
-            }
-            // Growing is an optimisation until the table is truly full; keep going at a
-            // higher load rather than fail the write.
-            Err(e) if (t.index.live() + t.index.tombstones()) < t.index.capacity() as u64 - 1 => {
-                tracing::error!(ns = %self.ns, "cannot grow the index: {e}");
-            }
-            Err(e) => panic!("index full and cannot grow: {e}"),
+    /// Makes sure the index has room for `n` more keys beyond those applied and in
+    /// flight, growing it first if not. Called before anything is appended, so a failure
+    /// (a full disk) fails the write cleanly instead of leaving a record unindexable.
+    fn reserve(&self, n: u64) -> Result<()> {
+        let extra = n + self.in_flight.load(Ordering::Relaxed);
+        if !needs_room(&self.tables.read(), extra) {
+            return Ok(());
         }
+        self.grow(&mut self.tables.write(), extra)
+    }
+
+    /// Replaces the index with a generation sized for its keys plus `extra` at half load.
+    /// The old file stays until a checkpoint names the new one, so recovery always finds
+    /// the generation its checkpoint names.
+    pub(crate) fn grow(&self, t: &mut Tables, extra: u64) -> Result<()> {
+        if !needs_room(t, extra) {
+            return Ok(());
+        }
+        let next = t.index.rebuilt(&self.dir, t.next_index_gen, extra)?;
+        tracing::info!(ns = %self.ns, slots = next.capacity(), "index grown");
+        t.next_index_gen += 1;
+        t.index = Arc::new(next);
+        Ok(())
     }
 
     /// Makes the index durable up to the applied position and records it, so recovery
@@ -502,6 +515,11 @@ impl Pending {
             Pending::Unindex { .. } => 0,
         }
     }
+}
+
+/// True when `extra` more keys would push the index past three-quarters full.
+fn needs_room(t: &Tables, extra: u64) -> bool {
+    (t.index.live() + t.index.tombstones() + extra + 1) * 4 > (t.index.capacity() as u64) * 3
 }
 
 fn record_len(segments: &BTreeMap<u32, Arc<Segment>>, loc: Loc) -> u64 {

@@ -157,6 +157,7 @@ pub(super) fn open(dir: &Path, ns: &str, opts: Arc<Options>) -> Result<Keyspace>
         group: GroupCommit::default(),
         turnstile: Turnstile::new(1),
         ckpt: Mutex::new(CheckpointState::default()),
+        in_flight: Default::default(),
         metrics: KeyspaceMetrics::default(),
     };
     {
@@ -262,6 +263,7 @@ impl Keyspace {
             }
             replayed += batch.len() as u64;
             let end = Loc::new(seg.id, off).0;
+            self.grow(&mut t, batch.len() as u64)?;
             self.apply(&mut t, &batch, end, true);
         }
         self.metrics
