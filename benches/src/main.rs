@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use dstash_storage::{PutEntry, Store, SyncMode};
+use dstash_storage::{Store, SyncMode};
 
 use engines::*;
 
@@ -222,27 +222,29 @@ fn engine(a: Args) {
     }
     for &k in &a.kill_keys {
         let (open_ms, rss, gets) = open_after_kill(k);
-        let mut r = Row::new(
+        let mut add = |what: String, unit, target, value| {
+            let mut r = Row::new(what, unit, target);
+            r.dstash.0.push(value);
+            rows.push(r);
+        };
+        add(
             format!("open after kill -9 ({k} keys)"),
             Unit::Millis,
             "< 1 s at 10M",
+            open_ms,
         );
-        r.dstash.0.push(open_ms);
-        rows.push(r);
-        let mut r = Row::new(
+        add(
             format!("RssAnon after open ({k} keys)"),
             Unit::MiB,
             "< 32 MiB, flat",
+            rss,
         );
-        r.dstash.0.push(rss);
-        rows.push(r);
-        let mut r = Row::new(
+        add(
             format!("random gets right after that open ({k} keys)"),
             Unit::PerSec,
             "",
+            gets,
         );
-        r.dstash.0.push(gets);
-        rows.push(r);
     }
     println!("| workload | dstash | heed (LMDB) | candystore | target |");
     println!("|---|---|---|---|---|");
@@ -303,28 +305,7 @@ fn child_load(mut args: impl Iterator<Item = String>) -> Result<(), String> {
         .parse()
         .map_err(|e| format!("{e}"))?;
     let s = Store::open(&dir, dstash_opts(SyncMode::Never)).map_err(|e| e.to_string())?;
-    let mut i = 0;
-    while i < n {
-        let end = (i + 1000).min(n);
-        let kv: Vec<(Vec<u8>, Vec<u8>)> = (i..end)
-            .map(|j| {
-                let (mut k, mut v) = (Vec::new(), Vec::new());
-                workload::key(j, &mut k);
-                workload::value(j, &mut v);
-                (k, v)
-            })
-            .collect();
-        let e: Vec<PutEntry> = kv
-            .iter()
-            .map(|(k, v)| PutEntry {
-                key: k,
-                value: v,
-                ttl_secs: 0,
-            })
-            .collect();
-        s.put_many("bench", &e).map_err(|e| e.to_string())?;
-        i = end;
-    }
+    dstash_put_batched(&s, n, 1000);
     println!("LOADED");
     // Wait to be killed: nothing is closed cleanly.
     loop {

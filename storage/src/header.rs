@@ -69,6 +69,45 @@ pub fn decode(path: &Path, bytes: &[u8], magic: &[u8; 8], version: u32) -> Resul
     Ok(fields)
 }
 
+/// Opens an existing store file read-write and checks its header; returns the file and
+/// the header's fields.
+pub fn open_checked(
+    path: &Path,
+    magic: &[u8; 8],
+    version: u32,
+) -> Result<(std::fs::File, [u64; FIELDS])> {
+    use crate::error::IoContext;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .at(path)?;
+    let mut hdr = [0u8; HEADER_LEN];
+    let n = std::os::unix::fs::FileExt::read_at(&file, &mut hdr, 0).at(path)?;
+    let fields = decode(path, &hdr[..n], magic, version)?;
+    Ok((file, fields))
+}
+
+/// Creates (or truncates) a store file and writes its header through the seam.
+pub fn create(
+    io: &dyn crate::io::Io,
+    path: &Path,
+    magic: &[u8; 8],
+    version: u32,
+    fields: [u64; FIELDS],
+) -> Result<std::fs::File> {
+    use crate::error::IoContext;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .at(path)?;
+    crate::io::write_all_at(io, &file, &encode(magic, version, fields), 0).at(path)?;
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

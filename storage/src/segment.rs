@@ -75,15 +75,8 @@ impl Segment {
 
     /// Opens an existing segment; `len` is its file length until recovery says otherwise.
     pub fn open(path: &Path, capacity: u64, io: Arc<dyn Io>) -> Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .at(path)?;
+        let (file, fields) = header::open_checked(path, MAGIC, VERSION)?;
         let file_len = file.metadata().at(path)?.len();
-        let mut hdr = [0u8; HEADER_LEN];
-        let n = std::os::unix::fs::FileExt::read_at(&file, &mut hdr, 0).at(path)?;
-        let fields = header::decode(path, &hdr[..n], MAGIC, VERSION)?;
         let id = u32::try_from(fields[0]).map_err(|_| Error::BadFile {
             path: path.to_path_buf(),
             reason: "segment id out of range".into(),

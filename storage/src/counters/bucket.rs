@@ -12,7 +12,7 @@
 //! Invariant: a slot is published by storing its hash last, after its key and counts, so
 //! a reader or a crash never sees a slot half made. Slots are never reused.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -73,17 +73,10 @@ impl Bucket {
         io: Arc<dyn Io>,
     ) -> Result<Self> {
         let bits = bits.clamp(MIN_BITS, MAX_BITS);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .at(path)?;
+        let fields = [t0, span as u64, bits as u64, seed, 0, 0];
+        let file = header::create(io.as_ref(), path, MAGIC, VERSION, fields)?;
         let heap_at = PAGE + (slot_len(span) as u64) * (1u64 << bits);
         io.allocate(&file, heap_at + HEAP_GROW).at(path)?;
-        let hdr = header::encode(MAGIC, VERSION, [t0, span as u64, bits as u64, seed, 0, 0]);
-        write_all_at(io.as_ref(), &file, &hdr, 0).at(path)?;
         write_all_at(
             io.as_ref(),
             &file,
@@ -95,14 +88,7 @@ impl Bucket {
     }
 
     pub fn open(path: &Path, io: Arc<dyn Io>) -> Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .at(path)?;
-        let mut hdr = [0u8; header::HEADER_LEN];
-        let n = std::os::unix::fs::FileExt::read_at(&file, &mut hdr, 0).at(path)?;
-        let f = header::decode(path, &hdr[..n], MAGIC, VERSION)?;
+        let (file, f) = header::open_checked(path, MAGIC, VERSION)?;
         let (t0, span, bits, seed) = (f[0], f[1] as u32, f[2] as u32, f[3]);
         if span == 0 || span > 3600 || !(MIN_BITS..=MAX_BITS).contains(&bits) {
             return Err(Error::BadFile {

@@ -1,6 +1,6 @@
 //! Index file: header, slot access and the probe operations.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use memmap2::{MmapOptions, MmapRaw};
 use super::probe::{ProbeTable, Slot};
 use crate::error::{Error, IoContext, Result};
 use crate::header;
-use crate::io::{write_all_at, Io};
+use crate::io::Io;
 
 const MAGIC: &[u8; 8] = b"DSTIDX\0\0";
 const VERSION: u32 = 1;
@@ -68,17 +68,10 @@ impl Index {
     pub fn create(dir: &Path, gen: u64, bits: u32, seed: u64, io: Arc<dyn Io>) -> Result<Self> {
         let bits = bits.clamp(MIN_BITS, MAX_BITS);
         let path = dir.join(file_name(gen));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .at(&path)?;
+        let fields = [bits as u64, seed, gen, 0, 0, 0];
+        let file = header::create(io.as_ref(), &path, MAGIC, VERSION, fields)?;
         let len = PAGE + (SLOT << bits);
-        crate::fsutil::zero_fill(io.as_ref(), &file, 0, len).at(&path)?;
-        let hdr = header::encode(MAGIC, VERSION, [bits as u64, seed, gen, 0, 0, 0]);
-        write_all_at(io.as_ref(), &file, &hdr, 0).at(&path)?;
+        crate::fsutil::zero_fill(io.as_ref(), &file, header::HEADER_LEN as u64, len).at(&path)?;
         let ix = Self::map(path, file, bits, seed, gen, io)?;
         // A new table is written all over soon: map it in one go rather than page by page.
         crate::fsutil::populate_write(ix.map.as_mut_ptr(), ix.map.len());
@@ -87,14 +80,7 @@ impl Index {
 
     /// Opens an index file, checking its header and size.
     pub fn open(path: &Path, io: Arc<dyn Io>) -> Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .at(path)?;
-        let mut hdr = [0u8; header::HEADER_LEN];
-        let n = std::os::unix::fs::FileExt::read_at(&file, &mut hdr, 0).at(path)?;
-        let f = header::decode(path, &hdr[..n], MAGIC, VERSION)?;
+        let (file, f) = header::open_checked(path, MAGIC, VERSION)?;
         let bad = |reason: String| Error::BadFile {
             path: path.to_path_buf(),
             reason,
@@ -382,6 +368,7 @@ mod tests {
     use super::*;
     use crate::io::RealIo;
     use std::collections::HashMap;
+    use std::fs::OpenOptions;
 
     fn idx(dir: &Path) -> Index {
         Index::create(dir, 1, MIN_BITS, 7, Arc::new(RealIo)).unwrap()
