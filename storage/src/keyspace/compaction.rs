@@ -138,7 +138,6 @@ impl Keyspace {
     ) -> Result<(Vec<Live>, u64, Option<u64>)> {
         let now = self.now();
         let t = self.tables.read();
-        let seed = t.index.seed;
         let (mut live, mut dead) = (Vec::new(), 0);
         let mut at = off;
         while at < seg.len() && at - off < STEP_BYTES {
@@ -153,7 +152,7 @@ impl Keyspace {
             let loc = Loc::new(seg.id, at);
             let len = h.total_len() as u32;
             at += len as u64;
-            let hash = key_hash(seed, key);
+            let hash = key_hash(self.seed, key);
             let indexed = h.kind == Kind::Put
                 && t.index.find(hash, |l| key_at(&t.segments, l) == Some(key)) == Some(loc);
             if !indexed {

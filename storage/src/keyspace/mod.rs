@@ -123,6 +123,8 @@ pub struct KeyspaceStats {
 
 pub struct Keyspace {
     ns: String,
+    /// The index's hash seed: fixed for the keyspace's life (growth keeps it).
+    seed: u64,
     dir: PathBuf,
     opts: Arc<Options>,
     tables: RwLock<Tables>,
@@ -164,10 +166,6 @@ impl Keyspace {
         self.opts.clock.now_secs()
     }
 
-    fn seed(&self, t: &Tables) -> u64 {
-        t.index.seed
-    }
-
     /// The value stored under `key`, if present and unexpired.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let t = self.tables.read();
@@ -181,7 +179,7 @@ impl Keyspace {
     }
 
     fn get_locked(&self, t: &Tables, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let hash = key_hash(self.seed(t), key);
+        let hash = key_hash(self.seed, key);
         let Some(loc) = t.index.find(hash, |l| key_at(&t.segments, l) == Some(key)) else {
             return Ok(None);
         };
@@ -223,7 +221,6 @@ impl Keyspace {
         }
         self.reserve(writes.len() as u64)?;
         let mut pending = Vec::with_capacity(writes.len());
-        let seed = self.tables.read().index.seed;
         for write in writes {
             let (kind, key, value, expires_at) = match *write {
                 Write::Put {
@@ -238,7 +235,7 @@ impl Keyspace {
             let loc = self.stage(&mut w, |buf| {
                 record::encode(buf, kind, seq, expires_at, key, value)
             })?;
-            let hash = key_hash(seed, key);
+            let hash = key_hash(self.seed, key);
             let len = record::encoded_len(key, value) as u32;
             pending.push(match kind {
                 Kind::Put => Pending::Put {

@@ -18,6 +18,10 @@ use crate::options::Options;
 use crate::record::{self, DecodeError, Kind};
 use crate::segment::{self, Segment, DATA_START};
 
+/// Replay applies index changes in chunks of this many records, so a full reindex of a
+/// large segment does not hold all of them in memory.
+const REPLAY_CHUNK: usize = 1 << 16;
+
 /// Keep appending to the last segment only while it has this much room.
 const MIN_ACTIVE_ROOM: u64 = 1 << 20;
 
@@ -144,6 +148,7 @@ pub(super) fn open(dir: &Path, ns: &str, opts: Arc<Options>) -> Result<Keyspace>
     };
     let ks = Keyspace {
         ns: ns.to_string(),
+        seed: tables.index.seed,
         dir: dir.to_path_buf(),
         opts,
         tables: RwLock::new(tables),
@@ -190,6 +195,15 @@ fn bits_for(live: u64) -> u32 {
 }
 
 impl Keyspace {
+    /// Applies and clears a chunk of replayed changes that ends at `end`.
+    fn replay_chunk(&self, t: &mut Tables, batch: &mut Vec<Pending>, end: Loc) -> Result<u64> {
+        self.grow(t, batch.len() as u64)?;
+        self.apply(t, batch, end.0, true);
+        let n = batch.len() as u64;
+        batch.clear();
+        Ok(n)
+    }
+
     /// Re-applies every record from `start` to the end of the log, cutting a torn tail.
     /// Returns the largest sequence number seen.
     fn replay(&self, start: Loc, last: Option<u32>) -> Result<u64> {
@@ -199,7 +213,6 @@ impl Keyspace {
             .range(start.segment()..)
             .map(|(_, s)| s.clone())
             .collect();
-        let seed = t.index.seed;
         let mut max_seq = 0;
         let mut replayed = 0u64;
         for seg in segs {
@@ -217,7 +230,7 @@ impl Keyspace {
                 match record::decode(rest) {
                     Ok((h, key, _)) => {
                         let loc = Loc::new(seg.id, off);
-                        let hash = key_hash(seed, key);
+                        let hash = key_hash(self.seed, key);
                         let len = h.total_len() as u32;
                         batch.push(match h.kind {
                             Kind::Put => Pending::Put {
@@ -230,6 +243,10 @@ impl Keyspace {
                         });
                         max_seq = max_seq.max(h.seq);
                         off += len as u64;
+                        if batch.len() >= REPLAY_CHUNK {
+                            replayed +=
+                                self.replay_chunk(&mut t, &mut batch, Loc::new(seg.id, off))?;
+                        }
                     }
                     Err(_) if rest.iter().all(|&b| b == 0) => {
                         // Preallocated space past the last record: the clean end.
@@ -261,10 +278,7 @@ impl Keyspace {
                     }
                 }
             }
-            replayed += batch.len() as u64;
-            let end = Loc::new(seg.id, off).0;
-            self.grow(&mut t, batch.len() as u64)?;
-            self.apply(&mut t, &batch, end, true);
+            replayed += self.replay_chunk(&mut t, &mut batch, Loc::new(seg.id, off))?;
         }
         self.metrics
             .replayed_records
