@@ -126,13 +126,16 @@ impl Store {
             stop: Mutex::new(false),
             wake: Condvar::new(),
         });
-        let background = opts.background.then(|| {
-            let inner = inner.clone();
-            std::thread::Builder::new()
+        let background = if opts.background {
+            let bg = inner.clone();
+            let handle = std::thread::Builder::new()
                 .name("dstash-storage".into())
-                .spawn(move || inner.run_background())
-                .expect("spawn the storage background thread")
-        });
+                .spawn(move || bg.run_background())
+                .at(&inner.dir)?;
+            Some(handle)
+        } else {
+            None
+        };
         Ok(Self {
             inner,
             background,
