@@ -97,8 +97,8 @@ pub(super) fn open(dir: &Path, ns: &str, opts: Arc<Options>) -> Result<Keyspace>
             .ok()
     });
     let first = segments.keys().next().copied().unwrap_or(1);
-    let (index, start, ckpt) = match (loaded, ckpt) {
-        (Some(ix), Some(c)) => (ix, Loc(c.position), c),
+    let (index, start, ckpt, reindex) = match (loaded, ckpt) {
+        (Some(ix), Some(c)) => (ix, Loc(c.position), c, false),
         (_, c) => {
             if !segments.is_empty() {
                 tracing::warn!(
@@ -109,7 +109,7 @@ pub(super) fn open(dir: &Path, ns: &str, opts: Arc<Options>) -> Result<Keyspace>
             }
             let bits = c.as_ref().map_or(MIN_BITS, |c| bits_for(c.live));
             let ix = Index::create(dir, next_gen, bits, random_seed(), io.clone())?;
-            (ix, Loc::new(first, DATA_START), Checkpoint::default())
+            (ix, Loc::new(first, DATA_START), Checkpoint::default(), true)
         }
     };
     let gen = index.gen;
@@ -180,8 +180,32 @@ pub(super) fn open(dir: &Path, ns: &str, opts: Arc<Options>) -> Result<Keyspace>
         let mut w = ks.writer.lock();
         w.next_seq = w.next_seq.max(max_seq + 1);
     }
-    // Start the next crash's replay from here, and clear the clean flag.
-    ks.checkpoint(false)?;
+    if reindex {
+        // The new index generation must be named by a checkpoint before anything else.
+        ks.checkpoint(false)?;
+        return Ok(ks);
+    }
+    if ckpt.clean {
+        // From here on a crash must recount: clear the flag before the first write.
+        Checkpoint {
+            clean: false,
+            ..ckpt.clone()
+        }
+        .write(io.as_ref(), dir)?;
+    }
+    // The checkpoint on disk stays valid: replay is idempotent, so the next crash may
+    // replay the same records again. Open does not wait for a full index flush; the
+    // background thread checkpoints within the interval if anything was replayed.
+    {
+        let mut ck = ks.ckpt.lock();
+        ck.segment = start.segment();
+        ck.at_secs = ks.now();
+    }
+    if ks.metrics.replayed_records.load(Ordering::Relaxed) > 0 {
+        ks.metrics
+            .bytes_since_checkpoint
+            .store(1, Ordering::Relaxed);
+    }
     Ok(ks)
 }
 
