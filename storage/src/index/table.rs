@@ -218,7 +218,11 @@ impl Index {
                 free.get_or_insert(i);
             } else if self.hash_at(i) == hash && is_key(Loc(cur)) {
                 if old.is_none() {
-                    self.set_loc(i, loc.0);
+                    // Replay after a kill mostly finds the slot already right: leaving it
+                    // untouched spares a write fault on a clean page.
+                    if cur != loc.0 {
+                        self.set_loc(i, loc.0);
+                    }
                     old = Some(Loc(cur));
                     if !dedup {
                         return old;
