@@ -160,7 +160,20 @@ impl Segment {
     pub fn append(&self, buf: &[u8]) -> std::result::Result<u64, AppendError> {
         let at = self.len();
         let end = at + buf.len() as u64;
-        debug_assert!(end <= self.capacity);
+        if end > self.capacity {
+            // The writer rolls before this can happen; never copy past the mapping.
+            return Err(AppendError {
+                error: Error::BadFile {
+                    path: self.path.clone(),
+                    reason: format!(
+                        "append of {} bytes at {at} exceeds the segment size {}",
+                        buf.len(),
+                        self.capacity
+                    ),
+                },
+                tail_clean: true,
+            });
+        }
         if end > self.allocated.load(Ordering::Relaxed) {
             let want = end.div_ceil(GROW).saturating_mul(GROW).min(self.capacity);
             let had = self.allocated.load(Ordering::Relaxed);

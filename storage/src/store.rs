@@ -93,8 +93,10 @@ impl Store {
     /// Opens the store in `dir`, recovering every namespace in it.
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
+        // The largest record must fit an empty segment, after its header.
+        let largest_record = crate::record::RECORD_HEADER_LEN + MAX_KEY_LEN + opts.max_value_len;
         if opts.segment_size > u32::MAX as u64
-            || (opts.max_value_len + MAX_KEY_LEN + 64) as u64 > opts.segment_size
+            || largest_record as u64 + crate::segment::DATA_START > opts.segment_size
         {
             return Err(Error::InvalidOptions(format!(
                 "segment size {} must be at most 4 GiB and hold the largest record (max value {} bytes)",

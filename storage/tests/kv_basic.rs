@@ -223,3 +223,40 @@ fn values_survive_clean_reopen_without_replay() {
     assert_eq!(s.get("r", &key(7)).unwrap(), None);
     assert_eq!(s.get("r", &key(4999)).unwrap(), Some(value(4999, 0)));
 }
+
+#[test]
+fn the_largest_allowed_record_fits_an_empty_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    // The smallest segment the options accept for this value limit.
+    let max_value = 64 << 10;
+    let segment_size = (28 + 65_535 + max_value + 68) as u64;
+    let o = dstash_storage::Options {
+        segment_size,
+        max_value_len: max_value,
+        ..opts(&clock)
+    };
+    assert!(Store::open(
+        dir.path(),
+        dstash_storage::Options {
+            segment_size: segment_size - 1,
+            ..o.clone()
+        }
+    )
+    .is_err());
+    let s = Store::open(dir.path(), o).unwrap();
+    let k = vec![b'k'; 65_535];
+    let v = vec![b'v'; max_value];
+    s.put("big", b"small", b"first", 0).unwrap();
+    s.put("big", &k, &v, 0).unwrap();
+    s.put("big", &k[..10], &v, 0).unwrap();
+    assert_eq!(s.get("big", &k).unwrap().as_deref(), Some(&v[..]));
+    assert_eq!(
+        s.get("big", b"small").unwrap().as_deref(),
+        Some(&b"first"[..])
+    );
+    assert!(
+        s.stats()[0].kv.segments >= 3,
+        "each big record took a segment of its own"
+    );
+}
