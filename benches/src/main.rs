@@ -297,13 +297,15 @@ fn open_after_kill(n: u64) -> (f64, f64, f64) {
     (field("open_ms="), field("rss_anon="), field("gets_per_s="))
 }
 
-fn child_load(mut args: impl Iterator<Item = String>) -> Result<(), String> {
-    let dir = args.next().ok_or("dir")?;
-    let n: u64 = args
-        .next()
-        .ok_or("n")?
-        .parse()
-        .map_err(|e| format!("{e}"))?;
+/// A child's arguments: the data directory and the key count.
+fn dir_and_count(mut args: impl Iterator<Item = String>) -> Result<(String, u64), String> {
+    let dir = args.next().ok_or("missing data directory")?;
+    let n = args.next().ok_or("missing key count")?;
+    Ok((dir, n.parse().map_err(|e| format!("key count {n:?}: {e}"))?))
+}
+
+fn child_load(args: impl Iterator<Item = String>) -> Result<(), String> {
+    let (dir, n) = dir_and_count(args)?;
     let s = Store::open(&dir, dstash_opts(SyncMode::Never)).map_err(|e| e.to_string())?;
     dstash_put_batched(&s, n, 1000);
     println!("LOADED");
@@ -313,13 +315,8 @@ fn child_load(mut args: impl Iterator<Item = String>) -> Result<(), String> {
     }
 }
 
-fn child_reopen(mut args: impl Iterator<Item = String>) -> Result<(), String> {
-    let dir = args.next().ok_or("dir")?;
-    let n: u64 = args
-        .next()
-        .ok_or("n")?
-        .parse()
-        .map_err(|e| format!("{e}"))?;
+fn child_reopen(args: impl Iterator<Item = String>) -> Result<(), String> {
+    let (dir, n) = dir_and_count(args)?;
     let t = Instant::now();
     let s =
         Store::open(Path::new(&dir), dstash_opts(SyncMode::Never)).map_err(|e| e.to_string())?;

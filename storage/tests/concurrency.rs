@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use dstash_storage::io::FaultyIo;
-use dstash_storage::{ManualClock, Options, PutEntry, Store, SyncMode};
+use dstash_storage::{ManualClock, Options, Store, SyncMode};
 
 const WRITERS: u64 = 4;
 const BATCHES: u64 = 60;
@@ -44,15 +44,8 @@ fn writers_share_fsyncs_and_readers_see_every_acknowledged_batch() {
             std::thread::spawn(move || {
                 for b in 0..BATCHES {
                     let keys: Vec<Vec<u8>> = (0..PER_BATCH).map(|i| wkey(w, b, i)).collect();
-                    let entries: Vec<PutEntry> = keys
-                        .iter()
-                        .map(|k| PutEntry {
-                            key: k,
-                            value: k,
-                            ttl_secs: 0,
-                        })
-                        .collect();
-                    store.put_many("c", &entries).unwrap();
+                    // Each key is its own value, so readers can check what they get.
+                    store.put_many("c", &entries(&keys, &keys)).unwrap();
                     store.add("c", b"batches", 1).unwrap();
                     acked[w as usize].store(b + 1, Ordering::SeqCst);
                 }

@@ -7,7 +7,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dstash_storage::{Options, PutEntry, Store};
+mod common;
+
+use dstash_storage::{Options, Store};
 
 const CHILD_DIR: &str = "DSTASH_KILL9_CHILD_DIR";
 const CHILD_ROUND: &str = "DSTASH_KILL9_CHILD_ROUND";
@@ -41,16 +43,9 @@ fn kill9_child() {
     for batch in 0.. {
         let keys: Vec<Vec<u8>> = (0..BATCH).map(|i| key(round, batch, i)).collect();
         let vals: Vec<Vec<u8>> = (0..BATCH).map(|i| value(round, batch, i)).collect();
-        let entries: Vec<PutEntry> = keys
-            .iter()
-            .zip(&vals)
-            .map(|(k, v)| PutEntry {
-                key: k,
-                value: v,
-                ttl_secs: 0,
-            })
-            .collect();
-        store.put_many("crash", &entries).unwrap();
+        store
+            .put_many("crash", &common::entries(&keys, &vals))
+            .unwrap();
         store
             .add("crash", format!("adds-{round}").as_bytes(), 1)
             .unwrap();

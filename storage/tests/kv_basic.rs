@@ -25,16 +25,7 @@ fn put_get_delete_and_batches() {
 
     let keys: Vec<Vec<u8>> = (0..500).map(key).collect();
     let vals: Vec<Vec<u8>> = (0..500).map(|i| value(i, 1)).collect();
-    let entries: Vec<PutEntry> = keys
-        .iter()
-        .zip(&vals)
-        .map(|(k, v)| PutEntry {
-            key: k,
-            value: v,
-            ttl_secs: 0,
-        })
-        .collect();
-    s.put_many("users", &entries).unwrap();
+    s.put_many("users", &entries(&keys, &vals)).unwrap();
     let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
     let got = s.get_many("users", &refs).unwrap();
     for (i, g) in got.iter().enumerate() {

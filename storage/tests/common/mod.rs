@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use dstash_storage::{ManualClock, Options, Store, SyncMode};
+use dstash_storage::{ManualClock, Options, PutEntry, Store, SyncMode};
 
 pub const T0: u64 = 1_700_000_000;
 
@@ -72,4 +72,16 @@ pub fn flip_bit(path: &Path, offset: u64, bit: u8) {
     f.read_exact_at(&mut b, offset).unwrap();
     b[0] ^= 1 << bit;
     f.write_all_at(&b, offset).unwrap();
+}
+
+/// Batch entries (no TTL) pairing `keys[i]` with `values[i]`.
+pub fn entries<'a>(keys: &'a [Vec<u8>], values: &'a [Vec<u8>]) -> Vec<PutEntry<'a>> {
+    keys.iter()
+        .zip(values)
+        .map(|(k, v)| PutEntry {
+            key: k,
+            value: v,
+            ttl_secs: 0,
+        })
+        .collect()
 }
