@@ -1,0 +1,10 @@
+//! Generates the gRPC code with a vendored protoc: the build needs nothing outside cargo.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    // SAFETY (edition 2021: set_var is safe): build scripts are single-threaded.
+    std::env::set_var("PROTOC", protoc);
+    println!("cargo:rerun-if-changed=dstash/v1/dstash.proto");
+    tonic_prost_build::configure().compile_protos(&["dstash/v1/dstash.proto"], &["."])?;
+    Ok(())
+}

@@ -1,0 +1,201 @@
+//! Pins the wire contract: field numbers and types as bytes on the wire, and the
+//! service's method paths. Renumbering or renaming anything fails here.
+
+use dstash_proto::v1::*;
+use prost::Message;
+
+/// Protobuf key byte for a field: number << 3 | wire type (0 varint, 2 length-delimited).
+fn tag(field: u8, wire: u8) -> u8 {
+    (field << 3) | wire
+}
+
+#[test]
+fn put_request_fields() {
+    let m = PutRequest {
+        namespace: "ns".into(),
+        key: b"k".to_vec(),
+        value: b"v".to_vec(),
+        ttl_seconds: 5,
+    };
+    let want = [
+        tag(1, 2),
+        2,
+        b'n',
+        b's',
+        tag(2, 2),
+        1,
+        b'k',
+        tag(3, 2),
+        1,
+        b'v',
+        tag(4, 0),
+        5,
+    ];
+    assert_eq!(m.encode_to_vec(), want);
+    assert_eq!(PutRequest::decode(&want[..]).unwrap(), m);
+}
+
+#[test]
+fn lookup_and_delete_fields() {
+    let r = LookupResponse {
+        found: true,
+        value: b"x".to_vec(),
+    };
+    assert_eq!(r.encode_to_vec(), [tag(1, 0), 1, tag(2, 2), 1, b'x']);
+    let d = DeleteRequest {
+        namespace: "a".into(),
+        key: b"k".to_vec(),
+    };
+    assert_eq!(d.encode_to_vec(), [tag(1, 2), 1, b'a', tag(2, 2), 1, b'k']);
+    assert_eq!(
+        DeleteResponse { found: true }.encode_to_vec(),
+        [tag(1, 0), 1]
+    );
+}
+
+#[test]
+fn batch_messages_fields() {
+    let b = PutBatch {
+        namespace: "a".into(),
+        entries: vec![Entry {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            ttl_seconds: 2,
+        }],
+        batch_id: 7,
+    };
+    let entry = [tag(1, 2), 1, b'k', tag(2, 2), 1, b'v', tag(3, 0), 2];
+    let mut want = vec![tag(1, 2), 1, b'a', tag(2, 2), entry.len() as u8];
+    want.extend_from_slice(&entry);
+    want.extend_from_slice(&[tag(3, 0), 7]);
+    assert_eq!(b.encode_to_vec(), want);
+    assert_eq!(
+        PutBatchAck {
+            batch_id: 7,
+            written: 3
+        }
+        .encode_to_vec(),
+        [tag(1, 0), 7, tag(2, 0), 3]
+    );
+    let c = CountBatch {
+        namespace: "a".into(),
+        keys: vec![b"k".to_vec()],
+        window_seconds: 9,
+        batch_id: 4,
+    };
+    assert_eq!(
+        c.encode_to_vec(),
+        [
+            tag(1, 2),
+            1,
+            b'a',
+            tag(2, 2),
+            1,
+            b'k',
+            tag(3, 0),
+            9,
+            tag(4, 0),
+            4
+        ]
+    );
+    let r = CountBatchResult {
+        batch_id: 1,
+        counts: vec![3, 4],
+    };
+    // proto3 packs repeated scalars.
+    assert_eq!(r.encode_to_vec(), [tag(1, 0), 1, tag(2, 2), 2, 3, 4]);
+    let l = LookupBatchResult {
+        batch_id: 2,
+        results: vec![LookupResponse {
+            found: false,
+            value: vec![],
+        }],
+    };
+    assert_eq!(l.encode_to_vec(), [tag(1, 0), 2, tag(2, 2), 0]);
+}
+
+#[test]
+fn counter_and_listing_fields() {
+    let a = AddRequest {
+        namespace: "a".into(),
+        key: b"k".to_vec(),
+        n: 3,
+    };
+    assert_eq!(
+        a.encode_to_vec(),
+        [tag(1, 2), 1, b'a', tag(2, 2), 1, b'k', tag(3, 0), 3]
+    );
+    let c = CountRequest {
+        namespace: "a".into(),
+        key: b"k".to_vec(),
+        window_seconds: 60,
+    };
+    assert_eq!(
+        c.encode_to_vec(),
+        [tag(1, 2), 1, b'a', tag(2, 2), 1, b'k', tag(3, 0), 60]
+    );
+    assert_eq!(CountResponse { count: 1 }.encode_to_vec(), [tag(1, 0), 1]);
+    let k = KeysRequest {
+        namespace: "a".into(),
+        pattern: "*".into(),
+        limit: 2,
+        counters: true,
+    };
+    assert_eq!(
+        k.encode_to_vec(),
+        [
+            tag(1, 2),
+            1,
+            b'a',
+            tag(2, 2),
+            1,
+            b'*',
+            tag(3, 0),
+            2,
+            tag(4, 0),
+            1
+        ]
+    );
+    assert_eq!(
+        KeysChunk {
+            keys: vec![b"k".to_vec()]
+        }
+        .encode_to_vec(),
+        [tag(1, 2), 1, b'k']
+    );
+    let s = StatusResponse {
+        node_id: "n".into(),
+        keys: 1,
+        disk_bytes: 2,
+        ..Default::default()
+    };
+    assert_eq!(
+        s.encode_to_vec(),
+        [tag(1, 2), 1, b'n', tag(2, 0), 1, tag(3, 0), 2]
+    );
+}
+
+#[test]
+fn service_name_and_method_paths() {
+    assert_eq!(
+        dstash_proto::v1::dstash_server::SERVICE_NAME,
+        "dstash.v1.Dstash"
+    );
+    let generated = include_str!(concat!(env!("OUT_DIR"), "/dstash.v1.rs"));
+    for method in [
+        "Put",
+        "Lookup",
+        "Delete",
+        "BatchPut",
+        "BatchLookup",
+        "Add",
+        "Count",
+        "BatchAdd",
+        "BatchCount",
+        "Keys",
+        "Status",
+    ] {
+        let path = format!("\"/dstash.v1.Dstash/{method}\"");
+        assert!(generated.contains(&path), "missing {path}");
+    }
+}
