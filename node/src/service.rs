@@ -1,0 +1,358 @@
+//! The `Dstash` service: each handler converts the request, runs the store call on a
+//! blocking thread, and converts the answer back.
+//!
+//! Batch streams keep up to `max_in_flight` batches of one stream running at once and
+//! answer them in order (`buffered`); concurrent batches share fsyncs through the
+//! store's group commit, and each ack is sent only once its batch is durable.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use dstash_proto::v1::*;
+use dstash_proto::{Dstash, DstashServer};
+use dstash_storage::{PutEntry, Store};
+use futures_util::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::status::status;
+
+type Answers<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// Settings the service needs beyond the store.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub node_id: String,
+    /// Batches of one stream processed at once.
+    pub max_in_flight: usize,
+    /// Keys per `KeysChunk`.
+    pub keys_chunk: usize,
+    /// Largest gRPC message accepted or sent.
+    pub max_message_bytes: usize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            node_id: "dstash".into(),
+            max_in_flight: 8,
+            keys_chunk: 1000,
+            max_message_bytes: 64 << 20,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct NodeService {
+    store: Arc<Store>,
+    config: Arc<NodeConfig>,
+    started: Instant,
+}
+
+fn join_error(e: tokio::task::JoinError) -> Status {
+    Status::internal(format!("storage task failed: {e}"))
+}
+
+/// Runs a store call on a blocking thread: the engine is synchronous and may fsync.
+async fn blocking<T: Send + 'static>(
+    store: &Arc<Store>,
+    f: impl FnOnce(&Store) -> dstash_storage::Result<T> + Send + 'static,
+) -> Result<T, Status> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(join_error)?
+        .map_err(status)
+}
+
+/// Answers a stream of batches in order, with up to `in_flight` of them running at once.
+fn batches<In, Out>(
+    store: Arc<Store>,
+    input: Streaming<In>,
+    in_flight: usize,
+    run: fn(&Store, In) -> dstash_storage::Result<Out>,
+) -> Answers<Out>
+where
+    In: Send + 'static,
+    Out: Send + 'static,
+{
+    let answers = input
+        .map(move |batch| {
+            let store = store.clone();
+            async move {
+                let batch = batch?;
+                blocking(&store, move |s| run(s, batch)).await
+            }
+        })
+        .buffered(in_flight.max(1));
+    Box::pin(answers)
+}
+
+fn keys_of(keys: &[Vec<u8>]) -> Vec<&[u8]> {
+    keys.iter().map(Vec::as_slice).collect()
+}
+
+impl NodeService {
+    pub fn new(store: Arc<Store>, config: NodeConfig) -> Self {
+        Self {
+            store,
+            config: Arc::new(config),
+            started: Instant::now(),
+        }
+    }
+
+    /// The tonic service, with the configured message size limits.
+    pub fn into_server(self) -> DstashServer<Self> {
+        let max = self.config.max_message_bytes;
+        DstashServer::new(self)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max)
+    }
+}
+
+#[tonic::async_trait]
+impl Dstash for NodeService {
+    async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let r = req.into_inner();
+        blocking(&self.store, move |s| {
+            s.put(&r.namespace, &r.key, &r.value, r.ttl_seconds)
+        })
+        .await?;
+        Ok(Response::new(PutResponse {}))
+    }
+
+    async fn lookup(
+        &self,
+        req: Request<LookupRequest>,
+    ) -> Result<Response<LookupResponse>, Status> {
+        let r = req.into_inner();
+        let v = blocking(&self.store, move |s| s.get(&r.namespace, &r.key)).await?;
+        Ok(Response::new(LookupResponse {
+            found: v.is_some(),
+            value: v.unwrap_or_default(),
+        }))
+    }
+
+    async fn delete(
+        &self,
+        req: Request<DeleteRequest>,
+    ) -> Result<Response<DeleteResponse>, Status> {
+        let r = req.into_inner();
+        let found = blocking(&self.store, move |s| s.delete(&r.namespace, &r.key)).await?;
+        Ok(Response::new(DeleteResponse { found }))
+    }
+
+    type BatchPutStream = Answers<PutBatchAck>;
+
+    async fn batch_put(
+        &self,
+        req: Request<Streaming<PutBatch>>,
+    ) -> Result<Response<Self::BatchPutStream>, Status> {
+        Ok(Response::new(batches(
+            self.store.clone(),
+            req.into_inner(),
+            self.config.max_in_flight,
+            |s, b| {
+                let entries: Vec<PutEntry> = b
+                    .entries
+                    .iter()
+                    .map(|e| PutEntry {
+                        key: &e.key,
+                        value: &e.value,
+                        ttl_secs: e.ttl_seconds,
+                    })
+                    .collect();
+                s.put_many(&b.namespace, &entries)?;
+                Ok(PutBatchAck {
+                    batch_id: b.batch_id,
+                    written: entries.len() as u32,
+                })
+            },
+        )))
+    }
+
+    type BatchLookupStream = Answers<LookupBatchResult>;
+
+    async fn batch_lookup(
+        &self,
+        req: Request<Streaming<LookupBatch>>,
+    ) -> Result<Response<Self::BatchLookupStream>, Status> {
+        Ok(Response::new(batches(
+            self.store.clone(),
+            req.into_inner(),
+            self.config.max_in_flight,
+            |s, b| {
+                let values = s.get_many(&b.namespace, &keys_of(&b.keys))?;
+                let results = values
+                    .into_iter()
+                    .map(|v| LookupResponse {
+                        found: v.is_some(),
+                        value: v.unwrap_or_default(),
+                    })
+                    .collect();
+                Ok(LookupBatchResult {
+                    batch_id: b.batch_id,
+                    results,
+                })
+            },
+        )))
+    }
+
+    async fn add(&self, req: Request<AddRequest>) -> Result<Response<CountResponse>, Status> {
+        let r = req.into_inner();
+        let count = blocking(&self.store, move |s| s.add(&r.namespace, &r.key, r.n)).await?;
+        Ok(Response::new(CountResponse { count }))
+    }
+
+    async fn count(&self, req: Request<CountRequest>) -> Result<Response<CountResponse>, Status> {
+        let r = req.into_inner();
+        let count = blocking(&self.store, move |s| {
+            s.count(&r.namespace, &r.key, r.window_seconds)
+        })
+        .await?;
+        Ok(Response::new(CountResponse { count }))
+    }
+
+    type BatchAddStream = Answers<CountBatchResult>;
+
+    async fn batch_add(
+        &self,
+        req: Request<Streaming<AddBatch>>,
+    ) -> Result<Response<Self::BatchAddStream>, Status> {
+        Ok(Response::new(batches(
+            self.store.clone(),
+            req.into_inner(),
+            self.config.max_in_flight,
+            |s, b| {
+                let items: Vec<(&[u8], u32)> = b.keys.iter().map(|k| (k.as_slice(), 1)).collect();
+                let counts = s.add_many(&b.namespace, &items)?;
+                Ok(CountBatchResult {
+                    batch_id: b.batch_id,
+                    counts,
+                })
+            },
+        )))
+    }
+
+    type BatchCountStream = Answers<CountBatchResult>;
+
+    async fn batch_count(
+        &self,
+        req: Request<Streaming<CountBatch>>,
+    ) -> Result<Response<Self::BatchCountStream>, Status> {
+        Ok(Response::new(batches(
+            self.store.clone(),
+            req.into_inner(),
+            self.config.max_in_flight,
+            |s, b| {
+                let counts = s.count_many(&b.namespace, &keys_of(&b.keys), b.window_seconds)?;
+                Ok(CountBatchResult {
+                    batch_id: b.batch_id,
+                    counts,
+                })
+            },
+        )))
+    }
+
+    type KeysStream = Answers<KeysChunk>;
+
+    /// Streams matching keys in chunks; a bounded channel makes the lister wait for a
+    /// slow client instead of buffering the listing.
+    async fn keys(&self, req: Request<KeysRequest>) -> Result<Response<Self::KeysStream>, Status> {
+        let r = req.into_inner();
+        let (ns, pattern) = (r.namespace.clone(), r.pattern.clone());
+        let mut listing = blocking(&self.store, move |s| {
+            if r.counters {
+                s.counter_keys(&ns, &pattern)
+            } else {
+                s.keys(&ns, &pattern)
+            }
+        })
+        .await?;
+        let limit = if r.limit == 0 {
+            usize::MAX
+        } else {
+            r.limit as usize
+        };
+        let chunk = self.config.keys_chunk;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            let mut sent = 0;
+            let mut pending: Vec<Vec<u8>> = Vec::new();
+            while sent + pending.len() < limit {
+                match listing.next_chunk() {
+                    Ok(Some(keys)) => {
+                        pending.extend(keys);
+                        pending.truncate(limit - sent);
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(status(e)));
+                        return;
+                    }
+                }
+                while pending.len() >= chunk {
+                    let rest = pending.split_off(chunk);
+                    sent += chunk;
+                    if tx
+                        .blocking_send(Ok(KeysChunk {
+                            keys: std::mem::replace(&mut pending, rest),
+                        }))
+                        .is_err()
+                    {
+                        return; // the client went away
+                    }
+                }
+            }
+            pending.truncate(limit.saturating_sub(sent));
+            if !pending.is_empty() {
+                let _ = tx.blocking_send(Ok(KeysChunk { keys: pending }));
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn status(
+        &self,
+        _req: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        let store = self.store.clone();
+        let stats = tokio::task::spawn_blocking(move || store.stats())
+            .await
+            .map_err(join_error)?;
+        let namespaces: Vec<NamespaceStatus> = stats
+            .iter()
+            .map(|n| NamespaceStatus {
+                name: n.name.clone(),
+                keys: n.kv.keys,
+                segments: n.kv.segments,
+                data_bytes: n.kv.data_bytes,
+                dead_bytes: n.kv.dead_bytes,
+                index_bytes: n.kv.index_bytes,
+                counter_buckets: n.counters.buckets,
+                counter_bytes: n.counters.disk_bytes,
+                retention_seconds: n.retention_secs,
+                corrupt_records: n.kv.corrupt_records,
+            })
+            .collect();
+        let sync_mode = match self.store.options().sync {
+            dstash_storage::SyncMode::Always => "always".to_string(),
+            dstash_storage::SyncMode::Interval(d) => format!("interval:{}", d.as_millis()),
+            dstash_storage::SyncMode::Never => "never".to_string(),
+        };
+        Ok(Response::new(StatusResponse {
+            node_id: self.config.node_id.clone(),
+            keys: namespaces.iter().map(|n| n.keys).sum(),
+            disk_bytes: namespaces
+                .iter()
+                .map(|n| n.data_bytes + n.index_bytes + n.counter_bytes)
+                .sum(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            sync_mode,
+            uptime_seconds: self.started.elapsed().as_secs(),
+            namespaces,
+        }))
+    }
+}

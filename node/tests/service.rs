@@ -1,0 +1,367 @@
+//! The service over real gRPC on a loopback port: every RPC, and the error paths.
+
+use std::sync::Arc;
+
+use dstash_node::{NodeConfig, NodeService};
+use dstash_proto::v1::*;
+use dstash_proto::DstashClient;
+use dstash_storage::{Options, Store};
+use tonic::transport::{Channel, Server};
+use tonic::Code;
+
+struct Node {
+    client: DstashClient<Channel>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), Options::default()).unwrap());
+    let config = NodeConfig {
+        node_id: "node-a".into(),
+        keys_chunk: 100,
+        ..NodeConfig::default()
+    };
+    let service = NodeService::new(store, config).into_server();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let client = DstashClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap()
+        .max_encoding_message_size(64 << 20)
+        .max_decoding_message_size(64 << 20);
+    Node { client, _dir: dir }
+}
+
+fn put(ns: &str, key: &[u8], value: &[u8]) -> PutRequest {
+    PutRequest {
+        namespace: ns.into(),
+        key: key.to_vec(),
+        value: value.to_vec(),
+        ttl_seconds: 0,
+    }
+}
+
+fn lookup(ns: &str, key: &[u8]) -> LookupRequest {
+    LookupRequest {
+        namespace: ns.into(),
+        key: key.to_vec(),
+    }
+}
+
+#[tokio::test]
+async fn unary_put_lookup_delete() {
+    let mut c = start().await.client;
+    c.put(put("u", b"alice", b"1")).await.unwrap();
+    let r = c.lookup(lookup("u", b"alice")).await.unwrap().into_inner();
+    assert_eq!((r.found, r.value.as_slice()), (true, &b"1"[..]));
+    let r = c.lookup(lookup("u", b"bob")).await.unwrap().into_inner();
+    assert_eq!((r.found, r.value.len()), (false, 0));
+    let d = c
+        .delete(DeleteRequest {
+            namespace: "u".into(),
+            key: b"alice".to_vec(),
+        })
+        .await
+        .unwrap();
+    assert!(d.into_inner().found);
+    assert!(
+        !c.lookup(lookup("u", b"alice"))
+            .await
+            .unwrap()
+            .into_inner()
+            .found
+    );
+}
+
+#[tokio::test]
+async fn batch_streams_answer_every_batch_in_order() {
+    let mut c = start().await.client;
+    let batches: Vec<PutBatch> = (0..20u64)
+        .map(|b| PutBatch {
+            namespace: "b".into(),
+            entries: (0..50)
+                .map(|i| Entry {
+                    key: format!("k{b}-{i}").into_bytes(),
+                    value: format!("v{b}-{i}").into_bytes(),
+                    ttl_seconds: 0,
+                })
+                .collect(),
+            batch_id: 100 + b,
+        })
+        .collect();
+    let mut acks = c
+        .batch_put(tokio_stream::iter(batches))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut ids = Vec::new();
+    while let Some(ack) = acks.message().await.unwrap() {
+        assert_eq!(ack.written, 50);
+        ids.push(ack.batch_id);
+    }
+    assert_eq!(ids, (100..120).collect::<Vec<_>>());
+
+    let lookups = vec![
+        LookupBatch {
+            namespace: "b".into(),
+            keys: vec![b"k3-7".to_vec(), b"missing".to_vec(), b"k19-49".to_vec()],
+            batch_id: 1,
+        },
+        LookupBatch {
+            namespace: "b".into(),
+            keys: vec![b"k0-0".to_vec()],
+            batch_id: 2,
+        },
+    ];
+    let mut results = c
+        .batch_lookup(tokio_stream::iter(lookups))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = results.message().await.unwrap().unwrap();
+    assert_eq!(first.batch_id, 1);
+    let got: Vec<(bool, Vec<u8>)> = first
+        .results
+        .into_iter()
+        .map(|r| (r.found, r.value))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (true, b"v3-7".to_vec()),
+            (false, vec![]),
+            (true, b"v19-49".to_vec())
+        ]
+    );
+    let second = results.message().await.unwrap().unwrap();
+    assert_eq!(
+        (second.batch_id, second.results[0].value.as_slice()),
+        (2, &b"v0-0"[..])
+    );
+    assert!(results.message().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn counts_unary_and_batched() {
+    let mut c = start().await.client;
+    let add = |n| AddRequest {
+        namespace: "rl".into(),
+        key: b"ip".to_vec(),
+        n,
+    };
+    assert_eq!(
+        c.add(add(0)).await.unwrap().into_inner().count,
+        1,
+        "n 0 means 1"
+    );
+    assert_eq!(c.add(add(4)).await.unwrap().into_inner().count, 5);
+    let count = CountRequest {
+        namespace: "rl".into(),
+        key: b"ip".to_vec(),
+        window_seconds: 0,
+    };
+    assert_eq!(c.count(count).await.unwrap().into_inner().count, 5);
+
+    let adds = vec![AddBatch {
+        namespace: "rl".into(),
+        keys: vec![b"a".to_vec(), b"b".to_vec(), b"a".to_vec()],
+        batch_id: 9,
+    }];
+    let mut out = c
+        .batch_add(tokio_stream::iter(adds))
+        .await
+        .unwrap()
+        .into_inner();
+    let r = out.message().await.unwrap().unwrap();
+    assert_eq!((r.batch_id, r.counts), (9, vec![2, 1, 2]));
+    let counts = vec![CountBatch {
+        namespace: "rl".into(),
+        keys: vec![b"a".to_vec(), b"ip".to_vec(), b"z".to_vec()],
+        window_seconds: 60,
+        batch_id: 3,
+    }];
+    let mut out = c
+        .batch_count(tokio_stream::iter(counts))
+        .await
+        .unwrap()
+        .into_inner();
+    let r = out.message().await.unwrap().unwrap();
+    assert_eq!((r.batch_id, r.counts), (3, vec![2, 5, 0]));
+}
+
+async fn all_keys(c: &mut DstashClient<Channel>, req: KeysRequest) -> (Vec<Vec<u8>>, usize) {
+    let mut stream = c.keys(req).await.unwrap().into_inner();
+    let (mut keys, mut chunks) = (Vec::new(), 0);
+    while let Some(chunk) = stream.message().await.unwrap() {
+        assert!(
+            !chunk.keys.is_empty() && chunk.keys.len() <= 100,
+            "chunk of {}",
+            chunk.keys.len()
+        );
+        keys.extend(chunk.keys);
+        chunks += 1;
+    }
+    keys.sort();
+    (keys, chunks)
+}
+
+#[tokio::test]
+async fn keys_streams_glob_limit_and_counters() {
+    let mut c = start().await.client;
+    let batch = PutBatch {
+        namespace: "k".into(),
+        entries: (0..1000)
+            .map(|i| Entry {
+                key: format!("user:{i}").into_bytes(),
+                value: b"v".to_vec(),
+                ttl_seconds: 0,
+            })
+            .collect(),
+        batch_id: 1,
+    };
+    let mut acks = c
+        .batch_put(tokio_stream::iter(vec![batch]))
+        .await
+        .unwrap()
+        .into_inner();
+    acks.message().await.unwrap().unwrap();
+    c.put(put("k", b"item:1", b"v")).await.unwrap();
+    c.add(AddRequest {
+        namespace: "k".into(),
+        key: b"hits:1".to_vec(),
+        n: 1,
+    })
+    .await
+    .unwrap();
+
+    let req = |pattern: &str, limit, counters| KeysRequest {
+        namespace: "k".into(),
+        pattern: pattern.into(),
+        limit,
+        counters,
+    };
+    let (keys, chunks) = all_keys(&mut c, req("user:*", 0, false)).await;
+    assert_eq!((keys.len(), chunks), (1000, 10));
+    let (keys, _) = all_keys(&mut c, req("", 250, false)).await;
+    assert_eq!(keys.len(), 250, "limit");
+    let (keys, _) = all_keys(&mut c, req("item:?", 0, false)).await;
+    assert_eq!(keys, vec![b"item:1".to_vec()]);
+    let (keys, _) = all_keys(&mut c, req("", 0, true)).await;
+    assert_eq!(keys, vec![b"hits:1".to_vec()]);
+    let (keys, _) = all_keys(
+        &mut c,
+        KeysRequest {
+            namespace: "absent".into(),
+            ..req("", 0, false)
+        },
+    )
+    .await;
+    assert!(keys.is_empty());
+}
+
+#[tokio::test]
+async fn status_reports_the_node_and_its_namespaces() {
+    let mut c = start().await.client;
+    c.put(put("s1", b"a", b"1")).await.unwrap();
+    c.put(put("s2", b"b", b"2")).await.unwrap();
+    c.put(put("s2", b"c", b"3")).await.unwrap();
+    let s = c.status(StatusRequest {}).await.unwrap().into_inner();
+    assert_eq!(
+        (s.node_id.as_str(), s.keys, s.sync_mode.as_str()),
+        ("node-a", 3, "always")
+    );
+    assert!(s.disk_bytes > 0);
+    let names: Vec<&str> = s.namespaces.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, vec!["s1", "s2"]);
+    assert_eq!(s.namespaces[1].retention_seconds, 60);
+}
+
+#[tokio::test]
+async fn bad_input_gets_invalid_argument_naming_the_rule_and_the_node_keeps_serving() {
+    let mut c = start().await.client;
+    let cases: Vec<(PutRequest, &str)> = vec![
+        (put("../etc", b"k", b"v"), "namespace"),
+        (put("", b"k", b"v"), "namespace"),
+        (put(&"n".repeat(65), b"k", b"v"), "64"),
+        (put("naïve", b"k", b"v"), "namespace"),
+        (put("ok", b"", b"v"), "empty"),
+        (put("ok", &vec![b'k'; 65536], b"v"), "65535"),
+        (put("ok", b"k", &vec![0; (8 << 20) + 1]), "8388608"),
+    ];
+    for (req, needle) in cases {
+        let e = c.put(req).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{}", e.message());
+        assert!(
+            e.message().contains(needle),
+            "{:?} lacks {needle}",
+            e.message()
+        );
+    }
+    let e = c
+        .count(CountRequest {
+            namespace: "ok".into(),
+            key: b"k".to_vec(),
+            window_seconds: 61,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("retention"), "{}", e.message());
+    let e = c
+        .keys(KeysRequest {
+            namespace: "ok".into(),
+            pattern: "bad\\".into(),
+            limit: 0,
+            counters: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+
+    // A bad batch ends its stream with the error after the good batches before it.
+    let batches = vec![
+        PutBatch {
+            namespace: "ok".into(),
+            entries: vec![Entry {
+                key: b"good".to_vec(),
+                value: b"1".to_vec(),
+                ttl_seconds: 0,
+            }],
+            batch_id: 1,
+        },
+        PutBatch {
+            namespace: "ok".into(),
+            entries: vec![Entry {
+                key: vec![],
+                value: b"1".to_vec(),
+                ttl_seconds: 0,
+            }],
+            batch_id: 2,
+        },
+    ];
+    let mut acks = c
+        .batch_put(tokio_stream::iter(batches))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(acks.message().await.unwrap().unwrap().batch_id, 1);
+    assert_eq!(
+        acks.message().await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+
+    c.put(put("ok", b"still", b"serving")).await.unwrap();
+    assert!(
+        c.lookup(lookup("ok", b"good"))
+            .await
+            .unwrap()
+            .into_inner()
+            .found
+    );
+}
