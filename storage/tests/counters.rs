@@ -11,15 +11,6 @@ fn bucket_files(dir: &std::path::Path, ns: &str) -> usize {
         .count()
 }
 
-fn all(mut stream: dstash_storage::KeyStream) -> Vec<Vec<u8>> {
-    let mut v = Vec::new();
-    while let Some(c) = stream.next_chunk().unwrap() {
-        v.extend(c);
-    }
-    v.sort();
-    v
-}
-
 #[test]
 fn windows_are_exact_to_the_second() {
     let dir = tempfile::tempdir().unwrap();
@@ -164,15 +155,15 @@ fn listing_reports_each_live_key_once_across_buckets() {
         .collect();
     want.push(b"ip:1.2.3.4".to_vec());
     want.sort();
-    assert_eq!(all(s.counter_keys("l", "ip:*").unwrap()), want);
-    assert_eq!(all(s.counter_keys("l", "").unwrap()).len(), 7);
+    assert_eq!(drain(s.counter_keys("l", "ip:*").unwrap()), want);
+    assert_eq!(drain(s.counter_keys("l", "").unwrap()).len(), 7);
     clock.set(T0 + 49 + 60);
     assert!(
-        all(s.counter_keys("l", "").unwrap()).is_empty(),
+        drain(s.counter_keys("l", "").unwrap()).is_empty(),
         "nothing is live"
     );
     assert!(
-        all(s.keys("l", "").unwrap()).is_empty(),
+        drain(s.keys("l", "").unwrap()).is_empty(),
         "counters are not key/value keys"
     );
 }

@@ -122,12 +122,7 @@ fn ttl_keys_expire_on_the_clock_and_compaction_reclaims_them() {
         None,
         "expired at exactly ttl seconds"
     );
-    let mut listing = s.keys("ttl", "").unwrap();
-    let mut listed = Vec::new();
-    while let Some(chunk) = listing.next_chunk().unwrap() {
-        listed.extend(chunk);
-    }
-    listed.sort();
+    let listed = drain(s.keys("ttl", "").unwrap());
     assert_eq!(listed, vec![b"filler".to_vec(), b"forever".to_vec()]);
 
     let before = s.stats()[0].kv.clone();

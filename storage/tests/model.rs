@@ -105,11 +105,7 @@ proptest! {
         let s = open_small(dir.path(), &clock);
         check(&s, &model, now);
         let live = model.values().filter(|(_, e)| *e == 0 || *e > now).count() as u64;
-        let mut listed = 0;
-        let mut stream = s.keys("m", "").unwrap();
-        while let Some(c) = stream.next_chunk().unwrap() {
-            listed += c.len() as u64;
-        }
+        let listed = drain(s.keys("m", "").unwrap()).len() as u64;
         prop_assert_eq!(listed, live);
     }
 }

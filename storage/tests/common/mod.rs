@@ -85,3 +85,13 @@ pub fn entries<'a>(keys: &'a [Vec<u8>], values: &'a [Vec<u8>]) -> Vec<PutEntry<'
         })
         .collect()
 }
+
+/// Every key a listing streams, sorted.
+pub fn drain(mut stream: dstash_storage::KeyStream) -> Vec<Vec<u8>> {
+    let mut v = Vec::new();
+    while let Some(chunk) = stream.next_chunk().unwrap() {
+        v.extend(chunk);
+    }
+    v.sort();
+    v
+}
