@@ -15,7 +15,9 @@ use dstash_storage::{PutEntry, Store};
 use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::TokenAuth;
 use crate::status::status;
+use tonic::service::interceptor::InterceptedService;
 
 type Answers<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -101,12 +103,13 @@ impl NodeService {
         }
     }
 
-    /// The tonic service, with the configured message size limits.
-    pub fn into_server(self) -> DstashServer<Self> {
+    /// The tonic service, with the configured message size limits, behind `auth`.
+    pub fn into_server(self, auth: TokenAuth) -> InterceptedService<DstashServer<Self>, TokenAuth> {
         let max = self.config.max_message_bytes;
-        DstashServer::new(self)
+        let server = DstashServer::new(self)
             .max_decoding_message_size(max)
-            .max_encoding_message_size(max)
+            .max_encoding_message_size(max);
+        InterceptedService::new(server, auth)
     }
 }
 

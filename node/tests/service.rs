@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use dstash_node::{NodeConfig, NodeService};
+use dstash_node::{NodeConfig, NodeService, TokenAuth};
 use dstash_proto::v1::*;
 use dstash_proto::DstashClient;
 use dstash_storage::{Options, Store};
@@ -15,6 +15,10 @@ struct Node {
 }
 
 async fn start() -> Node {
+    start_with(TokenAuth::disabled()).await
+}
+
+async fn start_with(auth: TokenAuth) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path(), Options::default()).unwrap());
     let config = NodeConfig {
@@ -22,7 +26,7 @@ async fn start() -> Node {
         keys_chunk: 100,
         ..NodeConfig::default()
     };
-    let service = NodeService::new(store, config).into_server();
+    let service = NodeService::new(store, config).into_server(auth);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(
@@ -364,4 +368,34 @@ async fn bad_input_gets_invalid_argument_naming_the_rule_and_the_node_keeps_serv
             .into_inner()
             .found
     );
+}
+
+#[tokio::test]
+async fn a_token_guards_every_rpc() {
+    let mut c = start_with(TokenAuth::new("s3cret").unwrap()).await.client;
+    let e = c.put(put("a", b"k", b"v")).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "no token: {}", e.message());
+    let with = |token: &str, req| {
+        let mut r = tonic::Request::new(req);
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        r
+    };
+    let e = c
+        .put(with("wrong", put("a", b"k", b"v")))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    c.put(with("s3cret", put("a", b"k", b"v"))).await.unwrap();
+    let mut r = tonic::Request::new(StatusRequest {});
+    r.metadata_mut()
+        .insert("authorization", "Bearer s3cret".parse().unwrap());
+    assert_eq!(c.status(r).await.unwrap().into_inner().keys, 1);
+    let e = c.status(StatusRequest {}).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "status is guarded too");
+    let e = c
+        .batch_put(tokio_stream::iter(Vec::<PutBatch>::new()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "streams are guarded too");
 }
