@@ -3,15 +3,25 @@
 //! - [`service`]: thin handlers that convert proto messages and delegate to the store on
 //!   blocking threads (the engine is synchronous and may fsync).
 //! - [`status`]: the one place storage errors become gRPC statuses.
-//!
 //! - [`auth`]: the bearer-token check in front of the service.
-//!
-//! Still to come (issue #3): health, metrics, TLS/mTLS, the `dstash node` launcher and
-//! graceful shutdown.
+//! - [`slot`]: the store while recovering, serving and shutting down.
+//! - [`metrics`]: Prometheus metrics and their `/metrics` listener.
+//! - [`tls`]: TLS and mTLS settings from PEM files.
+//! - [`server`]: a running node: listeners, health, recovery and draining shutdown.
 
 pub mod auth;
+pub mod error;
+pub mod metrics;
+pub mod server;
 pub mod service;
+pub mod slot;
 pub mod status;
+pub mod tls;
 
 pub use auth::TokenAuth;
+pub use error::{Error, Result};
+pub use metrics::Metrics;
+pub use server::{terminated, Node, NodeOptions};
 pub use service::{NodeConfig, NodeService};
+pub use slot::StoreSlot;
+pub use tls::TlsFiles;

@@ -16,6 +16,8 @@ use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::TokenAuth;
+use crate::metrics::{Metrics, Rpc};
+use crate::slot::StoreSlot;
 use crate::status::status;
 use tonic::service::interceptor::InterceptedService;
 
@@ -46,58 +48,73 @@ impl Default for NodeConfig {
 
 #[derive(Clone)]
 pub struct NodeService {
-    store: Arc<Store>,
+    ctx: Ctx,
     config: Arc<NodeConfig>,
     started: Instant,
+}
+
+/// What every handler needs: the store (once recovered) and the metrics it records.
+#[derive(Clone)]
+struct Ctx {
+    slot: StoreSlot,
+    metrics: Arc<Metrics>,
 }
 
 fn join_error(e: tokio::task::JoinError) -> Status {
     Status::internal(format!("storage task failed: {e}"))
 }
 
-/// Runs a store call on a blocking thread: the engine is synchronous and may fsync.
-async fn blocking<T: Send + 'static>(
-    store: &Arc<Store>,
-    f: impl FnOnce(&Store) -> dstash_storage::Result<T> + Send + 'static,
-) -> Result<T, Status> {
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || f(&store))
-        .await
-        .map_err(join_error)?
-        .map_err(status)
+impl Ctx {
+    /// Runs a store call on a blocking thread (the engine is synchronous and may fsync)
+    /// and records it as one request of `rpc` touching `keys` keys.
+    async fn run<T: Send + 'static>(
+        &self,
+        rpc: Rpc,
+        keys: usize,
+        f: impl FnOnce(&Store) -> dstash_storage::Result<T> + Send + 'static,
+    ) -> Result<T, Status> {
+        let started = Instant::now();
+        let result = match self.slot.get() {
+            Ok(store) => tokio::task::spawn_blocking(move || f(&store))
+                .await
+                .map_err(join_error)
+                .and_then(|r| r.map_err(status)),
+            Err(unavailable) => Err(unavailable),
+        };
+        self.metrics.observe(
+            rpc,
+            keys,
+            started.elapsed(),
+            result.as_ref().err().map(Status::code),
+        );
+        result
+    }
 }
 
-/// Answers a stream of batches in order, with up to `in_flight` of them running at once.
-fn batches<In, Out>(
-    store: Arc<Store>,
-    input: Streaming<In>,
-    in_flight: usize,
+/// A message on a batch stream that tonic refused (too large, or malformed).
+fn stream_error(e: Status, max_message_bytes: usize) -> Status {
+    if e.code() == tonic::Code::OutOfRange {
+        // tonic reports an oversized message as OUT_OF_RANGE; the contract says
+        // INVALID_ARGUMENT naming the limit.
+        return Status::invalid_argument(format!(
+            "a message is larger than the {max_message_bytes}-byte limit ({})",
+            e.message()
+        ));
+    }
+    e
+}
+
+/// One kind of batch stream: how to size a batch and how to run it.
+struct BatchRpc<In, Out> {
+    rpc: Rpc,
+    keys: fn(&In) -> usize,
     run: fn(&Store, In) -> dstash_storage::Result<Out>,
-) -> Answers<Out>
-where
-    In: Send + 'static,
-    Out: Send + 'static,
-{
-    let answers = input
-        .map(move |batch| {
-            let store = store.clone();
-            async move {
-                let batch = batch?;
-                blocking(&store, move |s| run(s, batch)).await
-            }
-        })
-        .buffered(in_flight.max(1));
-    Box::pin(answers)
-}
-
-fn keys_of(keys: &[Vec<u8>]) -> Vec<&[u8]> {
-    keys.iter().map(Vec::as_slice).collect()
 }
 
 impl NodeService {
-    pub fn new(store: Arc<Store>, config: NodeConfig) -> Self {
+    pub fn new(slot: StoreSlot, metrics: Arc<Metrics>, config: NodeConfig) -> Self {
         Self {
-            store,
+            ctx: Ctx { slot, metrics },
             config: Arc::new(config),
             started: Instant::now(),
         }
@@ -111,16 +128,44 @@ impl NodeService {
             .max_encoding_message_size(max);
         InterceptedService::new(server, auth)
     }
+
+    /// Answers a stream of batches in order, with up to `max_in_flight` of them running
+    /// at once.
+    fn batches<In, Out>(&self, input: Streaming<In>, kind: BatchRpc<In, Out>) -> Answers<Out>
+    where
+        In: Send + 'static,
+        Out: Send + 'static,
+    {
+        let ctx = self.ctx.clone();
+        let max = self.config.max_message_bytes;
+        let answers = input
+            .map(move |batch| {
+                let ctx = ctx.clone();
+                async move {
+                    let batch = batch.map_err(|e| stream_error(e, max))?;
+                    let keys = (kind.keys)(&batch);
+                    let run = kind.run;
+                    ctx.run(kind.rpc, keys, move |s| run(s, batch)).await
+                }
+            })
+            .buffered(self.config.max_in_flight.max(1));
+        Box::pin(answers)
+    }
+}
+
+fn keys_of(keys: &[Vec<u8>]) -> Vec<&[u8]> {
+    keys.iter().map(Vec::as_slice).collect()
 }
 
 #[tonic::async_trait]
 impl Dstash for NodeService {
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let r = req.into_inner();
-        blocking(&self.store, move |s| {
-            s.put(&r.namespace, &r.key, &r.value, r.ttl_seconds)
-        })
-        .await?;
+        self.ctx
+            .run(Rpc::Put, 1, move |s| {
+                s.put(&r.namespace, &r.key, &r.value, r.ttl_seconds)
+            })
+            .await?;
         Ok(Response::new(PutResponse {}))
     }
 
@@ -129,7 +174,10 @@ impl Dstash for NodeService {
         req: Request<LookupRequest>,
     ) -> Result<Response<LookupResponse>, Status> {
         let r = req.into_inner();
-        let v = blocking(&self.store, move |s| s.get(&r.namespace, &r.key)).await?;
+        let v = self
+            .ctx
+            .run(Rpc::Lookup, 1, move |s| s.get(&r.namespace, &r.key))
+            .await?;
         Ok(Response::new(LookupResponse {
             found: v.is_some(),
             value: v.unwrap_or_default(),
@@ -141,7 +189,10 @@ impl Dstash for NodeService {
         req: Request<DeleteRequest>,
     ) -> Result<Response<DeleteResponse>, Status> {
         let r = req.into_inner();
-        let found = blocking(&self.store, move |s| s.delete(&r.namespace, &r.key)).await?;
+        let found = self
+            .ctx
+            .run(Rpc::Delete, 1, move |s| s.delete(&r.namespace, &r.key))
+            .await?;
         Ok(Response::new(DeleteResponse { found }))
     }
 
@@ -151,25 +202,27 @@ impl Dstash for NodeService {
         &self,
         req: Request<Streaming<PutBatch>>,
     ) -> Result<Response<Self::BatchPutStream>, Status> {
-        Ok(Response::new(batches(
-            self.store.clone(),
+        Ok(Response::new(self.batches(
             req.into_inner(),
-            self.config.max_in_flight,
-            |s, b| {
-                let entries: Vec<PutEntry> = b
-                    .entries
-                    .iter()
-                    .map(|e| PutEntry {
-                        key: &e.key,
-                        value: &e.value,
-                        ttl_secs: e.ttl_seconds,
+            BatchRpc {
+                rpc: Rpc::BatchPut,
+                keys: |b| b.entries.len(),
+                run: |s, b| {
+                    let entries: Vec<PutEntry> = b
+                        .entries
+                        .iter()
+                        .map(|e| PutEntry {
+                            key: &e.key,
+                            value: &e.value,
+                            ttl_secs: e.ttl_seconds,
+                        })
+                        .collect();
+                    s.put_many(&b.namespace, &entries)?;
+                    Ok(PutBatchAck {
+                        batch_id: b.batch_id,
+                        written: entries.len() as u32,
                     })
-                    .collect();
-                s.put_many(&b.namespace, &entries)?;
-                Ok(PutBatchAck {
-                    batch_id: b.batch_id,
-                    written: entries.len() as u32,
-                })
+                },
             },
         )))
     }
@@ -180,39 +233,46 @@ impl Dstash for NodeService {
         &self,
         req: Request<Streaming<LookupBatch>>,
     ) -> Result<Response<Self::BatchLookupStream>, Status> {
-        Ok(Response::new(batches(
-            self.store.clone(),
+        Ok(Response::new(self.batches(
             req.into_inner(),
-            self.config.max_in_flight,
-            |s, b| {
-                let values = s.get_many(&b.namespace, &keys_of(&b.keys))?;
-                let results = values
-                    .into_iter()
-                    .map(|v| LookupResponse {
-                        found: v.is_some(),
-                        value: v.unwrap_or_default(),
+            BatchRpc {
+                rpc: Rpc::BatchLookup,
+                keys: |b| b.keys.len(),
+                run: |s, b| {
+                    let values = s.get_many(&b.namespace, &keys_of(&b.keys))?;
+                    let results = values
+                        .into_iter()
+                        .map(|v| LookupResponse {
+                            found: v.is_some(),
+                            value: v.unwrap_or_default(),
+                        })
+                        .collect();
+                    Ok(LookupBatchResult {
+                        batch_id: b.batch_id,
+                        results,
                     })
-                    .collect();
-                Ok(LookupBatchResult {
-                    batch_id: b.batch_id,
-                    results,
-                })
+                },
             },
         )))
     }
 
     async fn add(&self, req: Request<AddRequest>) -> Result<Response<CountResponse>, Status> {
         let r = req.into_inner();
-        let count = blocking(&self.store, move |s| s.add(&r.namespace, &r.key, r.n)).await?;
+        let count = self
+            .ctx
+            .run(Rpc::Add, 1, move |s| s.add(&r.namespace, &r.key, r.n))
+            .await?;
         Ok(Response::new(CountResponse { count }))
     }
 
     async fn count(&self, req: Request<CountRequest>) -> Result<Response<CountResponse>, Status> {
         let r = req.into_inner();
-        let count = blocking(&self.store, move |s| {
-            s.count(&r.namespace, &r.key, r.window_seconds)
-        })
-        .await?;
+        let count = self
+            .ctx
+            .run(Rpc::Count, 1, move |s| {
+                s.count(&r.namespace, &r.key, r.window_seconds)
+            })
+            .await?;
         Ok(Response::new(CountResponse { count }))
     }
 
@@ -222,17 +282,20 @@ impl Dstash for NodeService {
         &self,
         req: Request<Streaming<AddBatch>>,
     ) -> Result<Response<Self::BatchAddStream>, Status> {
-        Ok(Response::new(batches(
-            self.store.clone(),
+        Ok(Response::new(self.batches(
             req.into_inner(),
-            self.config.max_in_flight,
-            |s, b| {
-                let items: Vec<(&[u8], u32)> = b.keys.iter().map(|k| (k.as_slice(), 1)).collect();
-                let counts = s.add_many(&b.namespace, &items)?;
-                Ok(CountBatchResult {
-                    batch_id: b.batch_id,
-                    counts,
-                })
+            BatchRpc {
+                rpc: Rpc::BatchAdd,
+                keys: |b| b.keys.len(),
+                run: |s, b| {
+                    let items: Vec<(&[u8], u32)> =
+                        b.keys.iter().map(|k| (k.as_slice(), 1)).collect();
+                    let counts = s.add_many(&b.namespace, &items)?;
+                    Ok(CountBatchResult {
+                        batch_id: b.batch_id,
+                        counts,
+                    })
+                },
             },
         )))
     }
@@ -243,16 +306,18 @@ impl Dstash for NodeService {
         &self,
         req: Request<Streaming<CountBatch>>,
     ) -> Result<Response<Self::BatchCountStream>, Status> {
-        Ok(Response::new(batches(
-            self.store.clone(),
+        Ok(Response::new(self.batches(
             req.into_inner(),
-            self.config.max_in_flight,
-            |s, b| {
-                let counts = s.count_many(&b.namespace, &keys_of(&b.keys), b.window_seconds)?;
-                Ok(CountBatchResult {
-                    batch_id: b.batch_id,
-                    counts,
-                })
+            BatchRpc {
+                rpc: Rpc::BatchCount,
+                keys: |b| b.keys.len(),
+                run: |s, b| {
+                    let counts = s.count_many(&b.namespace, &keys_of(&b.keys), b.window_seconds)?;
+                    Ok(CountBatchResult {
+                        batch_id: b.batch_id,
+                        counts,
+                    })
+                },
             },
         )))
     }
@@ -264,14 +329,16 @@ impl Dstash for NodeService {
     async fn keys(&self, req: Request<KeysRequest>) -> Result<Response<Self::KeysStream>, Status> {
         let r = req.into_inner();
         let (ns, pattern) = (r.namespace.clone(), r.pattern.clone());
-        let mut listing = blocking(&self.store, move |s| {
-            if r.counters {
-                s.counter_keys(&ns, &pattern)
-            } else {
-                s.keys(&ns, &pattern)
-            }
-        })
-        .await?;
+        let mut listing = self
+            .ctx
+            .run(Rpc::Keys, 0, move |s| {
+                if r.counters {
+                    s.counter_keys(&ns, &pattern)
+                } else {
+                    s.keys(&ns, &pattern)
+                }
+            })
+            .await?;
         let limit = if r.limit == 0 {
             usize::MAX
         } else {
@@ -321,10 +388,10 @@ impl Dstash for NodeService {
         &self,
         _req: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
-        let store = self.store.clone();
-        let stats = tokio::task::spawn_blocking(move || store.stats())
-            .await
-            .map_err(join_error)?;
+        let (stats, sync) = self
+            .ctx
+            .run(Rpc::Status, 0, |s| Ok((s.stats(), s.options().sync)))
+            .await?;
         let namespaces: Vec<NamespaceStatus> = stats
             .iter()
             .map(|n| NamespaceStatus {
@@ -340,7 +407,7 @@ impl Dstash for NodeService {
                 corrupt_records: n.kv.corrupt_records,
             })
             .collect();
-        let sync_mode = match self.store.options().sync {
+        let sync_mode = match sync {
             dstash_storage::SyncMode::Always => "always".to_string(),
             dstash_storage::SyncMode::Interval(d) => format!("interval:{}", d.as_millis()),
             dstash_storage::SyncMode::Never => "never".to_string(),

@@ -1,45 +1,39 @@
 //! The service over real gRPC on a loopback port: every RPC, and the error paths.
 
-use std::sync::Arc;
-
-use dstash_node::{NodeConfig, NodeService, TokenAuth};
+use dstash_node::{Node, NodeOptions, TokenAuth};
 use dstash_proto::v1::*;
 use dstash_proto::DstashClient;
-use dstash_storage::{Options, Store};
-use tonic::transport::{Channel, Server};
+use tonic::transport::Channel;
 use tonic::Code;
 
-struct Node {
+struct Running {
     client: DstashClient<Channel>,
+    _node: Node,
     _dir: tempfile::TempDir,
 }
 
-async fn start() -> Node {
+async fn start() -> Running {
     start_with(TokenAuth::disabled()).await
 }
 
-async fn start_with(auth: TokenAuth) -> Node {
+async fn start_with(auth: TokenAuth) -> Running {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path(), Options::default()).unwrap());
-    let config = NodeConfig {
-        node_id: "node-a".into(),
-        keys_chunk: 100,
-        ..NodeConfig::default()
-    };
-    let service = NodeService::new(store, config).into_server(auth);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        Server::builder()
-            .add_service(service)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
-    let client = DstashClient::connect(format!("http://{addr}"))
+    let mut opts = NodeOptions::insecure(dir.path(), "127.0.0.1:0".parse().unwrap());
+    opts.service.node_id = "node-a".into();
+    opts.service.keys_chunk = 100;
+    opts.auth = auth;
+    let mut node = Node::start(opts).await.unwrap();
+    node.ready().await.unwrap();
+    let client = DstashClient::connect(format!("http://{}", node.local_addr()))
         .await
         .unwrap()
         .max_encoding_message_size(64 << 20)
         .max_decoding_message_size(64 << 20);
-    Node { client, _dir: dir }
+    Running {
+        client,
+        _node: node,
+        _dir: dir,
+    }
 }
 
 fn put(ns: &str, key: &[u8], value: &[u8]) -> PutRequest {
@@ -60,7 +54,8 @@ fn lookup(ns: &str, key: &[u8]) -> LookupRequest {
 
 #[tokio::test]
 async fn unary_put_lookup_delete() {
-    let mut c = start().await.client;
+    let mut node = start().await;
+    let c = &mut node.client;
     c.put(put("u", b"alice", b"1")).await.unwrap();
     let r = c.lookup(lookup("u", b"alice")).await.unwrap().into_inner();
     assert_eq!((r.found, r.value.as_slice()), (true, &b"1"[..]));
@@ -85,7 +80,8 @@ async fn unary_put_lookup_delete() {
 
 #[tokio::test]
 async fn batch_streams_answer_every_batch_in_order() {
-    let mut c = start().await.client;
+    let mut node = start().await;
+    let c = &mut node.client;
     let batches: Vec<PutBatch> = (0..20u64)
         .map(|b| PutBatch {
             namespace: "b".into(),
@@ -153,7 +149,8 @@ async fn batch_streams_answer_every_batch_in_order() {
 
 #[tokio::test]
 async fn counts_unary_and_batched() {
-    let mut c = start().await.client;
+    let mut node = start().await;
+    let c = &mut node.client;
     let add = |n| AddRequest {
         namespace: "rl".into(),
         key: b"ip".to_vec(),
@@ -217,7 +214,8 @@ async fn all_keys(c: &mut DstashClient<Channel>, req: KeysRequest) -> (Vec<Vec<u
 
 #[tokio::test]
 async fn keys_streams_glob_limit_and_counters() {
-    let mut c = start().await.client;
+    let mut node = start().await;
+    let c = &mut node.client;
     let batch = PutBatch {
         namespace: "k".into(),
         entries: (0..1000)
@@ -250,16 +248,16 @@ async fn keys_streams_glob_limit_and_counters() {
         limit,
         counters,
     };
-    let (keys, chunks) = all_keys(&mut c, req("user:*", 0, false)).await;
+    let (keys, chunks) = all_keys(c, req("user:*", 0, false)).await;
     assert_eq!((keys.len(), chunks), (1000, 10));
-    let (keys, _) = all_keys(&mut c, req("", 250, false)).await;
+    let (keys, _) = all_keys(c, req("", 250, false)).await;
     assert_eq!(keys.len(), 250, "limit");
-    let (keys, _) = all_keys(&mut c, req("item:?", 0, false)).await;
+    let (keys, _) = all_keys(c, req("item:?", 0, false)).await;
     assert_eq!(keys, vec![b"item:1".to_vec()]);
-    let (keys, _) = all_keys(&mut c, req("", 0, true)).await;
+    let (keys, _) = all_keys(c, req("", 0, true)).await;
     assert_eq!(keys, vec![b"hits:1".to_vec()]);
     let (keys, _) = all_keys(
-        &mut c,
+        c,
         KeysRequest {
             namespace: "absent".into(),
             ..req("", 0, false)
@@ -271,7 +269,8 @@ async fn keys_streams_glob_limit_and_counters() {
 
 #[tokio::test]
 async fn status_reports_the_node_and_its_namespaces() {
-    let mut c = start().await.client;
+    let mut node = start().await;
+    let c = &mut node.client;
     c.put(put("s1", b"a", b"1")).await.unwrap();
     c.put(put("s2", b"b", b"2")).await.unwrap();
     c.put(put("s2", b"c", b"3")).await.unwrap();
@@ -288,7 +287,8 @@ async fn status_reports_the_node_and_its_namespaces() {
 
 #[tokio::test]
 async fn bad_input_gets_invalid_argument_naming_the_rule_and_the_node_keeps_serving() {
-    let mut c = start().await.client;
+    let mut node = start().await;
+    let c = &mut node.client;
     let cases: Vec<(PutRequest, &str)> = vec![
         (put("../etc", b"k", b"v"), "namespace"),
         (put("", b"k", b"v"), "namespace"),
@@ -372,7 +372,8 @@ async fn bad_input_gets_invalid_argument_naming_the_rule_and_the_node_keeps_serv
 
 #[tokio::test]
 async fn a_token_guards_every_rpc() {
-    let mut c = start_with(TokenAuth::new("s3cret").unwrap()).await.client;
+    let mut node = start_with(TokenAuth::new("s3cret").unwrap()).await;
+    let c = &mut node.client;
     let e = c.put(put("a", b"k", b"v")).await.unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated, "no token: {}", e.message());
     let with = |token: &str, req| {

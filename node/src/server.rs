@@ -1,0 +1,263 @@
+//! A running node: the gRPC listener (Dstash behind auth, plus grpc.health.v1), the
+//! optional metrics listener, recovery in the background, and a draining shutdown.
+//!
+//! Order of events:
+//! - start: bind, serve health as NOT_SERVING, open (recover) the store on a blocking
+//!   thread; Dstash calls meanwhile get `UNAVAILABLE`;
+//! - ready: the store is open and health says SERVING;
+//! - shutdown: health says NOT_SERVING, the listener closes, in-flight calls get up to
+//!   the drain timeout to finish, and the store is closed cleanly so that the next
+//!   start replays nothing.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dstash_proto::DstashServer;
+use dstash_storage::Store;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
+
+use crate::error::{Error, Result};
+use crate::metrics::{self, Metrics};
+use crate::service::{NodeConfig, NodeService};
+use crate::slot::StoreSlot;
+use crate::tls::TlsFiles;
+use crate::TokenAuth;
+
+/// Everything `dstash node` configures.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub store: dstash_storage::Options,
+    pub service: NodeConfig,
+    pub tls: Option<TlsFiles>,
+    pub auth: TokenAuth,
+    pub metrics_listen: Option<SocketAddr>,
+    /// How long in-flight calls may run after a shutdown starts.
+    pub drain_timeout: Duration,
+}
+
+impl NodeOptions {
+    /// A plaintext node without auth or metrics, with default store settings. Only for
+    /// loopback and tests: `dstash node` asks the operator to choose.
+    pub fn insecure(data_dir: impl Into<PathBuf>, listen: SocketAddr) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            listen,
+            store: dstash_storage::Options::default(),
+            service: NodeConfig::default(),
+            tls: None,
+            auth: TokenAuth::disabled(),
+            metrics_listen: None,
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+pub struct Node {
+    addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    health: HealthReporter,
+    slot: StoreSlot,
+    drain_timeout: Duration,
+    recovery: Option<JoinHandle<Result<Duration>>>,
+    stop_grpc: oneshot::Sender<()>,
+    grpc: JoinHandle<Result<()>>,
+    stop_metrics: Option<oneshot::Sender<()>>,
+    metrics_task: Option<JoinHandle<Result<()>>>,
+}
+
+type Served = DstashServer<NodeService>;
+
+async fn set_health(health: &HealthReporter, status: ServingStatus) {
+    // "" is the whole server, which is what probes ask about by default.
+    health.set_service_status("", status).await;
+    health
+        .set_service_status(<Served as tonic::server::NamedService>::NAME, status)
+        .await;
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })
+}
+
+impl Node {
+    /// Binds the listeners and starts serving; the store recovers in the background
+    /// (see [`Node::ready`]).
+    pub async fn start(opts: NodeOptions) -> Result<Node> {
+        let (dir, store_opts) = (opts.data_dir.clone(), opts.store.clone());
+        Self::start_opening(opts, move || Store::open(dir, store_opts)).await
+    }
+
+    /// [`Node::start`] with the store opened by `open` (on a blocking thread): the seam
+    /// tests use to hold recovery back.
+    pub async fn start_opening(
+        opts: NodeOptions,
+        open: impl FnOnce() -> dstash_storage::Result<Store> + Send + 'static,
+    ) -> Result<Node> {
+        let tls = opts.tls.as_ref().map(TlsFiles::server_config).transpose()?;
+        let listener = bind(opts.listen).await?;
+        let addr = listener.local_addr().map_err(|source| Error::Bind {
+            addr: opts.listen,
+            source,
+        })?;
+
+        let slot = StoreSlot::default();
+        let metrics = Arc::new(Metrics::new(slot.clone()));
+        let (health, health_service) = tonic_health::server::health_reporter();
+        set_health(&health, ServingStatus::NotServing).await;
+
+        let service = NodeService::new(slot.clone(), metrics.clone(), opts.service.clone());
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls)?;
+        }
+        let router = builder
+            .add_service(health_service)
+            .add_service(service.into_server(opts.auth.clone()));
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let (stop_grpc, stopped) = oneshot::channel::<()>();
+        let grpc = tokio::spawn(async move {
+            router
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .map_err(Error::from)
+        });
+
+        let (mut stop_metrics, mut metrics_task, mut metrics_addr) = (None, None, None);
+        if let Some(listen) = opts.metrics_listen {
+            let metrics = metrics.clone();
+            let listener = bind(listen).await?;
+            metrics_addr = listener.local_addr().ok();
+            let (tx, rx) = oneshot::channel::<()>();
+            stop_metrics = Some(tx);
+            metrics_task = Some(tokio::spawn(async move {
+                metrics::serve(listener, metrics, async {
+                    let _ = rx.await;
+                })
+                .await
+                .map_err(Error::Metrics)
+            }));
+        }
+
+        let recovery = {
+            let (slot, health) = (slot.clone(), health.clone());
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let store = tokio::task::spawn_blocking(open)
+                    .await
+                    .map_err(|e| Error::Task(e.to_string()))??;
+                let took = started.elapsed();
+                metrics.set_recovery_time(took);
+                slot.fill(Arc::new(store));
+                set_health(&health, ServingStatus::Serving).await;
+                Ok(took)
+            })
+        };
+
+        Ok(Node {
+            addr,
+            metrics_addr,
+            health,
+            slot,
+            drain_timeout: opts.drain_timeout,
+            recovery: Some(recovery),
+            stop_grpc,
+            grpc,
+            stop_metrics,
+            metrics_task,
+        })
+    }
+
+    /// The address the gRPC listener is bound to (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// Waits for recovery; returns how long opening the store took.
+    pub async fn ready(&mut self) -> Result<Duration> {
+        match self.recovery.take() {
+            Some(task) => task.await.map_err(|e| Error::Task(e.to_string()))?,
+            None => Ok(Duration::ZERO),
+        }
+    }
+
+    /// Drains and stops: see the module comment.
+    pub async fn shutdown(mut self) -> Result<()> {
+        set_health(&self.health, ServingStatus::NotServing).await;
+        // A store still recovering is opened to completion so that it closes cleanly.
+        let recovered = self.ready().await;
+        let _ = self.stop_grpc.send(());
+        match tokio::time::timeout(self.drain_timeout, &mut self.grpc).await {
+            Ok(joined) => joined.map_err(|e| Error::Task(e.to_string()))??,
+            Err(_) => {
+                tracing::warn!(
+                    "calls still running after the {:?} drain timeout; cutting them off",
+                    self.drain_timeout
+                );
+                self.grpc.abort();
+            }
+        }
+        if let (Some(stop), Some(task)) = (self.stop_metrics.take(), self.metrics_task.take()) {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
+        recovered?;
+        if let Some(store) = self.slot.take() {
+            close(store, self.drain_timeout).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Closes the store once the last blocking call holding it has returned.
+async fn close(mut store: Arc<Store>, wait: Duration) -> Result<()> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match Arc::try_unwrap(store) {
+            Ok(store) => {
+                return tokio::task::spawn_blocking(move || store.close())
+                    .await
+                    .map_err(|e| Error::Task(e.to_string()))?
+                    .map_err(Error::from);
+            }
+            Err(shared) if Instant::now() < deadline => {
+                store = shared;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(_) => {
+                // Acknowledged writes are durable already; the next start replays the tail.
+                tracing::warn!(
+                    "storage calls still running at exit; the store was not closed cleanly"
+                );
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn terminated() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
