@@ -4,6 +4,7 @@
 //!   blocking threads (the engine is synchronous and may fsync).
 //! - [`status`]: the one place storage errors become gRPC statuses.
 //! - [`auth`]: the bearer-token check in front of the service.
+//! - [`oversize`]: oversized request messages answered as `INVALID_ARGUMENT`.
 //! - [`slot`]: the store while recovering, serving and shutting down.
 //! - [`metrics`]: Prometheus metrics and their `/metrics` listener.
 //! - [`tls`]: TLS and mTLS settings from PEM files.
@@ -12,6 +13,7 @@
 pub mod auth;
 pub mod error;
 pub mod metrics;
+pub mod oversize;
 pub mod server;
 pub mod service;
 pub mod slot;

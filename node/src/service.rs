@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::TokenAuth;
 use crate::metrics::{Metrics, Rpc};
+use crate::oversize::OversizeIsInvalid;
 use crate::slot::StoreSlot;
 use crate::status::status;
 use tonic::service::interceptor::InterceptedService;
@@ -121,12 +122,15 @@ impl NodeService {
     }
 
     /// The tonic service, with the configured message size limits, behind `auth`.
-    pub fn into_server(self, auth: TokenAuth) -> InterceptedService<DstashServer<Self>, TokenAuth> {
+    pub fn into_server(
+        self,
+        auth: TokenAuth,
+    ) -> OversizeIsInvalid<InterceptedService<DstashServer<Self>, TokenAuth>> {
         let max = self.config.max_message_bytes;
         let server = DstashServer::new(self)
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
-        InterceptedService::new(server, auth)
+        OversizeIsInvalid::new(InterceptedService::new(server, auth), max)
     }
 
     /// Answers a stream of batches in order, with up to `max_in_flight` of them running
