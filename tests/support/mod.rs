@@ -1,0 +1,111 @@
+//! Real `dstash` processes for the integration tests.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dstash_proto::DstashClient;
+use tonic::transport::Channel;
+
+pub const DSTASH: &str = env!("CARGO_BIN_EXE_dstash");
+
+pub struct NodeProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+    /// The whole "serving on" line.
+    pub line: String,
+    /// From spawn to the "serving on" line.
+    pub startup: Duration,
+}
+
+/// Starts `dstash node` with `args` and waits for its "serving on" line.
+pub fn spawn_node(args: &[&str]) -> NodeProcess {
+    let started = Instant::now();
+    let mut child = Command::new(DSTASH)
+        .arg("node")
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawning dstash");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(
+        line.contains(" serving on "),
+        "dstash node did not start: {line:?} (exit: {:?})",
+        child.try_wait()
+    );
+    let addr = line
+        .split(" serving on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    NodeProcess {
+        child,
+        addr,
+        line: line.trim_end().to_string(),
+        startup: started.elapsed(),
+    }
+}
+
+/// Starts a plaintext loopback node on a free port over `dir`.
+pub fn spawn_loopback(dir: &Path, extra: &[&str]) -> NodeProcess {
+    let mut args = vec![
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    spawn_node(&args)
+}
+
+impl NodeProcess {
+    pub async fn client(&self) -> DstashClient<Channel> {
+        DstashClient::connect(format!("http://{}", self.addr))
+            .await
+            .unwrap()
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20)
+    }
+
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        // SAFETY: plain syscall on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `dstash ARGS` to completion: (exit code, stdout, stderr).
+pub fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(DSTASH)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("running dstash");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
