@@ -5,7 +5,11 @@
 //! cargo run -p dstash-benches --release -- engine [--keys N] [--runs R] [--kill-keys A,B]
 //! ```
 
+mod echo;
 mod engines;
+mod loopback;
+mod redis_side;
+mod table;
 mod workload;
 
 use std::io::{BufRead, BufReader};
@@ -16,6 +20,7 @@ use std::time::Instant;
 use dstash_storage::{Store, SyncMode};
 
 use engines::*;
+use table::{Cell, Unit};
 
 struct Args {
     /// Run only dstash's rows (for profiling).
@@ -58,65 +63,19 @@ fn main() {
     let cmd = args.next().unwrap_or_default();
     let result = match cmd.as_str() {
         "engine" => parse(args).map(engine),
+        "node" => loopback::parse(args).and_then(loopback::run),
+        "serve-node" => loopback::child_serve_node(args),
+        "serve-echo" => loopback::child_serve_echo(),
         "kill-load" => child_load(args),
         "reopen" => child_reopen(args),
         _ => Err(
-            "usage: dstash-benches engine [--keys N] [--runs R] [--kill-keys A,B] [--only-dstash]"
+            "usage: dstash-benches engine [--keys N] [--runs R] [--kill-keys A,B] [--only-dstash]\n       dstash-benches node [--keys N] [--runs R] [--batch B]"
                 .into(),
         ),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
         std::process::exit(2);
-    }
-}
-
-/// One cell: the runs' values; reported as median and range.
-#[derive(Default, Clone)]
-struct Cell(Vec<f64>);
-
-impl Cell {
-    fn median(&self) -> f64 {
-        let mut v = self.0.clone();
-        v.sort_by(|a, b| a.total_cmp(b));
-        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-    }
-    fn show(&self, unit: Unit) -> String {
-        if self.0.is_empty() {
-            return "n/a".into();
-        }
-        let lo = self.0.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = self.0.iter().copied().fold(0.0, f64::max);
-        if self.0.len() == 1 {
-            unit.fmt(self.median())
-        } else {
-            format!(
-                "{} ({}–{})",
-                unit.fmt(self.median()),
-                unit.fmt(lo),
-                unit.fmt(hi)
-            )
-        }
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Unit {
-    PerSec,
-    Nanos,
-    Millis,
-    MiB,
-}
-
-impl Unit {
-    fn fmt(self, x: f64) -> String {
-        match self {
-            Unit::PerSec if x >= 1e6 => format!("{:.2} M/s", x / 1e6),
-            Unit::PerSec => format!("{:.0} K/s", x / 1e3),
-            Unit::Nanos => format!("{:.2} µs", x / 1e3),
-            Unit::Millis => format!("{x:.0} ms"),
-            Unit::MiB => format!("{:.1} MiB", x / (1 << 20) as f64),
-        }
     }
 }
 

@@ -70,7 +70,12 @@ fn gcd(a: u64, b: u64) -> u64 {
 
 /// RssAnon of this process, in bytes.
 pub fn rss_anon() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    rss_anon_of("self")
+}
+
+/// Anonymous resident memory of process `pid` ("self" for this one), in bytes.
+pub fn rss_anon_of(pid: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
         .find_map(|l| l.strip_prefix("RssAnon:"))

@@ -12,7 +12,7 @@ pub trait Io: Send + Sync + std::fmt::Debug {
     fn write_at(&self, file: &File, buf: &[u8], offset: u64) -> io::Result<usize>;
     /// fdatasync: data and the metadata needed to read it back.
     fn sync_data(&self, file: &File) -> io::Result<()>;
-    /// Reserves disk blocks for `[0, len)` so that writes through a mapping never hit ENOSPC.
+    /// Reserves disk blocks for `[0, len)`, so that a full disk is found before a write.
     fn allocate(&self, file: &File, len: u64) -> io::Result<()>;
     fn set_len(&self, file: &File, len: u64) -> io::Result<()>;
 }

@@ -25,7 +25,7 @@ use crate::hash::key_hash;
 use crate::index::{Index, Loc};
 use crate::options::{Options, SyncMode};
 use crate::record::{self, Kind, RECORD_HEADER_LEN};
-use crate::segment::Segment;
+use crate::segment::{Segment, WritePath};
 
 /// One change to the keyspace.
 #[derive(Debug, Clone, Copy)]
@@ -294,6 +294,7 @@ impl Keyspace {
             w.active.id + 1,
             self.opts.segment_size,
             self.opts.io.clone(),
+            WritePath::for_sync(self.opts.sync),
         )?);
         let mut t = self.tables.write();
         t.segments.insert(next.id, next.clone());

@@ -16,7 +16,7 @@ use crate::hash::{key_hash, random_seed};
 use crate::index::{self, Index, Loc, MIN_BITS};
 use crate::options::Options;
 use crate::record::{self, DecodeError, Kind};
-use crate::segment::{self, Segment, DATA_START};
+use crate::segment::{self, Segment, WritePath, DATA_START};
 
 /// Replay applies index changes in chunks of this many records, so a full reindex of a
 /// large segment does not hold all of them in memory.
@@ -61,7 +61,12 @@ pub(super) fn open(dir: &Path, ns: &str, opts: Arc<Options>) -> Result<Keyspace>
     let mut segments = BTreeMap::new();
     let last_id = inv.segments.keys().next_back().copied();
     for (&id, path) in &inv.segments {
-        match Segment::open(path, opts.segment_size, io.clone()) {
+        match Segment::open(
+            path,
+            opts.segment_size,
+            io.clone(),
+            WritePath::for_sync(opts.sync),
+        ) {
             Ok(s) if s.id == id => {
                 segments.insert(id, Arc::new(s));
             }
@@ -140,7 +145,13 @@ pub(super) fn open(dir: &Path, ns: &str, opts: Arc<Options>) -> Result<Keyspace>
         Some(s) if s.remaining() >= MIN_ACTIVE_ROOM => s.clone(),
         last => {
             let id = last.map_or(1, |s| s.id + 1);
-            let s = Arc::new(Segment::create(dir, id, opts.segment_size, io.clone())?);
+            let s = Arc::new(Segment::create(
+                dir,
+                id,
+                opts.segment_size,
+                io.clone(),
+                WritePath::for_sync(opts.sync),
+            )?);
             tables.segments.insert(id, s.clone());
             tables.stats.insert(id, SegmentStats::default());
             s

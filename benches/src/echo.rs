@@ -1,0 +1,106 @@
+//! The ceiling: the Dstash service with no store behind it. BatchPut acks each batch
+//! as it arrives and BatchLookup answers every key with a 100-byte value, so a run
+//! against it measures only tonic, HTTP/2, protobuf and loopback.
+
+use std::pin::Pin;
+
+use dstash_proto::v1::*;
+use dstash_proto::{Dstash, DstashServer};
+use futures_util::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+type Answers<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+pub struct Echo;
+
+pub fn server() -> DstashServer<Echo> {
+    DstashServer::new(Echo)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20)
+}
+
+fn unimplemented<T>() -> Result<T, Status> {
+    Err(Status::unimplemented(
+        "the echo server answers only batch streams",
+    ))
+}
+
+#[tonic::async_trait]
+impl Dstash for Echo {
+    async fn put(&self, _: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        unimplemented()
+    }
+    async fn lookup(&self, _: Request<LookupRequest>) -> Result<Response<LookupResponse>, Status> {
+        unimplemented()
+    }
+    async fn delete(&self, _: Request<DeleteRequest>) -> Result<Response<DeleteResponse>, Status> {
+        unimplemented()
+    }
+
+    type BatchPutStream = Answers<PutBatchAck>;
+    async fn batch_put(
+        &self,
+        req: Request<Streaming<PutBatch>>,
+    ) -> Result<Response<Self::BatchPutStream>, Status> {
+        let acks = req.into_inner().map(|b| {
+            b.map(|b| PutBatchAck {
+                batch_id: b.batch_id,
+                written: b.entries.len() as u32,
+            })
+        });
+        Ok(Response::new(Box::pin(acks)))
+    }
+
+    type BatchLookupStream = Answers<LookupBatchResult>;
+    async fn batch_lookup(
+        &self,
+        req: Request<Streaming<LookupBatch>>,
+    ) -> Result<Response<Self::BatchLookupStream>, Status> {
+        let results = req.into_inner().map(|b| {
+            b.map(|b| LookupBatchResult {
+                batch_id: b.batch_id,
+                results: b
+                    .keys
+                    .iter()
+                    .map(|_| LookupResponse {
+                        found: true,
+                        value: vec![7; 100],
+                    })
+                    .collect(),
+            })
+        });
+        Ok(Response::new(Box::pin(results)))
+    }
+
+    async fn add(&self, _: Request<AddRequest>) -> Result<Response<CountResponse>, Status> {
+        unimplemented()
+    }
+    async fn count(&self, _: Request<CountRequest>) -> Result<Response<CountResponse>, Status> {
+        unimplemented()
+    }
+
+    type BatchAddStream = Answers<CountBatchResult>;
+    async fn batch_add(
+        &self,
+        _: Request<Streaming<AddBatch>>,
+    ) -> Result<Response<Self::BatchAddStream>, Status> {
+        unimplemented()
+    }
+
+    type BatchCountStream = Answers<CountBatchResult>;
+    async fn batch_count(
+        &self,
+        _: Request<Streaming<CountBatch>>,
+    ) -> Result<Response<Self::BatchCountStream>, Status> {
+        unimplemented()
+    }
+
+    type KeysStream = Answers<KeysChunk>;
+    async fn keys(&self, _: Request<KeysRequest>) -> Result<Response<Self::KeysStream>, Status> {
+        unimplemented()
+    }
+
+    async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        unimplemented()
+    }
+}

@@ -1,0 +1,365 @@
+//! `dstash-benches node`: one node over loopback, against Redis and the tonic ceiling,
+//! in one run.
+//!
+//! 100,000 keys (16-byte keys, 100-byte values) go to a `dstash node` child as BatchPut
+//! (fsync per batch: `--sync always`) and come back as BatchLookup, batches of 1,000
+//! keys on one stream. In the same run: Redis MSET/MGET of the same keys in chunks of
+//! 1,000 on one connection, and the same streams against a store-less echo server (the
+//! ceiling of tonic, HTTP/2 and protobuf here).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dstash_proto::v1::*;
+use dstash_proto::DstashClient;
+use tonic::transport::Channel;
+
+use crate::redis_side::{self, Persistence, RedisServer};
+use crate::table::{Cell, Unit};
+use crate::workload::rss_anon_of;
+
+pub struct Args {
+    keys: usize,
+    runs: usize,
+    batch: usize,
+    /// Profile an already running node instead (dstash rows only).
+    node: Option<SocketAddr>,
+}
+
+pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut a = Args {
+        keys: 100_000,
+        runs: 3,
+        batch: 1000,
+        node: None,
+    };
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().ok_or(format!("{flag} needs a value"));
+        let num = |v: String| v.parse::<usize>().map_err(|e| format!("{flag}: {e}"));
+        match flag.as_str() {
+            "--keys" => a.keys = num(val()?)?,
+            "--runs" => a.runs = num(val()?)?.max(1),
+            "--batch" => a.batch = num(val()?)?.max(1),
+            "--node" => a.node = Some(val()?.parse().map_err(|e| format!("--node: {e}"))?),
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    Ok(a)
+}
+
+/// A server child (`serve-node DIR` or `serve-echo`) and the address it printed.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn spawn(args: &[&str]) -> Server {
+        let mut child = Command::new(std::env::current_exe().expect("exe"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn server child");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("server child output");
+        let addr = line
+            .strip_prefix("ADDR ")
+            .and_then(|a| a.trim().parse().ok())
+            .unwrap_or_else(|| panic!("server child printed {line:?}"));
+        Server { child, addr }
+    }
+
+    fn rss_anon(&self) -> f64 {
+        rss_anon_of(&self.child.id().to_string()) as f64
+    }
+
+    async fn client(&self) -> DstashClient<Channel> {
+        DstashClient::connect(format!("http://{}", self.addr))
+            .await
+            .expect("connect")
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// 16-byte keys and 100-byte values, deterministic.
+fn data(n: usize) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let keys = (0..n)
+        .map(|i| format!("key-{i:012}").into_bytes())
+        .collect();
+    let values = (0..n)
+        .map(|i| {
+            let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            (0..100)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect()
+        })
+        .collect();
+    (keys, values)
+}
+
+async fn batch_put(
+    c: &mut DstashClient<Channel>,
+    keys: &[Vec<u8>],
+    values: &[Vec<u8>],
+    batch: usize,
+) -> Duration {
+    let batches: Vec<PutBatch> = keys
+        .chunks(batch)
+        .zip(values.chunks(batch))
+        .enumerate()
+        .map(|(i, (ks, vs))| PutBatch {
+            namespace: "bench".into(),
+            entries: ks
+                .iter()
+                .zip(vs)
+                .map(|(k, v)| Entry {
+                    key: k.clone(),
+                    value: v.clone(),
+                    ttl_seconds: 0,
+                })
+                .collect(),
+            batch_id: i as u64,
+        })
+        .collect();
+    let t = Instant::now();
+    let mut acks = c
+        .batch_put(tokio_stream::iter(batches))
+        .await
+        .expect("BatchPut")
+        .into_inner();
+    let mut written = 0;
+    while let Some(ack) = acks.message().await.expect("ack") {
+        written += ack.written as usize;
+    }
+    let took = t.elapsed();
+    assert_eq!(written, keys.len());
+    took
+}
+
+async fn batch_lookup(
+    c: &mut DstashClient<Channel>,
+    keys: &[Vec<u8>],
+    values: Option<&[Vec<u8>]>,
+    batch: usize,
+) -> Duration {
+    let batches: Vec<LookupBatch> = keys
+        .chunks(batch)
+        .enumerate()
+        .map(|(i, ks)| LookupBatch {
+            namespace: "bench".into(),
+            keys: ks.to_vec(),
+            batch_id: i as u64,
+        })
+        .collect();
+    let t = Instant::now();
+    let mut results = c
+        .batch_lookup(tokio_stream::iter(batches))
+        .await
+        .expect("BatchLookup")
+        .into_inner();
+    let mut got = Vec::with_capacity(keys.len());
+    while let Some(r) = results.message().await.expect("results") {
+        got.extend(r.results);
+    }
+    let took = t.elapsed();
+    assert_eq!(got.len(), keys.len());
+    if let Some(values) = values {
+        assert!(got
+            .iter()
+            .zip(values)
+            .all(|(g, v)| g.found && &g.value == v));
+    }
+    took
+}
+
+#[derive(Default)]
+struct Figures {
+    put: Cell,
+    lookup: Cell,
+    echo_put: Cell,
+    echo_lookup: Cell,
+    redis_set: Cell,
+    redis_get: Cell,
+    redis_aof_set: Cell,
+    idle_rss: Cell,
+    loaded_rss: Cell,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+pub fn run(a: Args) -> Result<(), String> {
+    let (keys, values) = data(a.keys);
+    let redis = redis_side::find_or_install();
+    if let Err(why) = &redis {
+        eprintln!("no Redis column: {why}");
+    }
+    let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    if let Some(addr) = a.node {
+        return rt.block_on(async {
+            let mut c = DstashClient::connect(format!("http://{addr}"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let put = batch_put(&mut c, &keys, &values, a.batch).await;
+            let get = batch_lookup(&mut c, &keys, Some(&values), a.batch).await;
+            println!("BatchPut {put:?}, BatchLookup {get:?}");
+            Ok(())
+        });
+    }
+    let mut f = Figures::default();
+    for run in 0..a.runs {
+        eprintln!("run {}/{}", run + 1, a.runs);
+        let tmp = tempfile::tempdir_in(".").map_err(|e| e.to_string())?;
+        let node = Server::spawn(&["serve-node", tmp.path().to_str().unwrap()]);
+        std::thread::sleep(Duration::from_millis(200));
+        f.idle_rss.0.push(node.rss_anon());
+        rt.block_on(async {
+            let mut c = node.client().await;
+            f.put
+                .0
+                .push(ms(batch_put(&mut c, &keys, &values, a.batch).await));
+            f.lookup
+                .0
+                .push(ms(batch_lookup(&mut c, &keys, Some(&values), a.batch).await));
+        });
+        f.loaded_rss.0.push(node.rss_anon());
+        drop(node);
+
+        let echo = Server::spawn(&["serve-echo"]);
+        rt.block_on(async {
+            let mut c = echo.client().await;
+            f.echo_put
+                .0
+                .push(ms(batch_put(&mut c, &keys, &values, a.batch).await));
+            f.echo_lookup
+                .0
+                .push(ms(batch_lookup(&mut c, &keys, None, a.batch).await));
+        });
+        drop(echo);
+
+        if let Ok(bin) = &redis {
+            let r = RedisServer::start(bin, Persistence::None)?;
+            f.redis_set.0.push(ms(r.mset(&keys, &values, a.batch)));
+            f.redis_get.0.push(ms(r.mget(&keys, &values, a.batch)));
+            drop(r);
+            let r = RedisServer::start(bin, Persistence::AofAlways)?;
+            f.redis_aof_set.0.push(ms(r.mset(&keys, &values, a.batch)));
+        }
+    }
+    report(&a, &f, redis.err());
+    Ok(())
+}
+
+/// "131 ms (88–142), 765 K/s": median time, range, and keys/s at the median.
+fn timed(n: usize, c: &Cell) -> String {
+    if c.0.is_empty() {
+        return "n/a".into();
+    }
+    let (lo, hi) = c.range();
+    let rate = Unit::PerSec.fmt(n as f64 / (c.median() / 1e3));
+    format!("{:.0} ms ({lo:.0}–{hi:.0}), {rate}", c.median())
+}
+
+fn ratio(redis: &Cell, dstash: &Cell) -> String {
+    if redis.0.is_empty() {
+        return "n/a".into();
+    }
+    format!("×{:.2}", redis.median() / dstash.median())
+}
+
+fn report(a: &Args, f: &Figures, redis_missing: Option<String>) {
+    let n = a.keys;
+    println!(
+        "| {n} keys over loopback, batches of {} | dstash node | tonic echo (ceiling) | Redis, no persistence | Redis ÷ dstash time | target |",
+        a.batch
+    );
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| BatchPut, fsync per batch (`--sync always`) vs MSET | {} | {} | {} | {} | ≥ 1 M keys/s, ≥ 2× |",
+        timed(n, &f.put),
+        timed(n, &f.echo_put),
+        timed(n, &f.redis_set),
+        ratio(&f.redis_set, &f.put),
+    );
+    println!(
+        "| BatchLookup vs MGET | {} | {} | {} | {} | ≤ 70 ms, ≥ 2× |",
+        timed(n, &f.lookup),
+        timed(n, &f.echo_lookup),
+        timed(n, &f.redis_get),
+        ratio(&f.redis_get, &f.lookup),
+    );
+    println!(
+        "| MSET under `appendfsync always` (durable like dstash) | | | {} | {} | |",
+        timed(n, &f.redis_aof_set),
+        ratio(&f.redis_aof_set, &f.put),
+    );
+    println!(
+        "| node RssAnon: idle / after the run | {} / {} | | | | idle ≤ 8 MiB |",
+        f.idle_rss.show(Unit::MiB),
+        f.loaded_rss.show(Unit::MiB)
+    );
+    println!();
+    println!(
+        "Median of {} runs (range in brackets). Redis ÷ dstash time above 1 means dstash is faster. \
+         One stream or connection each, batches sent back to back; the node keeps up to 8 batches \
+         of a stream in flight. Redis without persistence acknowledges before anything reaches disk; \
+         dstash acknowledges each batch after fdatasync.",
+        a.runs
+    );
+    if let Some(why) = redis_missing {
+        println!("The Redis columns are empty: {why}.");
+    }
+}
+
+/// Child: a dstash node over DIR with default settings (`--sync always`) on a free
+/// loopback port; prints `ADDR <addr>` once serving, stops on SIGTERM or when killed.
+pub fn child_serve_node(mut args: impl Iterator<Item = String>) -> Result<(), String> {
+    let dir = args.next().ok_or("missing data directory")?;
+    let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let opts = dstash_node::NodeOptions::insecure(dir, ([127, 0, 0, 1], 0).into());
+        let mut node = dstash_node::Node::start(opts)
+            .await
+            .map_err(|e| e.to_string())?;
+        node.ready().await.map_err(|e| e.to_string())?;
+        println!("ADDR {}", node.local_addr());
+        dstash_node::terminated().await;
+        node.shutdown().await.map_err(|e| e.to_string())
+    })
+}
+
+/// Child: the echo server on a free loopback port; prints `ADDR <addr>`.
+pub fn child_serve_echo() -> Result<(), String> {
+    let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?;
+        println!("ADDR {}", listener.local_addr().map_err(|e| e.to_string())?);
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        tonic::transport::Server::builder()
+            .add_service(crate::echo::server())
+            .serve_with_incoming(incoming)
+            .await
+            .map_err(|e| e.to_string())
+    })
+}

@@ -1,0 +1,56 @@
+//! Figures over several runs, shown as median and range.
+
+/// One cell: the runs' values; reported as median and range.
+#[derive(Default, Clone)]
+pub struct Cell(pub Vec<f64>);
+
+impl Cell {
+    pub fn median(&self) -> f64 {
+        let mut v = self.0.clone();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    }
+    /// (lowest, highest).
+    pub fn range(&self) -> (f64, f64) {
+        let lo = self.0.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = self.0.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (lo, hi)
+    }
+
+    pub fn show(&self, unit: Unit) -> String {
+        if self.0.is_empty() {
+            return "n/a".into();
+        }
+        let (lo, hi) = self.range();
+        if self.0.len() == 1 {
+            unit.fmt(self.median())
+        } else {
+            format!(
+                "{} ({}–{})",
+                unit.fmt(self.median()),
+                unit.fmt(lo),
+                unit.fmt(hi)
+            )
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+pub enum Unit {
+    PerSec,
+    Nanos,
+    Millis,
+    MiB,
+}
+
+impl Unit {
+    pub fn fmt(self, x: f64) -> String {
+        match self {
+            Unit::PerSec if x >= 1e6 => format!("{:.2} M/s", x / 1e6),
+            Unit::PerSec => format!("{:.0} K/s", x / 1e3),
+            Unit::Nanos => format!("{:.2} µs", x / 1e3),
+            Unit::Millis => format!("{x:.0} ms"),
+            Unit::MiB => format!("{:.1} MiB", x / (1 << 20) as f64),
+        }
+    }
+}
