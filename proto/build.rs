@@ -5,6 +5,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // SAFETY (edition 2021: set_var is safe): build scripts are single-threaded.
     std::env::set_var("PROTOC", protoc);
     println!("cargo:rerun-if-changed=dstash/v1/dstash.proto");
-    tonic_prost_build::configure().compile_protos(&["dstash/v1/dstash.proto"], &["."])?;
+    // `bytes` fields decode as `Bytes`: zero-copy slices of the received frame, not one
+    // allocation and copy per key and value.
+    tonic_prost_build::configure()
+        .bytes(".")
+        .compile_protos(&["dstash/v1/dstash.proto"], &["."])?;
     Ok(())
 }

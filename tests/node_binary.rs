@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use dstash_proto::v1::*;
+use dstash_proto::Bytes;
 use dstash_storage::{Options, Store};
 use support::{run, spawn_loopback, spawn_node};
 use tonic::Code;
@@ -14,8 +15,8 @@ use tonic::Code;
 fn put(ns: &str, key: &[u8], value: &[u8]) -> PutRequest {
     PutRequest {
         namespace: ns.into(),
-        key: key.to_vec(),
-        value: value.to_vec(),
+        key: key.to_vec().into(),
+        value: value.to_vec().into(),
         ttl_seconds: 0,
     }
 }
@@ -33,17 +34,17 @@ async fn every_rpc_through_the_binary_then_sigterm_closes_clean() {
     let l = c
         .lookup(LookupRequest {
             namespace: "ns".into(),
-            key: b"k1".to_vec(),
+            key: Bytes::from_static(b"k1"),
         })
         .await
         .unwrap()
         .into_inner();
     assert!(l.found);
-    assert_eq!(l.value, b"v1");
+    assert_eq!(&l.value[..], b"v1");
     let d = c
         .delete(DeleteRequest {
             namespace: "ns".into(),
-            key: b"k1".to_vec(),
+            key: Bytes::from_static(b"k1"),
         })
         .await
         .unwrap()
@@ -52,8 +53,8 @@ async fn every_rpc_through_the_binary_then_sigterm_closes_clean() {
 
     let entries = (0..50u32)
         .map(|i| Entry {
-            key: format!("key-{i:02}").into_bytes(),
-            value: i.to_be_bytes().to_vec(),
+            key: format!("key-{i:02}").into_bytes().into(),
+            value: i.to_be_bytes().to_vec().into(),
             ttl_seconds: 0,
         })
         .collect();
@@ -72,7 +73,7 @@ async fn every_rpc_through_the_binary_then_sigterm_closes_clean() {
     let found: Vec<LookupBatchResult> = collect(
         c.batch_lookup(tokio_stream::iter(vec![LookupBatch {
             namespace: "ns".into(),
-            keys: vec![b"key-03".to_vec(), b"nope".to_vec()],
+            keys: vec![Bytes::from_static(b"key-03"), Bytes::from_static(b"nope")],
             batch_id: 1,
         }]))
         .await
@@ -80,13 +81,13 @@ async fn every_rpc_through_the_binary_then_sigterm_closes_clean() {
         .into_inner(),
     )
     .await;
-    assert_eq!(found[0].results[0].value, 3u32.to_be_bytes());
+    assert_eq!(found[0].results[0].value[..], 3u32.to_be_bytes());
     assert!(!found[0].results[1].found);
 
     let added = c
         .add(AddRequest {
             namespace: "rl".into(),
-            key: b"user".to_vec(),
+            key: Bytes::from_static(b"user"),
             n: 3,
         })
         .await
@@ -96,7 +97,7 @@ async fn every_rpc_through_the_binary_then_sigterm_closes_clean() {
     let counts: Vec<CountBatchResult> = collect(
         c.batch_add(tokio_stream::iter(vec![AddBatch {
             namespace: "rl".into(),
-            keys: vec![b"user".to_vec(), b"other".to_vec()],
+            keys: vec![Bytes::from_static(b"user"), Bytes::from_static(b"other")],
             batch_id: 2,
         }]))
         .await
@@ -108,7 +109,7 @@ async fn every_rpc_through_the_binary_then_sigterm_closes_clean() {
     let counts: Vec<CountBatchResult> = collect(
         c.batch_count(tokio_stream::iter(vec![CountBatch {
             namespace: "rl".into(),
-            keys: vec![b"user".to_vec()],
+            keys: vec![Bytes::from_static(b"user")],
             window_seconds: 30,
             batch_id: 3,
         }]))
@@ -121,7 +122,7 @@ async fn every_rpc_through_the_binary_then_sigterm_closes_clean() {
     let e = c
         .count(CountRequest {
             namespace: "rl".into(),
-            key: b"user".to_vec(),
+            key: Bytes::from_static(b"user"),
             window_seconds: 31,
         })
         .await
@@ -144,7 +145,7 @@ async fn every_rpc_through_the_binary_then_sigterm_closes_clean() {
         .into_inner(),
     )
     .await;
-    let keys: BTreeSet<Vec<u8>> = chunks.into_iter().flat_map(|c| c.keys).collect();
+    let keys: BTreeSet<Bytes> = chunks.into_iter().flat_map(|c| c.keys).collect();
     assert_eq!(keys.len(), 10);
 
     let s = c.status(StatusRequest {}).await.unwrap().into_inner();
@@ -295,8 +296,8 @@ fn crash_batch(round: u32, id: u64) -> PutBatch {
         namespace: "crash".into(),
         entries: (0..200)
             .map(|j| Entry {
-                key: format!("r{round}-b{id}-k{j}").into_bytes(),
-                value: format!("r{round}-b{id}-v{j}").into_bytes(),
+                key: format!("r{round}-b{id}-k{j}").into_bytes().into(),
+                value: format!("r{round}-b{id}-v{j}").into_bytes().into(),
                 ttl_seconds: 0,
             })
             .collect(),

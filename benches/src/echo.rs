@@ -5,7 +5,7 @@
 use std::pin::Pin;
 
 use dstash_proto::v1::*;
-use dstash_proto::{Dstash, DstashServer};
+use dstash_proto::{Bytes, Dstash, DstashServer};
 use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -64,7 +64,7 @@ impl Dstash for Echo {
                     .iter()
                     .map(|_| LookupResponse {
                         found: true,
-                        value: vec![7; 100],
+                        value: Bytes::from_static(&[7; 100]),
                     })
                     .collect(),
             })

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dstash_proto::v1::*;
-use dstash_proto::DstashClient;
+use dstash_proto::{Bytes, DstashClient};
 use tonic::transport::Channel;
 
 use crate::redis_side::{self, Persistence, RedisServer};
@@ -130,8 +130,8 @@ async fn batch_put(
                 .iter()
                 .zip(vs)
                 .map(|(k, v)| Entry {
-                    key: k.clone(),
-                    value: v.clone(),
+                    key: Bytes::from(k.clone()),
+                    value: Bytes::from(v.clone()),
                     ttl_seconds: 0,
                 })
                 .collect(),
@@ -164,7 +164,7 @@ async fn batch_lookup(
         .enumerate()
         .map(|(i, ks)| LookupBatch {
             namespace: "bench".into(),
-            keys: ks.to_vec(),
+            keys: ks.iter().cloned().map(Bytes::from).collect(),
             batch_id: i as u64,
         })
         .collect();
@@ -184,7 +184,7 @@ async fn batch_lookup(
         assert!(got
             .iter()
             .zip(values)
-            .all(|(g, v)| g.found && &g.value == v));
+            .all(|(g, v)| g.found && g.value == v));
     }
     took
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dstash_proto::v1::*;
-use dstash_proto::{Dstash, DstashServer};
+use dstash_proto::{Bytes, Dstash, DstashServer};
 use dstash_storage::{PutEntry, Store};
 use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
@@ -157,8 +157,8 @@ impl NodeService {
     }
 }
 
-fn keys_of(keys: &[Vec<u8>]) -> Vec<&[u8]> {
-    keys.iter().map(Vec::as_slice).collect()
+fn keys_of(keys: &[Bytes]) -> Vec<&[u8]> {
+    keys.iter().map(|k| k.as_ref()).collect()
 }
 
 #[tonic::async_trait]
@@ -184,7 +184,7 @@ impl Dstash for NodeService {
             .await?;
         Ok(Response::new(LookupResponse {
             found: v.is_some(),
-            value: v.unwrap_or_default(),
+            value: v.map(Bytes::from).unwrap_or_default(),
         }))
     }
 
@@ -248,7 +248,7 @@ impl Dstash for NodeService {
                         .into_iter()
                         .map(|v| LookupResponse {
                             found: v.is_some(),
-                            value: v.unwrap_or_default(),
+                            value: v.map(Bytes::from).unwrap_or_default(),
                         })
                         .collect();
                     Ok(LookupBatchResult {
@@ -292,8 +292,7 @@ impl Dstash for NodeService {
                 rpc: Rpc::BatchAdd,
                 keys: |b| b.keys.len(),
                 run: |s, b| {
-                    let items: Vec<(&[u8], u32)> =
-                        b.keys.iter().map(|k| (k.as_slice(), 1)).collect();
+                    let items: Vec<(&[u8], u32)> = b.keys.iter().map(|k| (k.as_ref(), 1)).collect();
                     let counts = s.add_many(&b.namespace, &items)?;
                     Ok(CountBatchResult {
                         batch_id: b.batch_id,
@@ -352,11 +351,11 @@ impl Dstash for NodeService {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::task::spawn_blocking(move || {
             let mut sent = 0;
-            let mut pending: Vec<Vec<u8>> = Vec::new();
+            let mut pending: Vec<Bytes> = Vec::new();
             while sent + pending.len() < limit {
                 match listing.next_chunk() {
                     Ok(Some(keys)) => {
-                        pending.extend(keys);
+                        pending.extend(keys.into_iter().map(Bytes::from));
                         pending.truncate(limit - sent);
                     }
                     Ok(None) => break,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use dstash_node::{Node, NodeOptions, TlsFiles};
 use dstash_proto::v1::*;
-use dstash_proto::DstashClient;
+use dstash_proto::{Bytes, DstashClient};
 use dstash_storage::{Options, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
@@ -40,8 +40,8 @@ async fn health(ch: Channel) -> ServingStatus {
 fn put(ns: &str, key: &[u8], value: &[u8]) -> PutRequest {
     PutRequest {
         namespace: ns.into(),
-        key: key.to_vec(),
-        value: value.to_vec(),
+        key: key.to_vec().into(),
+        value: value.to_vec().into(),
         ttl_seconds: 0,
     }
 }
@@ -106,8 +106,8 @@ async fn shutdown_finishes_open_batches_then_closes_the_store_clean() {
         namespace: "d".into(),
         entries: (0..100)
             .map(|i| Entry {
-                key: format!("{id}-{i}").into_bytes(),
-                value: vec![id as u8; 10],
+                key: format!("{id}-{i}").into_bytes().into(),
+                value: vec![id as u8; 10].into(),
                 ttl_seconds: 0,
             })
             .collect(),
@@ -169,7 +169,11 @@ async fn metrics_count_requests_keys_errors_and_store_figures() {
     c.put(put("m", b"", b"v")).await.unwrap_err();
     let batches = vec![LookupBatch {
         namespace: "m".into(),
-        keys: vec![b"a".to_vec(), b"b".to_vec(), b"zz".to_vec()],
+        keys: vec![
+            Bytes::from_static(b"a"),
+            Bytes::from_static(b"b"),
+            Bytes::from_static(b"zz"),
+        ],
         batch_id: 7,
     }];
     let mut results = c
@@ -216,8 +220,8 @@ async fn oversized_messages_are_invalid_argument_naming_the_limit() {
         namespace: "big".into(),
         entries: (0..4)
             .map(|i| Entry {
-                key: vec![i],
-                value: vec![0; 512 << 10],
+                key: vec![i].into(),
+                value: vec![0; 512 << 10].into(),
                 ttl_seconds: 0,
             })
             .collect(),

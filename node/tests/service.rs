@@ -2,7 +2,7 @@
 
 use dstash_node::{Node, NodeOptions, TokenAuth};
 use dstash_proto::v1::*;
-use dstash_proto::DstashClient;
+use dstash_proto::{Bytes, DstashClient};
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -39,8 +39,8 @@ async fn start_with(auth: TokenAuth) -> Running {
 fn put(ns: &str, key: &[u8], value: &[u8]) -> PutRequest {
     PutRequest {
         namespace: ns.into(),
-        key: key.to_vec(),
-        value: value.to_vec(),
+        key: key.to_vec().into(),
+        value: value.to_vec().into(),
         ttl_seconds: 0,
     }
 }
@@ -48,7 +48,7 @@ fn put(ns: &str, key: &[u8], value: &[u8]) -> PutRequest {
 fn lookup(ns: &str, key: &[u8]) -> LookupRequest {
     LookupRequest {
         namespace: ns.into(),
-        key: key.to_vec(),
+        key: key.to_vec().into(),
     }
 }
 
@@ -58,13 +58,13 @@ async fn unary_put_lookup_delete() {
     let c = &mut node.client;
     c.put(put("u", b"alice", b"1")).await.unwrap();
     let r = c.lookup(lookup("u", b"alice")).await.unwrap().into_inner();
-    assert_eq!((r.found, r.value.as_slice()), (true, &b"1"[..]));
+    assert_eq!((r.found, &r.value[..]), (true, &b"1"[..]));
     let r = c.lookup(lookup("u", b"bob")).await.unwrap().into_inner();
     assert_eq!((r.found, r.value.len()), (false, 0));
     let d = c
         .delete(DeleteRequest {
             namespace: "u".into(),
-            key: b"alice".to_vec(),
+            key: Bytes::from_static(b"alice"),
         })
         .await
         .unwrap();
@@ -87,8 +87,8 @@ async fn batch_streams_answer_every_batch_in_order() {
             namespace: "b".into(),
             entries: (0..50)
                 .map(|i| Entry {
-                    key: format!("k{b}-{i}").into_bytes(),
-                    value: format!("v{b}-{i}").into_bytes(),
+                    key: format!("k{b}-{i}").into_bytes().into(),
+                    value: format!("v{b}-{i}").into_bytes().into(),
                     ttl_seconds: 0,
                 })
                 .collect(),
@@ -110,12 +110,16 @@ async fn batch_streams_answer_every_batch_in_order() {
     let lookups = vec![
         LookupBatch {
             namespace: "b".into(),
-            keys: vec![b"k3-7".to_vec(), b"missing".to_vec(), b"k19-49".to_vec()],
+            keys: vec![
+                Bytes::from_static(b"k3-7"),
+                Bytes::from_static(b"missing"),
+                Bytes::from_static(b"k19-49"),
+            ],
             batch_id: 1,
         },
         LookupBatch {
             namespace: "b".into(),
-            keys: vec![b"k0-0".to_vec()],
+            keys: vec![Bytes::from_static(b"k0-0")],
             batch_id: 2,
         },
     ];
@@ -129,7 +133,7 @@ async fn batch_streams_answer_every_batch_in_order() {
     let got: Vec<(bool, Vec<u8>)> = first
         .results
         .into_iter()
-        .map(|r| (r.found, r.value))
+        .map(|r| (r.found, r.value.to_vec()))
         .collect();
     assert_eq!(
         got,
@@ -141,7 +145,7 @@ async fn batch_streams_answer_every_batch_in_order() {
     );
     let second = results.message().await.unwrap().unwrap();
     assert_eq!(
-        (second.batch_id, second.results[0].value.as_slice()),
+        (second.batch_id, &second.results[0].value[..]),
         (2, &b"v0-0"[..])
     );
     assert!(results.message().await.unwrap().is_none());
@@ -153,7 +157,7 @@ async fn counts_unary_and_batched() {
     let c = &mut node.client;
     let add = |n| AddRequest {
         namespace: "rl".into(),
-        key: b"ip".to_vec(),
+        key: Bytes::from_static(b"ip"),
         n,
     };
     assert_eq!(
@@ -164,14 +168,18 @@ async fn counts_unary_and_batched() {
     assert_eq!(c.add(add(4)).await.unwrap().into_inner().count, 5);
     let count = CountRequest {
         namespace: "rl".into(),
-        key: b"ip".to_vec(),
+        key: Bytes::from_static(b"ip"),
         window_seconds: 0,
     };
     assert_eq!(c.count(count).await.unwrap().into_inner().count, 5);
 
     let adds = vec![AddBatch {
         namespace: "rl".into(),
-        keys: vec![b"a".to_vec(), b"b".to_vec(), b"a".to_vec()],
+        keys: vec![
+            Bytes::from_static(b"a"),
+            Bytes::from_static(b"b"),
+            Bytes::from_static(b"a"),
+        ],
         batch_id: 9,
     }];
     let mut out = c
@@ -183,7 +191,11 @@ async fn counts_unary_and_batched() {
     assert_eq!((r.batch_id, r.counts), (9, vec![2, 1, 2]));
     let counts = vec![CountBatch {
         namespace: "rl".into(),
-        keys: vec![b"a".to_vec(), b"ip".to_vec(), b"z".to_vec()],
+        keys: vec![
+            Bytes::from_static(b"a"),
+            Bytes::from_static(b"ip"),
+            Bytes::from_static(b"z"),
+        ],
         window_seconds: 60,
         batch_id: 3,
     }];
@@ -205,7 +217,7 @@ async fn all_keys(c: &mut DstashClient<Channel>, req: KeysRequest) -> (Vec<Vec<u
             "chunk of {}",
             chunk.keys.len()
         );
-        keys.extend(chunk.keys);
+        keys.extend(chunk.keys.into_iter().map(|k| k.to_vec()));
         chunks += 1;
     }
     keys.sort();
@@ -220,8 +232,8 @@ async fn keys_streams_glob_limit_and_counters() {
         namespace: "k".into(),
         entries: (0..1000)
             .map(|i| Entry {
-                key: format!("user:{i}").into_bytes(),
-                value: b"v".to_vec(),
+                key: format!("user:{i}").into_bytes().into(),
+                value: Bytes::from_static(b"v"),
                 ttl_seconds: 0,
             })
             .collect(),
@@ -236,7 +248,7 @@ async fn keys_streams_glob_limit_and_counters() {
     c.put(put("k", b"item:1", b"v")).await.unwrap();
     c.add(AddRequest {
         namespace: "k".into(),
-        key: b"hits:1".to_vec(),
+        key: Bytes::from_static(b"hits:1"),
         n: 1,
     })
     .await
@@ -310,7 +322,7 @@ async fn bad_input_gets_invalid_argument_naming_the_rule_and_the_node_keeps_serv
     let e = c
         .count(CountRequest {
             namespace: "ok".into(),
-            key: b"k".to_vec(),
+            key: Bytes::from_static(b"k"),
             window_seconds: 61,
         })
         .await
@@ -333,8 +345,8 @@ async fn bad_input_gets_invalid_argument_naming_the_rule_and_the_node_keeps_serv
         PutBatch {
             namespace: "ok".into(),
             entries: vec![Entry {
-                key: b"good".to_vec(),
-                value: b"1".to_vec(),
+                key: Bytes::from_static(b"good"),
+                value: Bytes::from_static(b"1"),
                 ttl_seconds: 0,
             }],
             batch_id: 1,
@@ -342,8 +354,8 @@ async fn bad_input_gets_invalid_argument_naming_the_rule_and_the_node_keeps_serv
         PutBatch {
             namespace: "ok".into(),
             entries: vec![Entry {
-                key: vec![],
-                value: b"1".to_vec(),
+                key: Default::default(),
+                value: Bytes::from_static(b"1"),
                 ttl_seconds: 0,
             }],
             batch_id: 2,

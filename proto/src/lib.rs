@@ -7,5 +7,7 @@ pub mod v1 {
     tonic::include_proto!("dstash.v1");
 }
 
+/// The type of every `bytes` field (keys, values): cheap to clone and to slice.
+pub use bytes::Bytes;
 pub use v1::dstash_client::DstashClient;
 pub use v1::dstash_server::{Dstash, DstashServer};

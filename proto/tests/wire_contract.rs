@@ -2,6 +2,7 @@
 //! service's method paths. Renumbering or renaming anything fails here.
 
 use dstash_proto::v1::*;
+use dstash_proto::Bytes;
 use prost::Message;
 
 /// Protobuf key byte for a field: number << 3 | wire type (0 varint, 2 length-delimited).
@@ -13,8 +14,8 @@ fn tag(field: u8, wire: u8) -> u8 {
 fn put_request_fields() {
     let m = PutRequest {
         namespace: "ns".into(),
-        key: b"k".to_vec(),
-        value: b"v".to_vec(),
+        key: Bytes::from_static(b"k"),
+        value: Bytes::from_static(b"v"),
         ttl_seconds: 5,
     };
     let want = [
@@ -39,12 +40,12 @@ fn put_request_fields() {
 fn lookup_and_delete_fields() {
     let r = LookupResponse {
         found: true,
-        value: b"x".to_vec(),
+        value: Bytes::from_static(b"x"),
     };
     assert_eq!(r.encode_to_vec(), [tag(1, 0), 1, tag(2, 2), 1, b'x']);
     let d = DeleteRequest {
         namespace: "a".into(),
-        key: b"k".to_vec(),
+        key: Bytes::from_static(b"k"),
     };
     assert_eq!(d.encode_to_vec(), [tag(1, 2), 1, b'a', tag(2, 2), 1, b'k']);
     assert_eq!(
@@ -58,8 +59,8 @@ fn batch_messages_fields() {
     let b = PutBatch {
         namespace: "a".into(),
         entries: vec![Entry {
-            key: b"k".to_vec(),
-            value: b"v".to_vec(),
+            key: Bytes::from_static(b"k"),
+            value: Bytes::from_static(b"v"),
             ttl_seconds: 2,
         }],
         batch_id: 7,
@@ -79,7 +80,7 @@ fn batch_messages_fields() {
     );
     let c = CountBatch {
         namespace: "a".into(),
-        keys: vec![b"k".to_vec()],
+        keys: vec![Bytes::from_static(b"k")],
         window_seconds: 9,
         batch_id: 4,
     };
@@ -108,7 +109,7 @@ fn batch_messages_fields() {
         batch_id: 2,
         results: vec![LookupResponse {
             found: false,
-            value: vec![],
+            value: Default::default(),
         }],
     };
     assert_eq!(l.encode_to_vec(), [tag(1, 0), 2, tag(2, 2), 0]);
@@ -118,7 +119,7 @@ fn batch_messages_fields() {
 fn counter_and_listing_fields() {
     let a = AddRequest {
         namespace: "a".into(),
-        key: b"k".to_vec(),
+        key: Bytes::from_static(b"k"),
         n: 3,
     };
     assert_eq!(
@@ -127,7 +128,7 @@ fn counter_and_listing_fields() {
     );
     let c = CountRequest {
         namespace: "a".into(),
-        key: b"k".to_vec(),
+        key: Bytes::from_static(b"k"),
         window_seconds: 60,
     };
     assert_eq!(
@@ -158,7 +159,7 @@ fn counter_and_listing_fields() {
     );
     assert_eq!(
         KeysChunk {
-            keys: vec![b"k".to_vec()]
+            keys: vec![Bytes::from_static(b"k")]
         }
         .encode_to_vec(),
         [tag(1, 2), 1, b'k']
