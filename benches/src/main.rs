@@ -1,8 +1,13 @@
-//! `dstash-benches engine`: dstash's engine side by side with heed (LMDB) and candystore
-//! in one run, pogreb-bench's shape, printed as a Markdown table with ratios.
+//! dstash side by side with what users would pick instead, each printed as a Markdown
+//! table with ratios:
+//!
+//! - `engine`: the storage engine against heed (LMDB) and candystore, pogreb-bench's shape;
+//! - `node`: one node over loopback against Redis MSET/MGET and a store-less tonic echo
+//!   server ([`loopback`]).
 //!
 //! ```text
 //! cargo run -p dstash-benches --release -- engine [--keys N] [--runs R] [--kill-keys A,B]
+//! cargo run -p dstash-benches --release -- node [--keys N] [--runs R] [--batch B]
 //! ```
 
 mod echo;
@@ -69,7 +74,7 @@ fn main() {
         "kill-load" => child_load(args),
         "reopen" => child_reopen(args),
         _ => Err(
-            "usage: dstash-benches engine [--keys N] [--runs R] [--kill-keys A,B] [--only-dstash]\n       dstash-benches node [--keys N] [--runs R] [--batch B]"
+            "usage: dstash-benches engine [--keys N] [--runs R] [--kill-keys A,B] [--only-dstash]\n       dstash-benches node [--keys N] [--runs R] [--batch B] [--no-redis] [--node ADDR]"
                 .into(),
         ),
     };
