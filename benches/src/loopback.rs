@@ -185,10 +185,7 @@ async fn batch_lookup(
     let took = t.elapsed();
     assert_eq!(got.len(), keys.len());
     if let Some(values) = values {
-        assert!(got
-            .iter()
-            .zip(values)
-            .all(|(g, v)| g.found && g.value == v));
+        assert!(got.iter().zip(values).all(|(g, v)| g.found && g.value == v));
     }
     took
 }

@@ -46,3 +46,43 @@ fn a_checkpoint_that_never_finished_is_ignored() {
         "replayed from the previous checkpoint"
     );
 }
+
+#[test]
+fn a_recovery_that_replayed_records_checkpoints_at_the_next_tick() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let s = open(dir.path(), &clock);
+    for i in 0..2000 {
+        s.put("c", &key(i), &value(i, 0), 0).unwrap();
+    }
+    s.crash();
+    // With the background thread on, and the clock standing still: the checkpoint must
+    // not wait for the interval, or a crash loop would replay more at every start.
+    let s = Store::open(
+        dir.path(),
+        Options {
+            background: true,
+            ..opts(&clock)
+        },
+    )
+    .unwrap();
+    assert!(s.stats()[0].kv.replayed_records > 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while s.stats()[0].kv.checkpoints == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint after replay"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    s.crash();
+    let s = open(dir.path(), &clock);
+    assert_eq!(
+        s.stats()[0].kv.replayed_records,
+        0,
+        "the replay was checkpointed"
+    );
+    for i in 0..2000 {
+        assert_eq!(s.get("c", &key(i)).unwrap(), Some(value(i, 0)));
+    }
+}

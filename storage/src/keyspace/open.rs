@@ -205,14 +205,17 @@ pub(super) fn open(dir: &Path, ns: &str, opts: Arc<Options>) -> Result<Keyspace>
         .write(io.as_ref(), dir)?;
     }
     // The checkpoint on disk stays valid: replay is idempotent, so the next crash may
-    // replay the same records again. Open does not wait for a full index flush; the
-    // background thread checkpoints within the interval if anything was replayed.
+    // replay the same records again. Open does not wait for a full index flush; if
+    // anything was replayed, the background thread checkpoints at its next tick, so a
+    // crash loop replays each record a bounded number of times instead of the whole
+    // log since the last checkpoint at every start.
+    let replayed = ks.metrics.replayed_records.load(Ordering::Relaxed) > 0;
     {
         let mut ck = ks.ckpt.lock();
         ck.segment = start.segment();
-        ck.at_secs = ks.now();
+        ck.at_secs = if replayed { 0 } else { ks.now() };
     }
-    if ks.metrics.replayed_records.load(Ordering::Relaxed) > 0 {
+    if replayed {
         ks.metrics
             .bytes_since_checkpoint
             .store(1, Ordering::Relaxed);
