@@ -65,6 +65,7 @@ impl Dstash for Echo {
                     .map(|_| LookupResponse {
                         found: true,
                         value: Bytes::from_static(&[7; 100]),
+                        ttl_seconds: 0,
                     })
                     .collect(),
             })

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use dstash_proto::v1::*;
 use dstash_proto::{Bytes, Dstash, DstashServer};
-use dstash_storage::{PutEntry, Store};
+use dstash_storage::{Found, PutEntry, Store};
 use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -157,6 +157,17 @@ impl NodeService {
     }
 }
 
+fn answer(found: Option<Found>) -> LookupResponse {
+    match found {
+        Some(f) => LookupResponse {
+            found: true,
+            value: Bytes::from(f.value),
+            ttl_seconds: f.ttl_secs,
+        },
+        None => LookupResponse::default(),
+    }
+}
+
 fn keys_of(keys: &[Bytes]) -> Vec<&[u8]> {
     keys.iter().map(|k| k.as_ref()).collect()
 }
@@ -180,12 +191,11 @@ impl Dstash for NodeService {
         let r = req.into_inner();
         let v = self
             .ctx
-            .run(Rpc::Lookup, 1, move |s| s.get(&r.namespace, &r.key))
+            .run(Rpc::Lookup, 1, move |s| {
+                Ok(s.lookup_many(&r.namespace, &[&r.key])?.pop().flatten())
+            })
             .await?;
-        Ok(Response::new(LookupResponse {
-            found: v.is_some(),
-            value: v.map(Bytes::from).unwrap_or_default(),
-        }))
+        Ok(Response::new(answer(v)))
     }
 
     async fn delete(
@@ -243,14 +253,8 @@ impl Dstash for NodeService {
                 rpc: Rpc::BatchLookup,
                 keys: |b| b.keys.len(),
                 run: |s, b| {
-                    let values = s.get_many(&b.namespace, &keys_of(&b.keys))?;
-                    let results = values
-                        .into_iter()
-                        .map(|v| LookupResponse {
-                            found: v.is_some(),
-                            value: v.map(Bytes::from).unwrap_or_default(),
-                        })
-                        .collect();
+                    let found = s.lookup_many(&b.namespace, &keys_of(&b.keys))?;
+                    let results = found.into_iter().map(answer).collect();
                     Ok(LookupBatchResult {
                         batch_id: b.batch_id,
                         results,

@@ -59,8 +59,18 @@ async fn unary_put_lookup_delete() {
     c.put(put("u", b"alice", b"1")).await.unwrap();
     let r = c.lookup(lookup("u", b"alice")).await.unwrap().into_inner();
     assert_eq!((r.found, &r.value[..]), (true, &b"1"[..]));
+    assert_eq!(r.ttl_seconds, 0, "no TTL");
     let r = c.lookup(lookup("u", b"bob")).await.unwrap().into_inner();
     assert_eq!((r.found, r.value.len()), (false, 0));
+    let mut expiring = put("u", b"carol", b"2");
+    expiring.ttl_seconds = 300;
+    c.put(expiring).await.unwrap();
+    let r = c.lookup(lookup("u", b"carol")).await.unwrap().into_inner();
+    assert!(
+        (298..=300).contains(&r.ttl_seconds),
+        "the time left to live: {}",
+        r.ttl_seconds
+    );
     let d = c
         .delete(DeleteRequest {
             namespace: "u".into(),

@@ -41,8 +41,18 @@ fn lookup_and_delete_fields() {
     let r = LookupResponse {
         found: true,
         value: Bytes::from_static(b"x"),
+        ttl_seconds: 0,
     };
     assert_eq!(r.encode_to_vec(), [tag(1, 0), 1, tag(2, 2), 1, b'x']);
+    // Added field: the remaining TTL, field 3.
+    let r = LookupResponse {
+        ttl_seconds: 7,
+        ..r
+    };
+    assert_eq!(
+        r.encode_to_vec(),
+        [tag(1, 0), 1, tag(2, 2), 1, b'x', tag(3, 0), 7]
+    );
     let d = DeleteRequest {
         namespace: "a".into(),
         key: Bytes::from_static(b"k"),
@@ -107,10 +117,7 @@ fn batch_messages_fields() {
     assert_eq!(r.encode_to_vec(), [tag(1, 0), 1, tag(2, 2), 2, 3, 4]);
     let l = LookupBatchResult {
         batch_id: 2,
-        results: vec![LookupResponse {
-            found: false,
-            value: Default::default(),
-        }],
+        results: vec![LookupResponse::default()],
     };
     assert_eq!(l.encode_to_vec(), [tag(1, 0), 2, tag(2, 2), 0]);
 }

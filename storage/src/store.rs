@@ -30,6 +30,14 @@ pub struct PutEntry<'a> {
 }
 
 /// Figures for one namespace.
+/// A value found by [`Store::lookup_many`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub value: Vec<u8>,
+    /// Seconds left to live; 0 when the key never expires.
+    pub ttl_secs: u32,
+}
+
 #[derive(Debug, Clone)]
 pub struct NamespaceStats {
     pub name: String,
@@ -259,12 +267,36 @@ impl Store {
 
     /// Looks up every key; results are in key order.
     pub fn get_many(&self, ns: &str, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
+        Ok(self
+            .lookup_many(ns, keys)?
+            .into_iter()
+            .map(|f| f.map(|f| f.value))
+            .collect())
+    }
+
+    /// Looks up every key, with the time each has left to live; results are in key order.
+    pub fn lookup_many(&self, ns: &str, keys: &[&[u8]]) -> Result<Vec<Option<Found>>> {
         self.check_batch(keys.len())?;
         keys.iter().try_for_each(|k| self.check_key(k))?;
-        match self.existing(ns)? {
-            Some(n) => n.kv.get_many(keys),
-            None => Ok(vec![None; keys.len()]),
-        }
+        let Some(n) = self.existing(ns)? else {
+            return Ok(vec![None; keys.len()]);
+        };
+        let now = self.inner.opts.clock.now_secs();
+        Ok(n.kv
+            .get_many(keys)?
+            .into_iter()
+            .map(|f| {
+                f.map(|(value, expires_at)| Found {
+                    value,
+                    // An unexpired key has at least a second left.
+                    ttl_secs: if expires_at == 0 {
+                        0
+                    } else {
+                        expires_at.saturating_sub(now).clamp(1, u32::MAX as u64) as u32
+                    },
+                })
+            })
+            .collect())
     }
 
     /// Deletes the key; true when a live value was there.

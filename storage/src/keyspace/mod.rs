@@ -105,6 +105,9 @@ pub struct KeyspaceMetrics {
     pub replayed_records: AtomicU64,
 }
 
+/// A live value and its expiry time in seconds (0: none).
+pub type Stored = (Vec<u8>, u64);
+
 /// A point-in-time view for metrics and status.
 #[derive(Debug, Clone, Default)]
 pub struct KeyspaceStats {
@@ -169,16 +172,16 @@ impl Keyspace {
     /// The value stored under `key`, if present and unexpired.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let t = self.tables.read();
-        self.get_locked(&t, key)
+        Ok(self.get_locked(&t, key)?.map(|(v, _)| v))
     }
 
     /// Looks up every key under one read lock; results are in key order.
-    pub fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
+    pub fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Stored>>> {
         let t = self.tables.read();
         keys.iter().map(|k| self.get_locked(&t, k)).collect()
     }
 
-    fn get_locked(&self, t: &Tables, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    fn get_locked(&self, t: &Tables, key: &[u8]) -> Result<Option<Stored>> {
         let hash = key_hash(self.seed, key);
         let Some(loc) = t.index.find(hash, |l| key_at(&t.segments, l) == Some(key)) else {
             return Ok(None);
@@ -186,9 +189,9 @@ impl Keyspace {
         let rec = record_at(&t.segments, loc).unwrap_or(&[]);
         match record::decode(rec) {
             // The clock is read only for records that carry a TTL.
-            Ok((h, _, value)) if h.kind == Kind::Put => {
-                Ok((h.expires_at == 0 || !h.expired(self.now())).then(|| value.to_vec()))
-            }
+            Ok((h, _, value)) if h.kind == Kind::Put => Ok((h.expires_at == 0
+                || !h.expired(self.now()))
+            .then(|| (value.to_vec(), h.expires_at))),
             Ok(_) => Ok(None),
             Err(e) => Err(self.corrupt(&t.segments, loc, e.describe())),
         }

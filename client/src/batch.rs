@@ -1,0 +1,279 @@
+//! Batches: split by owning node (rayon for the hashing of large batches), one
+//! bidirectional stream per node, all nodes at once, a bounded number of unanswered
+//! messages per stream, and results put back in input order.
+//!
+//! - Writes go to each key's R replicas; a key is written once W of them acknowledged
+//!   the batch holding it. A node that fails mid-stream fails its unacknowledged
+//!   batches, and the keys that then miss their quorum are reported, one by one.
+//! - Reads go to each key's best replica; keys a failed node did not answer, and keys
+//!   it lacks, are asked of the next replica. A value found on a later replica is
+//!   written back to the replicas that lacked it.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use dstash_proto::v1::*;
+use dstash_proto::Bytes;
+use rayon::prelude::*;
+use tokio::sync::{mpsc, Semaphore};
+use tonic::{Status, Streaming};
+
+use crate::client::{failure, Client, NodeHandle, View};
+use crate::conn::Rpc;
+use crate::error::{is_rejection, Error, NodeFailure, Result};
+use crate::quorum::{Outcome, Tally};
+
+/// One key to write.
+#[derive(Debug, Clone)]
+pub struct PutItem {
+    pub key: Bytes,
+    pub value: Bytes,
+    pub ttl_seconds: u32,
+}
+
+/// What a batch write did, key by key.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    pub written: u64,
+    /// Input positions of the keys that missed their quorum, with why.
+    pub failed: Vec<(usize, Error)>,
+}
+
+/// Above this many keys, placement is computed on rayon's threads.
+const PARALLEL_PLACEMENT: usize = 4096;
+
+fn replicas_of<'a>(
+    view: &View,
+    keys: impl IndexedParallelIterator<Item = &'a [u8]>,
+) -> Vec<Vec<usize>> {
+    if keys.len() >= PARALLEL_PLACEMENT {
+        keys.map(|k| view.replicas(k)).collect()
+    } else {
+        let keys: Vec<&[u8]> = keys.collect();
+        keys.into_iter().map(|k| view.replicas(k)).collect()
+    }
+}
+
+/// Sends `batches` on one stream opened by `open`, with at most `in_flight` of them
+/// unanswered. Returns the answers received, in order, and the failure that ended the
+/// stream early, if one did.
+async fn stream<Req, Resp, F, Fut>(
+    node: &NodeHandle,
+    batches: Vec<Req>,
+    in_flight: usize,
+    open: F,
+) -> (Vec<Resp>, Option<NodeFailure>)
+where
+    Req: Send + 'static,
+    F: FnOnce(Rpc, tokio_stream::wrappers::ReceiverStream<Req>) -> Fut,
+    Fut: Future<Output = std::result::Result<tonic::Response<Streaming<Resp>>, Status>>,
+{
+    let total = batches.len();
+    if total == 0 {
+        return (Vec::new(), None);
+    }
+    let permits = Arc::new(Semaphore::new(in_flight.max(1)));
+    let (tx, rx) = mpsc::channel::<Req>(1);
+    let feeder = {
+        let permits = permits.clone();
+        tokio::spawn(async move {
+            for b in batches {
+                let Ok(p) = permits.clone().acquire_owned().await else {
+                    return;
+                };
+                p.forget(); // given back when the answer arrives
+                if tx.send(b).await.is_err() {
+                    return; // the stream ended
+                }
+            }
+        })
+    };
+    let mut answers = Vec::with_capacity(total);
+    let result: std::result::Result<(), Status> = async {
+        let mut responses = open(
+            node.rpc.clone(),
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )
+        .await?
+        .into_inner();
+        while answers.len() < total {
+            match responses.message().await? {
+                Some(r) => {
+                    answers.push(r);
+                    permits.add_permits(1);
+                }
+                None => return Err(Status::unavailable("the node ended the stream early")),
+            }
+        }
+        Ok(())
+    }
+    .await;
+    feeder.abort();
+    (answers, result.err().map(|s| failure(node, &s)))
+}
+
+impl Client {
+    /// Writes every item to its replicas. Per-key results: see [`LoadReport`]. Fails as
+    /// a whole only when the input itself is refused (`Error::Rejected`).
+    pub async fn put_many(&self, ns: &str, items: &[PutItem]) -> Result<LoadReport> {
+        let view = self.view();
+        let placed = replicas_of(&view, items.par_iter().map(|i| i.key.as_ref()));
+        // Per node: the positions of the items it holds, in input order.
+        let mut per_node: Vec<Vec<usize>> = vec![Vec::new(); view.nodes.len()];
+        for (pos, replicas) in placed.iter().enumerate() {
+            for &n in replicas {
+                per_node[n].push(pos);
+            }
+        }
+        let chunk = self.cfg.batch_keys.max(1);
+        let runs = per_node.iter().enumerate().map(|(n, positions)| {
+            let node = view.nodes[n].clone();
+            let batches: Vec<PutBatch> = positions
+                .chunks(chunk)
+                .enumerate()
+                .map(|(id, ps)| PutBatch {
+                    namespace: ns.to_string(),
+                    entries: ps
+                        .iter()
+                        .map(|&p| Entry {
+                            key: items[p].key.clone(),
+                            value: items[p].value.clone(),
+                            ttl_seconds: items[p].ttl_seconds,
+                        })
+                        .collect(),
+                    batch_id: id as u64,
+                })
+                .collect();
+            let in_flight = self.cfg.in_flight;
+            async move {
+                let (acks, failed) = stream(&node, batches, in_flight, |mut rpc, s| async move {
+                    rpc.batch_put(s).await
+                })
+                .await;
+                (acks.len(), failed)
+            }
+        });
+        let results = futures_util::future::join_all(runs).await;
+
+        let mut tallies: Vec<Tally> = placed
+            .iter()
+            .map(|r| {
+                Tally::new(
+                    r.iter().map(|&n| view.nodes[n].id.clone()).collect(),
+                    view.w,
+                )
+            })
+            .collect();
+        for (n, (acked_batches, failed)) in results.into_iter().enumerate() {
+            let acked_keys = (acked_batches * chunk).min(per_node[n].len());
+            for &p in &per_node[n][..acked_keys] {
+                tallies[p].ack();
+            }
+            if let Some(f) = failed {
+                if is_rejection(f.code) {
+                    return Err(Error::Rejected(f));
+                }
+                for &p in &per_node[n][acked_keys..] {
+                    tallies[p].fail(f.clone());
+                }
+            }
+        }
+        let mut report = LoadReport::default();
+        for (p, t) in tallies.into_iter().enumerate() {
+            match t.outcome() {
+                Outcome::Done => report.written += 1,
+                _ => report.failed.push((p, t.error())),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Looks up every key; results in input order. Fails only if some key could be
+    /// read from none of its replicas, or the input is refused.
+    pub async fn get_many(&self, ns: &str, keys: &[Bytes]) -> Result<Vec<Option<Bytes>>> {
+        let view = self.view();
+        let placed = replicas_of(&view, keys.par_iter().map(|k| k.as_ref()));
+        let mut results: Vec<Option<(Bytes, u32)>> = vec![None; keys.len()];
+        // Replicas that answered "not there" for a key, to repair if a later one has it.
+        let mut lacking: Vec<Vec<usize>> = vec![Vec::new(); keys.len()];
+        let mut failures: Vec<Vec<NodeFailure>> = vec![Vec::new(); keys.len()];
+        let mut pending: Vec<usize> = (0..keys.len()).collect();
+        let chunk = self.cfg.batch_keys.max(1);
+        for rank in 0..view.r {
+            if pending.is_empty() {
+                break;
+            }
+            let mut per_node: Vec<Vec<usize>> = vec![Vec::new(); view.nodes.len()];
+            for &p in &pending {
+                if let Some(&n) = placed[p].get(rank) {
+                    per_node[n].push(p);
+                }
+            }
+            let runs = per_node.iter().enumerate().map(|(n, positions)| {
+                let node = view.nodes[n].clone();
+                let batches: Vec<LookupBatch> = positions
+                    .chunks(chunk)
+                    .enumerate()
+                    .map(|(id, ps)| LookupBatch {
+                        namespace: ns.to_string(),
+                        keys: ps.iter().map(|&p| keys[p].clone()).collect(),
+                        batch_id: id as u64,
+                    })
+                    .collect();
+                let in_flight = self.cfg.in_flight;
+                async move {
+                    stream(&node, batches, in_flight, |mut rpc, s| async move {
+                        rpc.batch_lookup(s).await
+                    })
+                    .await
+                }
+            });
+            let answers = futures_util::future::join_all(runs).await;
+            let mut next = Vec::new();
+            for (n, (batches, failed)) in answers.into_iter().enumerate() {
+                let mut answered = 0;
+                for (batch, ps) in batches.iter().zip(per_node[n].chunks(chunk)) {
+                    for (r, &p) in batch.results.iter().zip(ps) {
+                        if r.found {
+                            results[p] = Some((r.value.clone(), r.ttl_seconds));
+                        } else {
+                            lacking[p].push(n);
+                            next.push(p);
+                        }
+                    }
+                    answered += ps.len();
+                }
+                if let Some(f) = failed {
+                    if is_rejection(f.code) {
+                        return Err(Error::Rejected(f));
+                    }
+                    for &p in &per_node[n][answered..] {
+                        failures[p].push(f.clone());
+                        next.push(p);
+                    }
+                }
+            }
+            pending = next;
+        }
+        let mut out = Vec::with_capacity(keys.len());
+        for (p, found) in results.into_iter().enumerate() {
+            match found {
+                Some((value, ttl)) => {
+                    if !lacking[p].is_empty() {
+                        let lacking: Vec<NodeHandle> =
+                            lacking[p].iter().map(|&n| view.nodes[n].clone()).collect();
+                        self.repair(&lacking, ns, &keys[p], value.clone(), ttl);
+                    }
+                    out.push(Some(value));
+                }
+                None if lacking[p].is_empty() => {
+                    return Err(Error::Unavailable {
+                        failures: std::mem::take(&mut failures[p]),
+                    })
+                }
+                None => out.push(None),
+            }
+        }
+        Ok(out)
+    }
+}

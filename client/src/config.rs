@@ -1,0 +1,153 @@
+//! How to reach the cluster: node addresses, replication, TLS, token, timeouts.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// A node given on the command line: `ID=HOST:PORT`, or `HOST:PORT` (the id is then
+/// asked from the node's Status at connect time).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeSpec {
+    pub id: Option<String>,
+    pub addr: String,
+}
+
+impl std::str::FromStr for NodeSpec {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let s = s.trim();
+        let (id, addr) = match s.split_once('=') {
+            Some((id, addr)) => (Some(id.trim().to_string()), addr.trim()),
+            None => (None, s),
+        };
+        if id.as_deref() == Some("") {
+            return Err(Error::Config(format!("node {s:?}: empty id before '='")));
+        }
+        let host_port = addr
+            .strip_prefix("http://")
+            .or_else(|| addr.strip_prefix("https://"))
+            .unwrap_or(addr);
+        match host_port.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+            _ => {
+                return Err(Error::Config(format!(
+                    "node {s:?}: expected HOST:PORT or ID=HOST:PORT"
+                )))
+            }
+        }
+        Ok(NodeSpec {
+            id,
+            addr: host_port.to_string(),
+        })
+    }
+}
+
+/// PEM files for talking to TLS nodes.
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    /// CA that signed the nodes' certificates.
+    pub ca: Option<PathBuf>,
+    /// Client certificate and key, for nodes that require mTLS.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Name to check in the nodes' certificates, when it is not the address's host.
+    pub domain: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub nodes: Vec<NodeSpec>,
+    /// Replication factor R; capped at the number of nodes.
+    pub replicas: usize,
+    /// Write quorum W; default ⌊R/2⌋+1.
+    pub write_quorum: Option<usize>,
+    pub tls: Option<TlsOptions>,
+    pub token: Option<String>,
+    pub connect_timeout: Duration,
+    /// Per-call deadline for unary calls and for each batch of a stream.
+    pub timeout: Duration,
+    /// Retries of a call that failed with UNAVAILABLE on the same node, with backoff.
+    pub retries: u32,
+    /// Keys per message on batch streams.
+    pub batch_keys: usize,
+    /// Unacknowledged batches per node stream.
+    pub in_flight: usize,
+}
+
+impl ClientConfig {
+    pub fn new(nodes: Vec<NodeSpec>) -> Self {
+        Self {
+            nodes,
+            replicas: 2,
+            write_quorum: None,
+            tls: None,
+            token: None,
+            connect_timeout: Duration::from_secs(3),
+            timeout: Duration::from_secs(10),
+            retries: 2,
+            batch_keys: 1000,
+            in_flight: 8,
+        }
+    }
+
+    /// (R, W) for `live` nodes: R capped at `live`, W defaulting to a majority of R.
+    pub fn replication(&self, live: usize) -> Result<(usize, usize)> {
+        if self.replicas == 0 {
+            return Err(Error::Config("replicas must be at least 1".into()));
+        }
+        let r = self.replicas.min(live);
+        if r == 0 {
+            return Err(Error::Config("no nodes to write to".into()));
+        }
+        let w = self.write_quorum.unwrap_or(r / 2 + 1);
+        if w == 0 || w > self.replicas {
+            return Err(Error::Config(format!(
+                "write quorum {w} must be between 1 and the replica count {}",
+                self.replicas
+            )));
+        }
+        Ok((r, w))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_specs_parse_and_bad_ones_say_why() {
+        let n: NodeSpec = "n1=127.0.0.1:5000".parse().unwrap();
+        assert_eq!(n.id.as_deref(), Some("n1"));
+        assert_eq!(n.addr, "127.0.0.1:5000");
+        let n: NodeSpec = "http://db-0.dstash:5000".parse().unwrap();
+        assert_eq!((n.id, n.addr.as_str()), (None, "db-0.dstash:5000"));
+        for bad in ["", "=a:1", "host", "host:port", ":5000"] {
+            let e = bad.parse::<NodeSpec>().unwrap_err();
+            assert!(
+                e.to_string().contains("HOST:PORT") || e.to_string().contains("empty id"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn replication_defaults_to_a_majority_and_caps_r() {
+        let mut c = ClientConfig::new(vec![]);
+        assert_eq!(c.replication(3).unwrap(), (2, 2));
+        c.replicas = 3;
+        assert_eq!(c.replication(3).unwrap(), (3, 2));
+        assert_eq!(c.replication(1).unwrap(), (1, 1));
+        c.write_quorum = Some(2);
+        assert_eq!(
+            c.replication(1).unwrap(),
+            (1, 2),
+            "an explicit W is kept: writes then fail naming the nodes"
+        );
+        c.write_quorum = Some(4);
+        assert!(c.replication(3).is_err());
+        c.write_quorum = Some(0);
+        assert!(c.replication(3).is_err());
+    }
+}

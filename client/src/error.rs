@@ -1,0 +1,62 @@
+//! What a client call can fail with.
+
+use std::fmt;
+
+/// One node's failure, kept so that a missed quorum can say what happened where.
+#[derive(Debug, Clone)]
+pub struct NodeFailure {
+    pub node: String,
+    pub code: tonic::Code,
+    pub message: String,
+}
+
+impl fmt::Display for NodeFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {:?}: {}", self.node, self.code, self.message)
+    }
+}
+
+fn list(failures: &[NodeFailure]) -> String {
+    failures
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error(
+        "write quorum not reached: needed {needed} acks from replicas [{}], got {acks}{}",
+        .replicas.join(", "),
+        if .failures.is_empty() { String::new() } else { format!(" ({})", list(.failures)) }
+    )]
+    Quorum {
+        needed: usize,
+        acks: usize,
+        replicas: Vec<String>,
+        failures: Vec<NodeFailure>,
+    },
+    /// Every replica that could answer a read failed.
+    #[error("no replica answered ({})", list(.failures))]
+    Unavailable { failures: Vec<NodeFailure> },
+    /// The node rejected the request itself (bad input): retrying elsewhere cannot help.
+    #[error("{0}")]
+    Rejected(NodeFailure),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("cannot reach {addr}: {reason}")]
+    Connect { addr: String, reason: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Codes that mean "this request is wrong", the same on every replica.
+pub fn is_rejection(code: tonic::Code) -> bool {
+    use tonic::Code::*;
+    matches!(
+        code,
+        InvalidArgument | Unauthenticated | PermissionDenied | OutOfRange | FailedPrecondition
+    )
+}

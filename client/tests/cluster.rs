@@ -1,0 +1,274 @@
+//! The client against real nodes on loopback (in-process `dstash_node::Node`s on
+//! `127.0.0.1:0`), some of them stopped to play failed nodes.
+
+use std::time::Duration;
+
+use dstash_client::{Client, ClientConfig, Error, NodeSpec, PutItem};
+use dstash_node::{Node, NodeOptions};
+use dstash_proto::v1::LookupRequest;
+use dstash_proto::{Bytes, DstashClient};
+
+struct Cluster {
+    nodes: Vec<Option<Node>>,
+    addrs: Vec<String>,
+    dirs: Vec<tempfile::TempDir>,
+}
+
+async fn start_node(dir: &std::path::Path, id: &str) -> Node {
+    let mut opts = NodeOptions::insecure(dir, "127.0.0.1:0".parse().unwrap());
+    opts.service.node_id = id.into();
+    opts.drain_timeout = Duration::from_millis(200);
+    let mut node = Node::start(opts).await.unwrap();
+    node.ready().await.unwrap();
+    node
+}
+
+impl Cluster {
+    async fn start(n: usize) -> Cluster {
+        let mut c = Cluster {
+            nodes: Vec::new(),
+            addrs: Vec::new(),
+            dirs: Vec::new(),
+        };
+        for i in 0..n {
+            let dir = tempfile::tempdir().unwrap();
+            let node = start_node(dir.path(), &format!("n{i}")).await;
+            c.addrs.push(node.local_addr().to_string());
+            c.nodes.push(Some(node));
+            c.dirs.push(dir);
+        }
+        c
+    }
+
+    fn config(&self, r: usize, w: Option<usize>) -> ClientConfig {
+        let nodes = self
+            .addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("n{i}={a}").parse::<NodeSpec>().unwrap())
+            .collect();
+        let mut cfg = ClientConfig::new(nodes);
+        cfg.replicas = r;
+        cfg.write_quorum = w;
+        cfg.timeout = Duration::from_secs(5);
+        cfg.connect_timeout = Duration::from_millis(500);
+        cfg.retries = 1;
+        cfg.batch_keys = 500;
+        cfg
+    }
+
+    async fn client(&self, r: usize, w: Option<usize>) -> Client {
+        Client::connect(self.config(r, w)).await.unwrap()
+    }
+
+    async fn stop(&mut self, i: usize) {
+        self.nodes[i].take().unwrap().shutdown().await.unwrap();
+    }
+
+    /// Restarts a stopped node on its data directory; it gets a new port.
+    async fn restart(&mut self, i: usize) {
+        let node = start_node(self.dirs[i].path(), &format!("n{i}")).await;
+        self.addrs[i] = node.local_addr().to_string();
+        self.nodes[i] = Some(node);
+    }
+
+    /// What node `i` itself holds for `key` (value, seconds left).
+    async fn held_by(&self, i: usize, ns: &str, key: &[u8]) -> Option<(Bytes, u32)> {
+        let mut c = DstashClient::connect(format!("http://{}", self.addrs[i]))
+            .await
+            .unwrap();
+        let r = c
+            .lookup(LookupRequest {
+                namespace: ns.into(),
+                key: Bytes::copy_from_slice(key),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        r.found.then_some((r.value, r.ttl_seconds))
+    }
+}
+
+/// Index of node `id` ("n2" -> 2).
+fn idx(id: &str) -> usize {
+    id[1..].parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_keys_go_to_r_replicas_and_reads_fail_over() {
+    let mut cluster = Cluster::start(3).await;
+    let c = cluster.client(2, None).await;
+    c.put("kv", b"alice", b"1", 0).await.unwrap();
+    let replicas: Vec<usize> = c
+        .view()
+        .placement
+        .replica_ids(b"alice", 2)
+        .iter()
+        .map(|id| idx(id))
+        .collect();
+    for i in 0..3 {
+        let held = cluster.held_by(i, "kv", b"alice").await.is_some();
+        assert_eq!(held, replicas.contains(&i), "node n{i}");
+    }
+    assert_eq!(c.add("rl", b"ip", 3).await.unwrap(), 3);
+    assert_eq!(c.count("rl", b"ip", 0, false).await.unwrap(), 3);
+
+    cluster.stop(replicas[0]).await;
+    assert_eq!(
+        c.get("kv", b"alice").await.unwrap().as_deref(),
+        Some(&b"1"[..]),
+        "failed over"
+    );
+    assert_eq!(c.get("kv", b"nobody").await.unwrap(), None);
+    let keys = c.keys("kv", "*", false).await.unwrap();
+    assert_eq!(
+        keys.into_iter().collect::<Vec<_>>(),
+        vec![Bytes::from_static(b"alice")]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_come_back_in_input_order_even_with_a_node_down() {
+    let mut cluster = Cluster::start(3).await;
+    let c = cluster.client(2, None).await;
+    let items: Vec<PutItem> = (0..10_000)
+        .map(|i| PutItem {
+            key: format!("key-{i:06}").into_bytes().into(),
+            value: format!("value-{i}").into_bytes().into(),
+            ttl_seconds: 0,
+        })
+        .collect();
+    let report = c.put_many("bulk", &items).await.unwrap();
+    assert_eq!(report.written, 10_000);
+    assert!(report.failed.is_empty());
+
+    cluster.stop(1).await;
+    let keys: Vec<Bytes> = items
+        .iter()
+        .map(|i| i.key.clone())
+        .chain([Bytes::from_static(b"absent")])
+        .collect();
+    let got = c.get_many("bulk", &keys).await.unwrap();
+    for (i, item) in items.iter().enumerate() {
+        assert_eq!(got[i].as_ref(), Some(&item.value), "key {i}");
+    }
+    assert_eq!(got[10_000], None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_quorum_names_the_needed_acks_and_each_failure() {
+    let mut cluster = Cluster::start(3).await;
+    let c = cluster.client(2, Some(2)).await;
+    cluster.stop(0).await;
+    // A key with n0 among its replicas cannot reach W=2.
+    let key = (0..)
+        .map(|i| format!("k{i}"))
+        .find(|k| {
+            c.view()
+                .placement
+                .replica_ids(k.as_bytes(), 2)
+                .contains(&"n0")
+        })
+        .unwrap();
+    let e = c.put("kv", key.as_bytes(), b"v", 0).await.unwrap_err();
+    match &e {
+        Error::Quorum {
+            needed,
+            acks,
+            failures,
+            ..
+        } => {
+            assert_eq!((*needed, *acks), (2, 1));
+            assert_eq!(failures[0].node, "n0");
+        }
+        other => panic!("{other}"),
+    }
+    let text = e.to_string();
+    assert!(
+        text.contains("needed 2") && text.contains("got 1") && text.contains("n0"),
+        "{text}"
+    );
+
+    // In a batch, only the keys that have n0 as a replica fail, each reported.
+    let items: Vec<PutItem> = (0..3000)
+        .map(|i| PutItem {
+            key: format!("b{i}").into_bytes().into(),
+            value: Bytes::from_static(b"v"),
+            ttl_seconds: 0,
+        })
+        .collect();
+    let report = c.put_many("kv", &items).await.unwrap();
+    let expect_failed = items
+        .iter()
+        .filter(|i| c.view().placement.replica_ids(&i.key, 2).contains(&"n0"))
+        .count();
+    assert_eq!(report.failed.len(), expect_failed);
+    assert_eq!(report.written as usize, 3000 - expect_failed);
+    assert!(report
+        .failed
+        .iter()
+        .all(|(_, e)| e.to_string().contains("n0")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_quorum_above_the_live_replicas_fails_naming_them() {
+    let cluster = Cluster::start(1).await;
+    let c = cluster.client(2, Some(2)).await;
+    let e = c.put("kv", b"k", b"v", 0).await.unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("needed 2 acks from replicas [n0], got 0"),
+        "{text}"
+    );
+    assert_eq!(
+        cluster.held_by(0, "kv", b"k").await,
+        None,
+        "a write that cannot reach W is not sent at all"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_writes_back_to_a_replica_that_lacks_the_key_keeping_its_ttl() {
+    let mut cluster = Cluster::start(2).await;
+    let c = cluster.client(2, Some(1)).await;
+    // A key whose best replica is n1; write it while n1 is down.
+    let key = (0..)
+        .map(|i| format!("k{i}"))
+        .find(|k| c.view().placement.replica_ids(k.as_bytes(), 2)[0] == "n1")
+        .unwrap();
+    cluster.stop(1).await;
+    c.put("kv", key.as_bytes(), b"v", 300).await.unwrap();
+    cluster.restart(1).await;
+    let c = cluster.client(2, Some(1)).await;
+    assert_eq!(cluster.held_by(1, "kv", key.as_bytes()).await, None);
+
+    assert_eq!(
+        c.get("kv", key.as_bytes()).await.unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
+    let mut repaired = None;
+    for _ in 0..100 {
+        repaired = cluster.held_by(1, "kv", key.as_bytes()).await;
+        if repaired.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (value, ttl) = repaired.expect("n1 was repaired");
+    assert_eq!(&value[..], b"v");
+    assert!(
+        (290..=300).contains(&ttl),
+        "the repaired copy keeps its expiry: {ttl}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_rejected_once_not_failed_over() {
+    let cluster = Cluster::start(3).await;
+    let c = cluster.client(2, None).await;
+    let e = c.put("../etc", b"k", b"v", 0).await.unwrap_err();
+    assert!(matches!(e, Error::Rejected(_)), "{e}");
+    assert!(e.to_string().contains("InvalidArgument"), "{e}");
+    let e = c.get("ok", b"").await.unwrap_err();
+    assert!(matches!(e, Error::Rejected(_)), "{e}");
+}
