@@ -1,5 +1,9 @@
 //! `dstash`: one binary for the node and the client commands.
 
+mod client_cmd;
+mod conn_args;
+mod demo;
+mod input;
 mod logging;
 mod node_cmd;
 
@@ -31,6 +35,26 @@ struct Cli {
 enum Command {
     /// Serve a node until SIGTERM or SIGINT.
     Node(node_cmd::NodeArgs),
+    /// Write a key to its replicas.
+    Put(client_cmd::PutArgs),
+    /// Print a key's value (exit code 1 if it is missing).
+    Get(client_cmd::KeyArgs),
+    /// Delete a key.
+    Del(client_cmd::KeyArgs),
+    /// Add events to an expiring count; prints the new count.
+    Add(client_cmd::AddArgs),
+    /// Print an expiring count.
+    Count(client_cmd::CountArgs),
+    /// List keys matching a glob, from every node.
+    Keys(client_cmd::KeysArgs),
+    /// Bulk-load KEY<TAB>VALUE lines (or JSON lines) from a file or stdin.
+    Load(client_cmd::LoadArgs),
+    /// Look up one key per line; prints KEY<TAB>VALUE in input order.
+    Lookup(client_cmd::LookupArgs),
+    /// One line per node: id, address, health, keys, disk bytes.
+    Status(client_cmd::StatusArgs),
+    /// Run a throwaway 3-node cluster end to end.
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,13 +70,25 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Ok(false): the command ran but found nothing (get) or a node down (status).
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Node(args) => node_cmd::run(args).await,
+            Command::Node(a) => node_cmd::run(a).await.map(|()| true),
+            Command::Put(a) => client_cmd::put(a).await.map(|()| true),
+            Command::Get(a) => client_cmd::get(a).await,
+            Command::Del(a) => client_cmd::del(a).await.map(|()| true),
+            Command::Add(a) => client_cmd::add(a).await.map(|()| true),
+            Command::Count(a) => client_cmd::count(a).await.map(|()| true),
+            Command::Keys(a) => client_cmd::keys(a).await.map(|()| true),
+            Command::Load(a) => client_cmd::load(a).await.map(|()| true),
+            Command::Lookup(a) => client_cmd::lookup(a).await.map(|()| true),
+            Command::Status(a) => client_cmd::status(a).await,
+            Command::Demo(a) => demo::run(a).await.map(|()| true),
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
         Err(e) => {
             eprintln!("dstash: error: {e:#}");
             ExitCode::FAILURE

@@ -19,5 +19,7 @@ pub mod quorum;
 pub use batch::{LoadReport, PutItem};
 pub use client::{Client, NodeStatus};
 pub use config::{ClientConfig, NodeSpec, TlsOptions};
+/// Keys and values: cheap to clone and slice.
+pub use dstash_proto::Bytes;
 pub use error::{Error, NodeFailure, Result};
 pub use placement::{Member, Placement};

@@ -1,0 +1,181 @@
+//! The client commands against three real `dstash node` processes.
+
+mod support;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use support::{spawn_loopback, NodeProcess, DSTASH};
+
+struct Cluster {
+    nodes: Vec<Option<NodeProcess>>,
+    list: String,
+    _dir: tempfile::TempDir,
+}
+
+fn cluster() -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = Vec::new();
+    let mut list = Vec::new();
+    for i in 0..3 {
+        let n = spawn_loopback(&dir.path().join(format!("n{i}")), &[]);
+        list.push(format!("n{i}={}", n.addr));
+        nodes.push(Some(n));
+    }
+    Cluster {
+        nodes,
+        list: list.join(","),
+        _dir: dir,
+    }
+}
+
+impl Cluster {
+    /// Runs `dstash ARGS` against the cluster, with `stdin`: (exit code, stdout, stderr).
+    fn run(&self, args: &[&str], stdin: &[u8]) -> (i32, String, String) {
+        let mut child = Command::new(DSTASH)
+            .args(args)
+            .env("DSTASH_NODES", &self.list)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.run(args, b"");
+        assert_eq!(code, 0, "dstash {args:?}: {err}");
+        out
+    }
+}
+
+#[test]
+fn single_key_commands() {
+    let c = cluster();
+    c.ok(&["put", "kv", "alice", "hello"]);
+    assert_eq!(c.ok(&["get", "kv", "alice"]), "hello\n");
+    let (code, out, err) = c.run(&["get", "kv", "bob"], b"");
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert!(err.contains("not found"), "{err}");
+    c.ok(&["put", "kv", "bob", "x", "--ttl", "60"]);
+    assert_eq!(c.ok(&["keys", "kv"]), "alice\nbob\n");
+    assert_eq!(c.ok(&["keys", "kv", "a*"]), "alice\n");
+    c.ok(&["del", "kv", "alice"]);
+    assert_eq!(c.run(&["get", "kv", "alice"], b"").0, 1);
+
+    assert_eq!(c.ok(&["add", "rl", "ip", "-n", "5"]), "5\n");
+    assert_eq!(c.ok(&["add", "rl", "ip"]), "6\n");
+    assert_eq!(c.ok(&["count", "rl", "ip", "--window", "60"]), "6\n");
+    assert_eq!(c.ok(&["count", "rl", "ip", "--max"]), "6\n");
+    assert_eq!(c.ok(&["keys", "rl", "--counters"]), "ip\n");
+
+    let status = c.ok(&["status"]);
+    assert_eq!(status.lines().count(), 3, "{status}");
+    assert!(status.lines().all(|l| l.contains("serving")), "{status}");
+
+    let (code, _, err) = c.run(&["put", "../etc", "k", "v"], b"");
+    assert_eq!(code, 1);
+    assert!(err.contains("namespace"), "{err}");
+    let (code, _, err) = c.run(&["put", "kv", "k", "v", "--nodes", "nonsense"], b"");
+    assert_eq!(code, 1);
+    assert!(err.contains("HOST:PORT"), "{err}");
+}
+
+#[test]
+fn load_then_lookup_survives_a_killed_node() {
+    let mut c = cluster();
+    let mut file = String::new();
+    for i in 0..5000 {
+        file.push_str(&format!("key-{i:05}\tvalue-{i}\n"));
+    }
+    file.push_str("a line without a tab\n");
+    let (code, out, err) = c.run(&["load", "bulk", "-"], file.as_bytes());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("loaded 5000 keys in "), "{out}");
+    assert!(
+        out.contains("keys/s") && out.contains("1 malformed"),
+        "{out}"
+    );
+    assert!(err.contains("line 5001: no tab"), "{err}");
+
+    let (code, _, err) = c.run(&["load", "bulk", "-", "--on-error", "fail"], b"k\tv\nbad\n");
+    assert_eq!(code, 1);
+    assert!(err.contains("line 2"), "{err}");
+
+    let jsonl = br#"{"key":"j1","value":"v1","ttl":60}
+{"key":"j2","value":"v2"}
+"#;
+    let (code, out, err) = c.run(&["load", "bulk", "-", "--format", "jsonl"], jsonl);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("loaded 2 keys"), "{out}");
+
+    c.nodes[1].take().unwrap().kill9();
+    let wanted: String = (0..5000)
+        .rev()
+        .map(|i| format!("key-{i:05}\n"))
+        .chain(["missing\n".to_string()])
+        .collect();
+    let (code, out, err) = c.run(&["lookup", "bulk", "-"], wanted.as_bytes());
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 5000, "every key read with one node down");
+    assert_eq!(lines[0], "key-04999\tvalue-4999", "input order");
+    assert_eq!(lines[4999], "key-00000\tvalue-0");
+    assert!(err.contains("1 of 5001 keys not found"), "{err}");
+
+    let status = c.run(&["status"], b"");
+    assert_eq!(status.0, 1, "a node is down");
+    assert!(
+        status.1.contains("n1") && status.1.contains("down"),
+        "{}",
+        status.1
+    );
+}
+
+#[test]
+fn a_write_quorum_the_live_nodes_cannot_meet_fails_naming_them() {
+    let mut c = cluster();
+    c.nodes[0].take().unwrap().kill9();
+    c.nodes[1].take().unwrap().kill9();
+    let (code, _, err) = c.run(
+        &[
+            "put",
+            "kv",
+            "k",
+            "v",
+            "--replicas",
+            "3",
+            "--write-quorum",
+            "2",
+        ],
+        b"",
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("write quorum not reached: needed 2"), "{err}");
+    assert!(err.contains("n0") && err.contains("n1"), "{err}");
+}
+
+#[test]
+fn the_demo_runs_end_to_end() {
+    let out = Command::new(DSTASH)
+        .args(["demo", "--keys", "3000"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("every value correct"), "{text}");
+    assert!(text.contains("3000 correct"), "{text}");
+}
