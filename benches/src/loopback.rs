@@ -54,13 +54,13 @@ pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
 }
 
 /// A server child (`serve-node DIR` or `serve-echo`) and the address it printed.
-struct Server {
+pub struct Server {
     child: Child,
-    addr: SocketAddr,
+    pub addr: SocketAddr,
 }
 
 impl Server {
-    fn spawn(args: &[&str]) -> Server {
+    pub fn spawn(args: &[&str]) -> Server {
         let mut child = Command::new(std::env::current_exe().expect("exe"))
             .args(args)
             .stdout(Stdio::piped())
@@ -98,7 +98,7 @@ impl Drop for Server {
 }
 
 /// 16-byte keys and 100-byte values, deterministic.
-fn data(n: usize) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+pub fn data(n: usize) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let keys = (0..n)
         .map(|i| format!("key-{i:012}").into_bytes())
         .collect();

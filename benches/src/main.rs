@@ -3,13 +3,17 @@
 //!
 //! - `engine`: the storage engine against heed (LMDB) and candystore, pogreb-bench's shape;
 //! - `node`: one node over loopback against Redis MSET/MGET and a store-less tonic echo
-//!   server ([`loopback`]).
+//!   server ([`loopback`]);
+//! - `cluster`: the client's replicated bulk load and batch lookup over local nodes
+//!   ([`cluster`]).
 //!
 //! ```text
 //! cargo run -p dstash-benches --release -- engine [--keys N] [--runs R] [--kill-keys A,B]
 //! cargo run -p dstash-benches --release -- node [--keys N] [--runs R] [--batch B]
+//! cargo run -p dstash-benches --release -- cluster [--keys N] [--lookups N] [--runs R]
 //! ```
 
+mod cluster;
 mod echo;
 mod engines;
 mod loopback;
@@ -69,12 +73,13 @@ fn main() {
     let result = match cmd.as_str() {
         "engine" => parse(args).map(engine),
         "node" => loopback::parse(args).and_then(loopback::run),
+        "cluster" => cluster::parse(args).and_then(cluster::run),
         "serve-node" => loopback::child_serve_node(args),
         "serve-echo" => loopback::child_serve_echo(),
         "kill-load" => child_load(args),
         "reopen" => child_reopen(args),
         _ => Err(
-            "usage: dstash-benches engine [--keys N] [--runs R] [--kill-keys A,B] [--only-dstash]\n       dstash-benches node [--keys N] [--runs R] [--batch B] [--no-redis] [--node ADDR]"
+            "usage: dstash-benches engine [--keys N] [--runs R] [--kill-keys A,B] [--only-dstash]\n       dstash-benches node [--keys N] [--runs R] [--batch B] [--no-redis] [--node ADDR]\n       dstash-benches cluster [--keys N] [--lookups N] [--runs R]"
                 .into(),
         ),
     };
