@@ -58,7 +58,11 @@ async fn client(servers: &[Server], replicas: usize) -> Client {
     let specs = servers
         .iter()
         .enumerate()
-        .map(|(i, s)| format!("n{i}={}", s.addr).parse::<NodeSpec>().expect("spec"))
+        .map(|(i, s)| {
+            format!("n{i}={}", s.addr)
+                .parse::<NodeSpec>()
+                .expect("spec")
+        })
         .collect();
     let mut cfg = ClientConfig::new(specs);
     cfg.replicas = replicas;
@@ -80,7 +84,11 @@ async fn load(c: &Client, items: &[PutItem]) -> f64 {
             break;
         };
         let report = done.expect("task").expect("put_many");
-        assert!(report.failed.is_empty(), "{} keys failed", report.failed.len());
+        assert!(
+            report.failed.is_empty(),
+            "{} keys failed",
+            report.failed.len()
+        );
     }
     t.elapsed().as_secs_f64()
 }
@@ -98,7 +106,8 @@ pub fn run(a: Args) -> Result<(), String> {
     for run in 0..a.runs {
         eprintln!("run {}/{}", run + 1, a.runs);
         let tmp = tempfile::tempdir_in(".").map_err(|e| e.to_string())?;
-        let spawn = |name: String| Server::spawn(&["serve-node", tmp.path().join(name).to_str().unwrap()]);
+        let spawn =
+            |name: String| Server::spawn(&["serve-node", tmp.path().join(name).to_str().unwrap()]);
         let cluster: Vec<Server> = (0..3).map(|i| spawn(format!("c{i}"))).collect();
         let single = vec![spawn("single".into())];
         rt.block_on(async {

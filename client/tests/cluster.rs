@@ -272,3 +272,54 @@ async fn bad_input_is_rejected_once_not_failed_over() {
     let e = c.get("ok", b"").await.unwrap_err();
     assert!(matches!(e, Error::Rejected(_)), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_and_a_token_are_used_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let path = |f: &str| dir.path().join(f);
+    std::fs::write(path("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(path("node.pem"), cert.pem()).unwrap();
+    std::fs::write(path("node.key"), key.serialize_pem()).unwrap();
+
+    let mut opts = NodeOptions::insecure(path("data"), "127.0.0.1:0".parse().unwrap());
+    opts.service.node_id = "secure".into();
+    opts.tls = Some(dstash_node::TlsFiles {
+        cert: path("node.pem"),
+        key: path("node.key"),
+        client_ca: None,
+    });
+    opts.auth = dstash_node::TokenAuth::new("s3cret").unwrap();
+    let mut node = Node::start(opts).await.unwrap();
+    node.ready().await.unwrap();
+
+    let spec: NodeSpec = format!("localhost:{}", node.local_addr().port())
+        .parse()
+        .unwrap();
+    let mut cfg = ClientConfig::new(vec![spec]);
+    cfg.tls = Some(dstash_client::TlsOptions {
+        ca: Some(path("ca.pem")),
+        ..Default::default()
+    });
+    cfg.token = Some("s3cret".into());
+    // The id is asked of the node, over TLS and with the token.
+    let c = Client::connect(cfg.clone()).await.unwrap();
+    assert_eq!(c.view().nodes[0].id, "secure");
+    c.put("t", b"k", b"v", 0).await.unwrap();
+    assert_eq!(c.get("t", b"k").await.unwrap().as_deref(), Some(&b"v"[..]));
+
+    cfg.nodes[0].id = Some("secure".into());
+    cfg.token = Some("wrong".into());
+    let c = Client::connect(cfg).await.unwrap();
+    let e = c.get("t", b"k").await.unwrap_err();
+    assert!(matches!(e, Error::Rejected(_)), "{e}");
+    assert!(e.to_string().contains("Unauthenticated"), "{e}");
+}
