@@ -69,6 +69,15 @@ fn spawn(dir: &std::path::Path, id: &str) -> Result<NodeChild> {
     })
 }
 
+/// How many of `items` came back with their own value.
+fn correct(found: &[Option<Bytes>], items: &[PutItem]) -> usize {
+    found
+        .iter()
+        .zip(items)
+        .filter(|(f, i)| f.as_ref() == Some(&i.value))
+        .count()
+}
+
 fn rate(n: usize, secs: f64) -> String {
     format!("{:.0} keys/s", n as f64 / secs.max(1e-9))
 }
@@ -118,13 +127,9 @@ pub async fn run(a: DemoArgs) -> Result<()> {
     let t = Instant::now();
     let found = client.get_many("demo", &keys).await?;
     let lookup_secs = t.elapsed().as_secs_f64();
-    let correct = found
-        .iter()
-        .zip(&items)
-        .filter(|(f, i)| f.as_ref() == Some(&i.value))
-        .count();
-    if correct != a.keys {
-        bail!("{} of {} keys read back wrong", a.keys - correct, a.keys);
+    let right = correct(&found, &items);
+    if right != a.keys {
+        bail!("{} of {} keys read back wrong", a.keys - right, a.keys);
     }
     println!(
         "   looked all of them up: {:.2} s ({}), every value correct",
@@ -153,19 +158,15 @@ pub async fn run(a: DemoArgs) -> Result<()> {
     let t = Instant::now();
     let found = client.get_many("demo", &keys).await?;
     let failover_secs = t.elapsed().as_secs_f64();
-    let correct = found
-        .iter()
-        .zip(&items)
-        .filter(|(f, i)| f.as_ref() == Some(&i.value))
-        .count();
+    let right = correct(&found, &items);
     println!(
-        "4. killed {victim_id} (kill -9); read all {} keys again: {correct} correct in {:.2} s ({})",
+        "4. killed {victim_id} (kill -9); read all {} keys again: {right} correct in {:.2} s ({})",
         a.keys,
         failover_secs,
         rate(a.keys, failover_secs)
     );
-    if correct != a.keys {
-        bail!("{} keys unreadable with one node down", a.keys - correct);
+    if right != a.keys {
+        bail!("{} keys unreadable with one node down", a.keys - right);
     }
     drop(nodes);
     println!(

@@ -1,6 +1,9 @@
 //! A node's life over real gRPC on loopback: health through recovery and shutdown,
 //! draining, metrics, message limits, and TLS/mTLS with certificates made here.
 
+mod common;
+
+use common::*;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -35,15 +38,6 @@ async fn health(ch: Channel) -> ServingStatus {
         .await
         .unwrap();
     r.into_inner().status()
-}
-
-fn put(ns: &str, key: &[u8], value: &[u8]) -> PutRequest {
-    PutRequest {
-        namespace: ns.into(),
-        key: key.to_vec().into(),
-        value: value.to_vec().into(),
-        ttl_seconds: 0,
-    }
 }
 
 #[tokio::test]

@@ -1,5 +1,8 @@
 //! The service over real gRPC on a loopback port: every RPC, and the error paths.
 
+mod common;
+
+use common::*;
 use dstash_node::{Node, NodeOptions, TokenAuth};
 use dstash_proto::v1::*;
 use dstash_proto::{Bytes, DstashClient};
@@ -33,22 +36,6 @@ async fn start_with(auth: TokenAuth) -> Running {
         client,
         _node: node,
         _dir: dir,
-    }
-}
-
-fn put(ns: &str, key: &[u8], value: &[u8]) -> PutRequest {
-    PutRequest {
-        namespace: ns.into(),
-        key: key.to_vec().into(),
-        value: value.to_vec().into(),
-        ttl_seconds: 0,
-    }
-}
-
-fn lookup(ns: &str, key: &[u8]) -> LookupRequest {
-    LookupRequest {
-        namespace: ns.into(),
-        key: key.to_vec().into(),
     }
 }
 
