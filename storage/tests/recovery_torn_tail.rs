@@ -67,3 +67,43 @@ fn last_record_cut_at_every_offset() {
         assert_eq!(s.stats()[0].kv.corrupt_records, 0);
     }
 }
+
+#[test]
+fn last_record_torn_into_preallocated_zeros_is_cut_not_counted_as_damage() {
+    // A crash in the middle of a write into space reserved ahead leaves the record's
+    // start followed by zeros, not a short file.
+    let base = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let s = open(base.path(), &clock);
+    for i in 0..20 {
+        s.put("t", &key(i), &value(i, 0), 0).unwrap();
+    }
+    let before = s.stats()[0].kv.data_bytes;
+    s.put("t", &key(20), &value(20, 0), 0).unwrap();
+    let after = s.stats()[0].kv.data_bytes;
+    s.crash();
+
+    for cut in (before + 1..after).step_by(7) {
+        let img = tempfile::tempdir().unwrap();
+        copy_dir(base.path(), img.path());
+        let seg = kv_files(img.path(), "t", "seg-").pop().unwrap();
+        let mut bytes = std::fs::read(&seg).unwrap();
+        assert!(
+            bytes.len() as u64 > after,
+            "space is reserved past the last record"
+        );
+        bytes[cut as usize..after as usize].fill(0);
+        std::fs::write(&seg, &bytes).unwrap();
+
+        let s = open(img.path(), &clock);
+        assert_eq!(s.get("t", &key(20)).unwrap(), None, "cut {cut}");
+        for i in 0..20 {
+            assert_eq!(s.get("t", &key(i)).unwrap(), Some(value(i, 0)), "cut {cut}");
+        }
+        assert_eq!(
+            s.stats()[0].kv.corrupt_records,
+            0,
+            "cut {cut}: a torn write is not damage"
+        );
+    }
+}

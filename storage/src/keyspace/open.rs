@@ -302,7 +302,7 @@ impl Keyspace {
                             continue;
                         }
                         if Some(seg.id) == last {
-                            if e != DecodeError::Truncated {
+                            if e != DecodeError::Truncated && !torn_write(rest) {
                                 self.metrics.corrupt_records.fetch_add(1, Ordering::Relaxed);
                             }
                             tracing::warn!(path = %seg.path().display(), offset = off, "{}: cutting the log's torn tail", e.describe());
@@ -326,6 +326,18 @@ impl Keyspace {
         }
         Ok(max_seq)
     }
+}
+
+/// True when `rest` holds the start of one record and nothing but zeros after some
+/// point inside it: a write cut short by a crash into preallocated space. Only the last
+/// record's own bytes are nonzero, so nothing was damaged; it was never finished.
+fn torn_write(rest: &[u8]) -> bool {
+    let claimed = record::peek_header(rest)
+        .map(|h| h.total_len())
+        .unwrap_or(record::RECORD_HEADER_LEN);
+    rest.iter()
+        .rposition(|&b| b != 0)
+        .is_none_or(|last| last < claimed)
 }
 
 /// The distance to the next offset in `rest` (after the first byte) where a whole,
