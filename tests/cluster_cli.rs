@@ -179,3 +179,53 @@ fn the_demo_runs_end_to_end() {
     assert!(text.contains("every value correct"), "{text}");
     assert!(text.contains("3000 correct"), "{text}");
 }
+
+#[test]
+fn a_node_killed_during_a_load_loses_no_acknowledged_key() {
+    let mut c = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.tsv");
+    let mut file = String::new();
+    for i in 0..200_000 {
+        file.push_str(&format!("k{i:06}\tv{i}\n"));
+    }
+    std::fs::write(&path, file).unwrap();
+    // R=3, W=2: every key still reaches two nodes after one dies mid-stream.
+    let load = Command::new(DSTASH)
+        .args([
+            "load",
+            "big",
+            path.to_str().unwrap(),
+            "--replicas",
+            "3",
+            "--chunk",
+            "20000",
+        ])
+        .env("DSTASH_NODES", &c.list)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    c.nodes[2].take().unwrap().kill9();
+    let out = load.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.starts_with("loaded 200000 keys"), "{stdout}");
+    eprintln!("{stdout}(node n2 was killed 300 ms after the load started)");
+
+    let wanted: String = (0..200_000)
+        .step_by(7)
+        .map(|i| format!("k{i:06}\n"))
+        .collect();
+    let (code, found, err) = c.run(
+        &["lookup", "big", "-", "--replicas", "3"],
+        wanted.as_bytes(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(found.lines().count(), wanted.lines().count(), "{err}");
+}
