@@ -1,0 +1,18 @@
+//! dstash's membership through Consul.
+//!
+//! - [`consul`]: a thin typed client of the agent's HTTP API (register, deregister,
+//!   check pass/fail, blocking health queries).
+//! - [`registration`]: the node keeps itself registered with a TTL check it passes
+//!   only while serving.
+//! - [`watch`]: clients follow the passing set with blocking queries, damped.
+//! - [`double`]: an in-process Consul double that follows the documented API, for tests.
+
+pub mod consul;
+pub mod double;
+pub mod registration;
+pub mod watch;
+
+pub use consul::{Consul, Error, Instance, Registration};
+pub use double::ConsulDouble;
+pub use registration::keep_registered;
+pub use watch::{spawn as watch, WatchOptions};
