@@ -11,8 +11,24 @@ use dstash_client::{Client, ClientConfig, NodeSpec, TlsOptions};
 #[derive(Debug, Args)]
 pub struct ConnArgs {
     /// The nodes: ID=HOST:PORT (or HOST:PORT; the id is then asked of the node), comma-separated.
-    #[arg(long, env = "DSTASH_NODES", value_delimiter = ',', required = true)]
+    #[arg(
+        long,
+        env = "DSTASH_NODES",
+        value_delimiter = ',',
+        required_unless_present = "consul"
+    )]
     pub nodes: Vec<String>,
+    /// Take the nodes from Consul's passing `dstash` instances, at this agent (http://HOST:PORT).
+    #[arg(
+        long,
+        env = "DSTASH_CONSUL",
+        value_name = "URL",
+        conflicts_with = "nodes"
+    )]
+    pub consul: Option<String>,
+    /// The service name in Consul.
+    #[arg(long, env = "DSTASH_CONSUL_SERVICE", default_value = "dstash")]
+    pub consul_service: String,
     /// Replication factor R, capped at the number of nodes.
     #[arg(long, env = "DSTASH_REPLICAS", default_value_t = 2)]
     pub replicas: usize,
@@ -57,7 +73,7 @@ impl ConnArgs {
             .filter(|n| !n.trim().is_empty())
             .map(|n| n.parse::<NodeSpec>())
             .collect::<Result<Vec<_>, _>>()?;
-        if nodes.is_empty() {
+        if nodes.is_empty() && self.consul.is_none() {
             bail!("--nodes lists no node");
         }
         let mut cfg = ClientConfig::new(nodes);
@@ -77,11 +93,20 @@ impl ConnArgs {
                 .with_context(|| format!("reading the token from {}", f.display()))?;
             cfg.token = Some(token.trim().to_string());
         }
-        cfg.replication(cfg.nodes.len())?;
+        if self.consul.is_none() {
+            cfg.replication(cfg.nodes.len())?;
+        }
         Ok(cfg)
     }
 
     pub async fn connect(&self) -> Result<Client> {
-        Ok(Client::connect(self.config()?).await?)
+        let cfg = self.config()?;
+        Ok(match &self.consul {
+            Some(url) => {
+                let watch = dstash_client::WatchOptions::new(&self.consul_service);
+                Client::connect_consul(cfg, url, watch, Duration::from_secs(5)).await?
+            }
+            None => Client::connect(cfg).await?,
+        })
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use dstash_membership::{Consul, Registration};
 use dstash_node::{Node, NodeOptions, TlsFiles, TokenAuth};
 use dstash_storage::SyncMode;
 
@@ -75,6 +76,21 @@ pub struct NodeArgs {
     /// Largest value accepted.
     #[arg(long, env = "DSTASH_MAX_VALUE_BYTES", default_value_t = 8 << 20)]
     max_value_bytes: usize,
+    /// Register in Consul at this agent address (http://HOST:PORT) [env: DSTASH_CONSUL, or CONSUL_HTTP_ADDR].
+    #[arg(long, env = "DSTASH_CONSUL", value_name = "URL")]
+    consul: Option<String>,
+    /// The service name to register under.
+    #[arg(long, env = "DSTASH_CONSUL_SERVICE", default_value = "dstash")]
+    consul_service: String,
+    /// The node's zone, in its Consul metadata.
+    #[arg(long, env = "DSTASH_ZONE", default_value = "")]
+    zone: String,
+    /// The TTL of the node's Consul check, in seconds; the node passes it a third as often.
+    #[arg(long, env = "DSTASH_CONSUL_TTL", default_value_t = 10)]
+    consul_ttl: u64,
+    /// Consul removes the node after its check has been critical this long, in seconds.
+    #[arg(long, env = "DSTASH_CONSUL_DEREGISTER_AFTER", default_value_t = 600)]
+    consul_deregister_after: u64,
     /// How long calls in flight may run after SIGTERM before they are cut off.
     #[arg(
         long,
@@ -176,6 +192,47 @@ impl NodeArgs {
     }
 }
 
+/// The Consul registration, when `--consul` (or `CONSUL_HTTP_ADDR`) is set.
+fn registration(
+    args: &NodeArgs,
+    id: &str,
+    bound: SocketAddr,
+) -> Result<Option<(Consul, Registration)>> {
+    let Some(url) = args
+        .consul
+        .clone()
+        .or_else(|| std::env::var("CONSUL_HTTP_ADDR").ok())
+        .filter(|u| !u.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    let consul = Consul::new(&url)?;
+    let (address, port) = match &args.advertise {
+        Some(a) => a
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+            .with_context(|| format!("--advertise {a:?}: expected HOST:PORT"))?,
+        None if bound.ip().is_unspecified() => {
+            bail!("--listen {bound} is not an address clients can dial: pass --advertise HOST:PORT")
+        }
+        None => (bound.ip().to_string(), bound.port()),
+    };
+    let reg = Registration {
+        id: id.to_string(),
+        name: args.consul_service.clone(),
+        address,
+        port,
+        meta: [
+            ("version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+            ("zone".to_string(), args.zone.clone()),
+        ]
+        .into(),
+        ttl: Duration::from_secs(args.consul_ttl.max(1)),
+        deregister_after: Duration::from_secs(args.consul_deregister_after.max(60)),
+    };
+    Ok(Some((consul, reg)))
+}
+
 pub async fn run(args: NodeArgs) -> Result<()> {
     let opts = args.options()?;
     let id = opts.service.node_id.clone();
@@ -185,11 +242,28 @@ pub async fn run(args: NodeArgs) -> Result<()> {
         "plaintext"
     };
     let mut node = Node::start(opts).await?;
+    // Registered from the start: the check fails until the store is open.
+    let (stop_registration, stopped) = tokio::sync::oneshot::channel::<()>();
+    let registrar = registration(&args, &id, node.local_addr())?.map(|(consul, reg)| {
+        tokio::spawn(dstash_membership::keep_registered(
+            consul,
+            reg,
+            node.serving(),
+            async {
+                let _ = stopped.await;
+            },
+        ))
+    });
     let took = tokio::select! {
         took = node.ready() => took?,
         _ = dstash_node::terminated() => {
             tracing::info!("signal during recovery: finishing it, then stopping");
-            return Ok(node.shutdown().await?);
+            let stopped = node.shutdown().await;
+            let _ = stop_registration.send(());
+            if let Some(r) = registrar {
+                let _ = r.await;
+            }
+            return Ok(stopped?);
         }
     };
     tracing::info!(recovery_ms = took.as_millis() as u64, "store open");
@@ -203,7 +277,13 @@ pub async fn run(args: NodeArgs) -> Result<()> {
     println!("{line}");
     dstash_node::terminated().await;
     tracing::info!("signal received: draining");
-    node.shutdown().await?;
+    let stopped = node.shutdown().await;
+    // Deregister once drained: until then the failing check already steers clients away.
+    let _ = stop_registration.send(());
+    if let Some(r) = registrar {
+        let _ = r.await;
+    }
+    stopped?;
     tracing::info!("stopped cleanly");
     Ok(())
 }

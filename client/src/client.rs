@@ -36,6 +36,15 @@ pub struct View {
 }
 
 impl View {
+    fn empty() -> View {
+        View {
+            placement: Placement::new(vec![]),
+            nodes: vec![],
+            r: 0,
+            w: 0,
+        }
+    }
+
     /// The replicas of `key`, best first.
     pub fn replicas(&self, key: &[u8]) -> Vec<usize> {
         self.placement.replicas(key, self.r)
@@ -110,15 +119,26 @@ impl Client {
         }
         let client = Client {
             cfg,
-            view: Arc::new(RwLock::new(Arc::new(View {
-                placement: Placement::new(vec![]),
-                nodes: vec![],
-                r: 0,
-                w: 0,
-            }))),
+            view: Arc::new(RwLock::new(Arc::new(View::empty()))),
         };
         client.set_nodes(nodes)?;
         Ok(client)
+    }
+
+    /// A client with no nodes yet.
+    pub(crate) fn empty(cfg: ClientConfig) -> Client {
+        Client {
+            cfg: Arc::new(cfg),
+            view: Arc::new(RwLock::new(Arc::new(View::empty()))),
+        }
+    }
+
+    pub(crate) fn from_parts(cfg: Arc<ClientConfig>, view: Arc<RwLock<Arc<View>>>) -> Client {
+        Client { cfg, view }
+    }
+
+    pub(crate) fn view_cell(&self) -> Arc<RwLock<Arc<View>>> {
+        self.view.clone()
     }
 
     /// Replaces the node set (membership changes): one atomic swap of the whole view.

@@ -72,6 +72,7 @@ pub struct Node {
     grpc: JoinHandle<Result<()>>,
     stop_metrics: Option<oneshot::Sender<()>>,
     metrics_task: Option<JoinHandle<Result<()>>>,
+    serving: tokio::sync::watch::Sender<bool>,
 }
 
 type Served = DstashServer<NodeService>;
@@ -151,8 +152,9 @@ impl Node {
             }));
         }
 
+        let (serving, _) = tokio::sync::watch::channel(false);
         let recovery = {
-            let (slot, health) = (slot.clone(), health.clone());
+            let (slot, health, serving) = (slot.clone(), health.clone(), serving.clone());
             tokio::spawn(async move {
                 let started = Instant::now();
                 let store = tokio::task::spawn_blocking(open)
@@ -162,6 +164,7 @@ impl Node {
                 metrics.set_recovery_time(took);
                 slot.fill(Arc::new(store));
                 set_health(&health, ServingStatus::Serving).await;
+                serving.send_replace(true);
                 Ok(took)
             })
         };
@@ -177,7 +180,14 @@ impl Node {
             grpc,
             stop_metrics,
             metrics_task,
+            serving,
         })
+    }
+
+    /// True while the node serves: after recovery, until a shutdown starts. What a
+    /// membership check should report.
+    pub fn serving(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.serving.subscribe()
     }
 
     /// The address the gRPC listener is bound to (useful with port 0).
@@ -199,9 +209,11 @@ impl Node {
 
     /// Drains and stops: see the module comment.
     pub async fn shutdown(mut self) -> Result<()> {
+        self.serving.send_replace(false);
         set_health(&self.health, ServingStatus::NotServing).await;
         // A store still recovering is opened to completion so that it closes cleanly.
         let recovered = self.ready().await;
+        self.serving.send_replace(false);
         let _ = self.stop_grpc.send(());
         match tokio::time::timeout(self.drain_timeout, &mut self.grpc).await {
             Ok(joined) => joined.map_err(|e| Error::Task(e.to_string()))??,
