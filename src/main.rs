@@ -3,6 +3,7 @@
 mod client_cmd;
 mod conn_args;
 mod demo;
+mod health_cmd;
 mod input;
 mod logging;
 mod node_cmd;
@@ -55,6 +56,8 @@ enum Command {
     Status(client_cmd::StatusArgs),
     /// Run a throwaway 3-node cluster end to end.
     Demo(demo::DemoArgs),
+    /// Ask a node's grpc.health.v1 whether it serves (exit 0 if so): for health checks.
+    Health(health_cmd::HealthArgs),
 }
 
 fn main() -> ExitCode {
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
             Command::Lookup(a) => client_cmd::lookup(a).await.map(|()| true),
             Command::Status(a) => client_cmd::status(a).await,
             Command::Demo(a) => demo::run(a).await.map(|()| true),
+            Command::Health(a) => health_cmd::run(a).await,
         }
     });
     match result {

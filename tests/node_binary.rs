@@ -277,6 +277,17 @@ async fn a_token_file_guards_the_node_but_not_its_health() {
         .unwrap();
     let health = tonic_health_check(ch).await;
     assert_eq!(health, 1, "SERVING, without a token");
+    let addr = node.addr.to_string();
+    let (code, out, _) = run(&["health", &addr]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "SERVING\n"),
+        "`dstash health` for container checks"
+    );
+    drop(node);
+    let (code, _, err) = run(&["health", &addr]);
+    assert_eq!(code, 1, "a stopped node is not healthy");
+    assert!(err.contains("connecting"), "{err}");
 }
 
 /// grpc.health.v1 Check for the whole server: the status number (1 is SERVING).
