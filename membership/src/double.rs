@@ -55,6 +55,8 @@ struct Inner {
 struct Shared {
     inner: Arc<Mutex<Inner>>,
     index_tx: Arc<watch::Sender<u64>>,
+    /// Check pass and fail calls received.
+    check_updates: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Shared {
@@ -151,6 +153,8 @@ async fn deregister(State(s): State<Shared>, Path(id): Path<String>) -> Response
 }
 
 fn update(s: &Shared, id: &str, passing: bool) -> Response {
+    s.check_updates
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut inner = s.lock();
     let now = Instant::now();
     let mut found = false;
@@ -287,6 +291,7 @@ impl ConsulDouble {
                 ..Inner::default()
             })),
             index_tx: Arc::new(index_tx),
+            check_updates: Arc::default(),
         };
         let app = Router::new()
             .route("/v1/agent/service/register", put(register))
@@ -354,6 +359,13 @@ impl ConsulDouble {
             .filter(|(_, s)| s.name == name)
             .map(|(id, s)| (id.clone(), s.checks.iter().all(|c| c.passing)))
             .collect()
+    }
+
+    /// Check pass and fail calls received so far.
+    pub fn check_updates(&self) -> u64 {
+        self.shared
+            .check_updates
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn index(&self) -> u64 {

@@ -20,6 +20,8 @@ pub async fn keep_registered(
     // Pass well within the TTL, so one slow round trip does not turn the check critical.
     let every = (reg.ttl / 3).max(Duration::from_millis(50));
     let mut registered = false;
+    // The node dropped its side: it is gone, so report not serving from now on.
+    let mut node_gone = false;
     tokio::pin!(stop);
     loop {
         if !registered {
@@ -32,7 +34,7 @@ pub async fn keep_registered(
             }
         }
         if registered {
-            let ok = *serving.borrow();
+            let ok = !node_gone && *serving.borrow();
             let note = if ok { "serving" } else { "not serving" };
             if let Err(e) = consul.update_check(&check, ok, note).await {
                 // 404 or 500 "Unknown check ID": the agent lost the registration (a
@@ -44,7 +46,7 @@ pub async fn keep_registered(
         }
         tokio::select! {
             _ = &mut stop => break,
-            _ = serving.changed() => {}
+            changed = serving.changed(), if !node_gone => node_gone = changed.is_err(),
             _ = tokio::time::sleep(every) => {}
         }
     }

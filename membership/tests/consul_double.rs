@@ -223,3 +223,24 @@ async fn the_watch_follows_the_passing_set_and_rides_out_consul_trouble() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_node_that_went_away_is_reported_failing_without_spinning() {
+    let d = ConsulDouble::start().await;
+    let c = Consul::new(&d.url()).unwrap();
+    let (serving, rx) = tokio::sync::watch::channel(true);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(keep_registered(c, reg("n1", 5001, 300), rx, async {
+        let _ = stopped.await;
+    }));
+    eventually("passing", || d.services("dstash").get("n1") == Some(&true)).await;
+    drop(serving); // the node is gone but the loop is not stopped yet
+    eventually("failing", || d.services("dstash").get("n1") == Some(&false)).await;
+    let calls = d.check_updates();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let more = d.check_updates() - calls;
+    // One update per third of the 300 ms TTL: a handful, not a spin.
+    assert!(more <= 6, "{more} check updates in 300 ms");
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
