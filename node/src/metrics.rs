@@ -217,33 +217,31 @@ const COUNTERS: &[(&str, &str, Figure)] = &[
     ),
 ];
 
+/// One family per figure, one sample per namespace.
+fn encode_families<M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    figures: &[(&str, &str, Figure)],
+    stats: &[dstash_storage::NamespaceStats],
+    metric: impl Fn(u64) -> M,
+) -> Result<(), std::fmt::Error> {
+    for (name, help, figure) in figures {
+        let mut family = encoder.encode_descriptor(name, help, None, metric(0).metric_type())?;
+        for n in stats {
+            let labels = [("namespace", n.name.as_str())];
+            metric(figure(n)).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
 impl Collector for StoreCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let Ok(store) = self.slot.get() else {
             return Ok(()); // recovering or closed: no store figures yet
         };
         let stats = store.stats();
-        for (name, help, figure) in GAUGES {
-            let mut family =
-                encoder.encode_descriptor(name, help, None, ConstGauge::new(0i64).metric_type())?;
-            for n in &stats {
-                let labels = [("namespace", n.name.as_str())];
-                ConstGauge::new(figure(n) as i64).encode(family.encode_family(&labels)?)?;
-            }
-        }
-        for (name, help, figure) in COUNTERS {
-            let mut family = encoder.encode_descriptor(
-                name,
-                help,
-                None,
-                ConstCounter::new(0u64).metric_type(),
-            )?;
-            for n in &stats {
-                let labels = [("namespace", n.name.as_str())];
-                ConstCounter::new(figure(n)).encode(family.encode_family(&labels)?)?;
-            }
-        }
-        Ok(())
+        encode_families(&mut encoder, GAUGES, &stats, |v| ConstGauge::new(v as i64))?;
+        encode_families(&mut encoder, COUNTERS, &stats, ConstCounter::new)
     }
 }
 
