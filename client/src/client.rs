@@ -215,6 +215,10 @@ impl Client {
         let view = self.view();
         let replicas = view.replicas(key);
         let mut tally = Tally::new(view.ids(&replicas), view.w);
+        // W above the replicas: refuse before sending anything.
+        if tally.outcome() == Outcome::Failed {
+            return Err(tally.error());
+        }
         let mut answers: FuturesUnordered<_> = replicas
             .iter()
             .map(|&i| {
@@ -226,9 +230,6 @@ impl Client {
             })
             .collect();
         let mut acked = Vec::new();
-        if tally.outcome() == Outcome::Failed {
-            return Err(tally.error());
-        }
         while let Some(joined) = answers.next().await {
             let Ok((node, r)) = joined else { continue };
             let outcome = match r {

@@ -220,6 +220,8 @@ async fn a_write_quorum_above_the_live_replicas_fails_naming_them() {
         text.contains("needed 2 acks from replicas [n0], got 0"),
         "{text}"
     );
+    // Had it been sent, the single replica would have it by now.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         cluster.held_by(0, "kv", b"k").await,
         None,
