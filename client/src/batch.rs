@@ -117,6 +117,11 @@ impl Client {
     /// a whole only when the input itself is refused (`Error::Rejected`).
     pub async fn put_many(&self, ns: &str, items: &[PutItem]) -> Result<LoadReport> {
         let view = self.view();
+        if view.w > view.r {
+            // No key can reach W: refuse before sending anything.
+            let ids = view.nodes.iter().map(|n| n.id.clone()).collect();
+            return Err(Tally::new(ids, view.w).error());
+        }
         let placed = replicas_of(&view, items.par_iter().map(|i| i.key.as_ref()));
         // Per node: the positions of the items it holds, in input order.
         let mut per_node: Vec<Vec<usize>> = vec![Vec::new(); view.nodes.len()];

@@ -220,13 +220,21 @@ async fn a_write_quorum_above_the_live_replicas_fails_naming_them() {
         text.contains("needed 2 acks from replicas [n0], got 0"),
         "{text}"
     );
-    // Had it been sent, the single replica would have it by now.
+    let items = [PutItem {
+        key: Bytes::from_static(b"k2"),
+        value: Bytes::from_static(b"v"),
+        ttl_seconds: 0,
+    }];
+    let e = c.put_many("kv", &items).await.unwrap_err();
+    assert!(e.to_string().contains("needed 2 acks"), "{e}");
+    // Had they been sent, the single replica would have them by now.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         cluster.held_by(0, "kv", b"k").await,
         None,
         "a write that cannot reach W is not sent at all"
     );
+    assert_eq!(cluster.held_by(0, "kv", b"k2").await, None, "nor a batch");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
