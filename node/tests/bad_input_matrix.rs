@@ -15,30 +15,6 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 const TOKEN: &str = "m4trix";
 
-struct Ca {
-    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
-}
-
-impl Ca {
-    fn new() -> Ca {
-        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        Ca {
-            issuer: rcgen::CertifiedIssuer::self_signed(p, rcgen::KeyPair::generate().unwrap())
-                .unwrap(),
-        }
-    }
-
-    fn issue(&self, name: &str) -> (String, String) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec![name.to_string()])
-            .unwrap()
-            .signed_by(&key, &self.issuer)
-            .unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
-
 /// What one row saw: a gRPC code, or a failure before any status (transport).
 fn outcome<T>(r: Result<T, tonic::Status>) -> String {
     match r {
@@ -56,11 +32,11 @@ fn authed<T>(msg: T) -> tonic::Request<T> {
 
 async fn tls_client(
     addr: SocketAddr,
-    ca: &Ca,
+    ca: &Pki,
     identity: Option<(String, String)>,
 ) -> Result<DstashClient<Channel>, String> {
     let mut tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(ca.issuer.pem()))
+        .ca_certificate(Certificate::from_pem(ca.ca_pem()))
         .domain_name("localhost");
     if let Some((c, k)) = identity {
         tls = tls.identity(Identity::from_pem(c, k));
@@ -80,11 +56,11 @@ async fn tls_client(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_input_gets_its_documented_status_and_the_node_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let (server_ca, client_ca) = (Ca::new(), Ca::new());
+    let (server_ca, client_ca) = (Pki::new("server CA"), Pki::new("client CA"));
     let (cert, key) = server_ca.issue("localhost");
     std::fs::write(dir.path().join("node.pem"), cert).unwrap();
     std::fs::write(dir.path().join("node.key"), key).unwrap();
-    std::fs::write(dir.path().join("clients.pem"), client_ca.issuer.pem()).unwrap();
+    std::fs::write(dir.path().join("clients.pem"), client_ca.ca_pem()).unwrap();
     let mut opts = NodeOptions::insecure(dir.path().join("data"), "127.0.0.1:0".parse().unwrap());
     opts.tls = Some(TlsFiles {
         cert: dir.path().join("node.pem"),
@@ -205,7 +181,7 @@ async fn every_bad_input_gets_its_documented_status_and_the_node_keeps_serving()
         plaintext,
         "no answer (transport error)",
     ));
-    let stranger = Ca::new();
+    let stranger = Pki::new("unknown CA");
     let unknown_ca = match tls_client(addr, &server_ca, Some(stranger.issue("intruder"))).await {
         Err(_) => "refused in the handshake".to_string(),
         Ok(mut c) => outcome(c.put(put_req("ok", b"k", b"v")).await),

@@ -234,38 +234,6 @@ async fn oversized_messages_are_invalid_argument_naming_the_limit() {
     assert_eq!(s.keys, 1);
 }
 
-/// A CA, and certificates it signs.
-struct Pki {
-    ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
-}
-
-impl Pki {
-    fn new(name: &str) -> Self {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let ca = rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap())
-            .unwrap();
-        Self { ca }
-    }
-
-    /// (certificate PEM, key PEM) for `name`.
-    fn issue(&self, name: &str) -> (String, String) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec![name.to_string()])
-            .unwrap()
-            .signed_by(&key, &self.ca)
-            .unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-
-    fn ca_pem(&self) -> String {
-        self.ca.pem()
-    }
-}
-
 async fn tls_node(dir: &std::path::Path, pki: &Pki, client_ca: Option<&Pki>) -> Node {
     let (cert, key) = pki.issue("localhost");
     std::fs::write(dir.join("node.crt"), cert).unwrap();
