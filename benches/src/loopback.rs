@@ -81,7 +81,11 @@ impl Server {
         rss_anon_of(&self.child.id().to_string()) as f64
     }
 
-    async fn client(&self) -> DstashClient<Channel> {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub async fn client(&self) -> DstashClient<Channel> {
         DstashClient::connect(format!("http://{}", self.addr))
             .await
             .expect("connect")
@@ -336,11 +340,23 @@ fn report(a: &Args, f: &Figures, redis_missing: Option<String>) {
 
 /// Child: a dstash node over DIR with default settings (`--sync always`) on a free
 /// loopback port; prints `ADDR <addr>` once serving, stops on SIGTERM or when killed.
+/// `--retention SECS` sets the counter retention.
 pub fn child_serve_node(mut args: impl Iterator<Item = String>) -> Result<(), String> {
     let dir = args.next().ok_or("missing data directory")?;
+    let mut opts = dstash_node::NodeOptions::insecure(dir, ([127, 0, 0, 1], 0).into());
+    while let Some(flag) = args.next() {
+        match flag.as_str() {
+            "--retention" => {
+                opts.store.retention_secs = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or("--retention needs seconds")?;
+            }
+            other => return Err(format!("serve-node: unknown flag {other}")),
+        }
+    }
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     rt.block_on(async {
-        let opts = dstash_node::NodeOptions::insecure(dir, ([127, 0, 0, 1], 0).into());
         let mut node = dstash_node::Node::start(opts)
             .await
             .map_err(|e| e.to_string())?;

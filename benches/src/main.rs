@@ -5,19 +5,24 @@
 //! - `node`: one node over loopback against Redis MSET/MGET and a store-less tonic echo
 //!   server ([`loopback`]);
 //! - `cluster`: the client's replicated bulk load and batch lookup over local nodes
-//!   ([`cluster`]).
+//!   ([`cluster`]);
+//! - `soak`: many concurrent streams of every kind against one node, checked answer by
+//!   answer, with memory over time and latency quantiles ([`soak`]).
 //!
 //! ```text
 //! cargo run -p dstash-benches --release -- engine [--keys N] [--runs R] [--kill-keys A,B]
 //! cargo run -p dstash-benches --release -- node [--keys N] [--runs R] [--batch B]
 //! cargo run -p dstash-benches --release -- cluster [--keys N] [--lookups N] [--runs R]
+//! cargo run -p dstash-benches --release -- soak [--streams N] [--seconds S]
 //! ```
 
 mod cluster;
 mod echo;
 mod engines;
+mod hist;
 mod loopback;
 mod redis_side;
+mod soak;
 mod table;
 mod workload;
 
@@ -74,12 +79,13 @@ fn main() {
         "engine" => parse(args).map(engine),
         "node" => loopback::parse(args).and_then(loopback::run),
         "cluster" => cluster::parse(args).and_then(cluster::run),
+        "soak" => soak::parse(args).and_then(soak::run),
         "serve-node" => loopback::child_serve_node(args),
         "serve-echo" => loopback::child_serve_echo(),
         "kill-load" => child_load(args),
         "reopen" => child_reopen(args),
         _ => Err(
-            "usage: dstash-benches engine [--keys N] [--runs R] [--kill-keys A,B] [--only-dstash]\n       dstash-benches node [--keys N] [--runs R] [--batch B] [--no-redis] [--node ADDR]\n       dstash-benches cluster [--keys N] [--lookups N] [--runs R]"
+            "usage: dstash-benches engine [--keys N] [--runs R] [--kill-keys A,B] [--only-dstash]\n       dstash-benches node [--keys N] [--runs R] [--batch B] [--no-redis] [--node ADDR]\n       dstash-benches cluster [--keys N] [--lookups N] [--runs R]\n       dstash-benches soak [--streams N] [--seconds S] [--batch B] [--keys N] [--connections C]"
                 .into(),
         ),
     };

@@ -24,35 +24,46 @@ pub struct NodeProcess {
 
 /// Starts `dstash node` with `args` and waits for its "serving on" line.
 pub fn spawn_node(args: &[&str]) -> NodeProcess {
+    match start_node(args, Stdio::inherit()) {
+        Ok(node) => node,
+        Err(status) => panic!("dstash node did not start (exit: {status:?})"),
+    }
+}
+
+/// Starts `dstash node` with its stderr going to `stderr`: the node once it serves, or
+/// its exit status if it stopped before serving.
+pub fn start_node(
+    args: &[&str],
+    stderr: impl Into<Stdio>,
+) -> Result<NodeProcess, std::process::ExitStatus> {
     let started = Instant::now();
     let mut child = Command::new(DSTASH)
         .arg("node")
         .args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .expect("spawning dstash");
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
-    assert!(
-        line.contains(" serving on "),
-        "dstash node did not start: {line:?} (exit: {:?})",
-        child.try_wait()
-    );
+    if !line.contains(" serving on ") {
+        assert!(line.is_empty(), "unexpected output {line:?}");
+        return Err(child.wait().unwrap());
+    }
     let addr = line
         .split(" serving on ")
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("no address in {line:?}"));
-    NodeProcess {
+    Ok(NodeProcess {
         child,
         addr,
         line: line.trim_end().to_string(),
         startup: started.elapsed(),
-    }
+    })
 }
 
 /// Starts a plaintext loopback node on a free port over `dir`.
