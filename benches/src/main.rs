@@ -7,15 +7,19 @@
 //! - `cluster`: the client's replicated bulk load and batch lookup over local nodes
 //!   ([`cluster`]);
 //! - `soak`: many concurrent streams of every kind against one node, checked answer by
-//!   answer, with memory over time and latency quantiles ([`soak`]).
+//!   answer, with memory over time and latency quantiles ([`soak`]);
+//! - `larger-than-ram`: one node in a memory cgroup far smaller than its data, loaded
+//!   and read at random ([`bigger`]).
 //!
 //! ```text
 //! cargo run -p dstash-benches --release -- engine [--keys N] [--runs R] [--kill-keys A,B]
 //! cargo run -p dstash-benches --release -- node [--keys N] [--runs R] [--batch B]
 //! cargo run -p dstash-benches --release -- cluster [--keys N] [--lookups N] [--runs R]
 //! cargo run -p dstash-benches --release -- soak [--streams N] [--seconds S]
+//! cargo run -p dstash-benches --release -- larger-than-ram [--data-mib M] [--limit-mib M]
 //! ```
 
+mod bigger;
 mod cluster;
 mod echo;
 mod engines;
@@ -80,12 +84,13 @@ fn main() {
         "node" => loopback::parse(args).and_then(loopback::run),
         "cluster" => cluster::parse(args).and_then(cluster::run),
         "soak" => soak::parse(args).and_then(soak::run),
+        "larger-than-ram" => bigger::parse(args).and_then(bigger::run),
         "serve-node" => loopback::child_serve_node(args),
         "serve-echo" => loopback::child_serve_echo(),
         "kill-load" => child_load(args),
         "reopen" => child_reopen(args),
         _ => Err(
-            "usage: dstash-benches engine [--keys N] [--runs R] [--kill-keys A,B] [--only-dstash]\n       dstash-benches node [--keys N] [--runs R] [--batch B] [--no-redis] [--node ADDR]\n       dstash-benches cluster [--keys N] [--lookups N] [--runs R]\n       dstash-benches soak [--streams N] [--seconds S] [--batch B] [--keys N] [--connections C]"
+            "usage: dstash-benches engine [--keys N] [--runs R] [--kill-keys A,B] [--only-dstash]\n       dstash-benches node [--keys N] [--runs R] [--batch B] [--no-redis] [--node ADDR]\n       dstash-benches cluster [--keys N] [--lookups N] [--runs R]\n       dstash-benches soak [--streams N] [--seconds S] [--batch B] [--keys N] [--connections C]\n       dstash-benches larger-than-ram [--data-mib M] [--limit-mib M] [--lookups N] [--parallel P]"
                 .into(),
         ),
     };
