@@ -2,6 +2,7 @@
 //!
 //! - [`service`]: thin handlers that convert proto messages and delegate to the store on
 //!   blocking threads (the engine is synchronous and may fsync).
+//! - [`batch`]: one message of a batch stream, converted, run and answered.
 //! - [`status`]: the one place storage errors become gRPC statuses.
 //! - [`auth`]: the bearer-token check in front of the service.
 //! - [`oversize`]: oversized request messages answered as `INVALID_ARGUMENT`.
@@ -11,6 +12,7 @@
 //! - [`server`]: a running node: listeners, health, recovery and draining shutdown.
 
 pub mod auth;
+pub mod batch;
 pub mod error;
 pub mod metrics;
 pub mod oversize;

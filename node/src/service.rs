@@ -11,11 +11,12 @@ use std::time::Instant;
 
 use dstash_proto::v1::*;
 use dstash_proto::{Bytes, Dstash, DstashServer};
-use dstash_storage::{Found, PutEntry, Store};
+use dstash_storage::Store;
 use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::TokenAuth;
+use crate::batch::{self, answer};
 use crate::metrics::{Metrics, Rpc};
 use crate::oversize::OversizeIsInvalid;
 use crate::slot::StoreSlot;
@@ -157,21 +158,6 @@ impl NodeService {
     }
 }
 
-fn answer(found: Option<Found>) -> LookupResponse {
-    match found {
-        Some(f) => LookupResponse {
-            found: true,
-            value: Bytes::from(f.value),
-            ttl_seconds: f.ttl_secs,
-        },
-        None => LookupResponse::default(),
-    }
-}
-
-fn keys_of(keys: &[Bytes]) -> Vec<&[u8]> {
-    keys.iter().map(|k| k.as_ref()).collect()
-}
-
 #[tonic::async_trait]
 impl Dstash for NodeService {
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
@@ -221,22 +207,7 @@ impl Dstash for NodeService {
             BatchRpc {
                 rpc: Rpc::BatchPut,
                 keys: |b| b.entries.len(),
-                run: |s, b| {
-                    let entries: Vec<PutEntry> = b
-                        .entries
-                        .iter()
-                        .map(|e| PutEntry {
-                            key: &e.key,
-                            value: &e.value,
-                            ttl_secs: e.ttl_seconds,
-                        })
-                        .collect();
-                    s.put_many(&b.namespace, &entries)?;
-                    Ok(PutBatchAck {
-                        batch_id: b.batch_id,
-                        written: entries.len() as u32,
-                    })
-                },
+                run: batch::put,
             },
         )))
     }
@@ -252,14 +223,7 @@ impl Dstash for NodeService {
             BatchRpc {
                 rpc: Rpc::BatchLookup,
                 keys: |b| b.keys.len(),
-                run: |s, b| {
-                    let found = s.lookup_many(&b.namespace, &keys_of(&b.keys))?;
-                    let results = found.into_iter().map(answer).collect();
-                    Ok(LookupBatchResult {
-                        batch_id: b.batch_id,
-                        results,
-                    })
-                },
+                run: batch::lookup,
             },
         )))
     }
@@ -295,14 +259,7 @@ impl Dstash for NodeService {
             BatchRpc {
                 rpc: Rpc::BatchAdd,
                 keys: |b| b.keys.len(),
-                run: |s, b| {
-                    let items: Vec<(&[u8], u32)> = b.keys.iter().map(|k| (k.as_ref(), 1)).collect();
-                    let counts = s.add_many(&b.namespace, &items)?;
-                    Ok(CountBatchResult {
-                        batch_id: b.batch_id,
-                        counts,
-                    })
-                },
+                run: batch::add,
             },
         )))
     }
@@ -318,13 +275,7 @@ impl Dstash for NodeService {
             BatchRpc {
                 rpc: Rpc::BatchCount,
                 keys: |b| b.keys.len(),
-                run: |s, b| {
-                    let counts = s.count_many(&b.namespace, &keys_of(&b.keys), b.window_seconds)?;
-                    Ok(CountBatchResult {
-                        batch_id: b.batch_id,
-                        counts,
-                    })
-                },
+                run: batch::count,
             },
         )))
     }
