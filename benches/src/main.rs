@@ -1,5 +1,5 @@
 //! dstash side by side with what users would pick instead, each printed as a Markdown
-//! table with ratios:
+//! table with ratios; `all` runs every one and writes `benches/REPORT.md` ([`all`]):
 //!
 //! - `engine`: the storage engine against heed (LMDB) and candystore, pogreb-bench's shape;
 //! - `node`: one node over loopback against Redis MSET/MGET and a store-less tonic echo
@@ -9,9 +9,12 @@
 //! - `soak`: many concurrent streams of every kind against one node, checked answer by
 //!   answer, with memory over time and latency quantiles ([`soak`]);
 //! - `larger-than-ram`: one node in a memory cgroup far smaller than its data, loaded
-//!   and read at random ([`bigger`]).
+//!   and read at random ([`bigger`]);
+//! - `counts`: expiring counts against Redis's ZSET sliding window ([`counts`]);
+//! - `latency`: unary Put and Lookup against redis-benchmark ([`latency`]).
 //!
 //! ```text
+//! cargo run -p dstash-benches --release -- all [--runs R] [--quick]
 //! cargo run -p dstash-benches --release -- engine [--keys N] [--runs R] [--kill-keys A,B]
 //! cargo run -p dstash-benches --release -- node [--keys N] [--runs R] [--batch B]
 //! cargo run -p dstash-benches --release -- cluster [--keys N] [--lookups N] [--runs R]
@@ -19,11 +22,14 @@
 //! cargo run -p dstash-benches --release -- larger-than-ram [--data-mib M] [--limit-mib M]
 //! ```
 
+mod all;
 mod bigger;
 mod cluster;
+mod counts;
 mod echo;
 mod engines;
 mod hist;
+mod latency;
 mod loopback;
 mod redis_side;
 mod soak;
@@ -80,17 +86,20 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let cmd = args.next().unwrap_or_default();
     let result = match cmd.as_str() {
+        "all" => all::parse(args).and_then(all::run),
         "engine" => parse(args).map(engine),
         "node" => loopback::parse(args).and_then(loopback::run),
         "cluster" => cluster::parse(args).and_then(cluster::run),
         "soak" => soak::parse(args).and_then(soak::run),
         "larger-than-ram" => bigger::parse(args).and_then(bigger::run),
+        "counts" => counts::parse(args).and_then(counts::run),
+        "latency" => latency::parse(args).and_then(latency::run),
         "serve-node" => loopback::child_serve_node(args),
         "serve-echo" => loopback::child_serve_echo(),
         "kill-load" => child_load(args),
         "reopen" => child_reopen(args),
         _ => Err(
-            "usage: dstash-benches engine [--keys N] [--runs R] [--kill-keys A,B] [--only-dstash]\n       dstash-benches node [--keys N] [--runs R] [--batch B] [--no-redis] [--node ADDR]\n       dstash-benches cluster [--keys N] [--lookups N] [--runs R]\n       dstash-benches soak [--streams N] [--seconds S] [--batch B] [--keys N] [--connections C]\n       dstash-benches larger-than-ram [--data-mib M] [--limit-mib M] [--lookups N] [--parallel P]"
+            "usage: dstash-benches all [--runs R] [--quick] [--out FILE]\n       dstash-benches engine [--keys N] [--runs R] [--kill-keys A,B] [--only-dstash]\n       dstash-benches node [--keys N] [--runs R] [--batch B] [--no-redis] [--node ADDR]\n       dstash-benches cluster [--keys N] [--lookups N] [--runs R]\n       dstash-benches soak [--streams N] [--seconds S] [--batch B] [--keys N] [--connections C]\n       dstash-benches larger-than-ram [--data-mib M] [--limit-mib M] [--lookups N] [--parallel P]\n       dstash-benches counts [--events N] [--keys K1,K2] [--runs R] [--no-redis]\n       dstash-benches latency [--requests N] [--clients C1,C2] [--runs R] [--no-redis]"
                 .into(),
         ),
     };

@@ -47,7 +47,9 @@ impl Unit {
     pub fn fmt(self, x: f64) -> String {
         match self {
             Unit::PerSec if x >= 1e6 => format!("{:.2} M/s", x / 1e6),
-            Unit::PerSec => format!("{:.0} K/s", x / 1e3),
+            Unit::PerSec if x >= 1e5 => format!("{:.0} K/s", x / 1e3),
+            Unit::PerSec => format!("{:.1} K/s", x / 1e3),
+            Unit::Nanos if x >= 1e7 => format!("{:.1} ms", x / 1e6),
             Unit::Nanos => format!("{:.2} µs", x / 1e3),
             Unit::Millis => format!("{x:.0} ms"),
             Unit::MiB => format!("{:.1} MiB", x / (1 << 20) as f64),

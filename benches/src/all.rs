@@ -1,0 +1,195 @@
+//! `dstash-benches all`: every side-by-side benchmark in one run, written to
+//! `benches/REPORT.md` with the machine, the commit and the command of each section.
+//!
+//! Each section runs as a child process of this binary (a fresh heap and page-cache
+//! footprint for each), and its Markdown tables go into the report as printed.
+//! `--quick` runs every section small and without Redis: CI's check that none of them
+//! rots. `cargo run -p dstash-benches --release -- all [--runs 3] [--quick] [--out FILE]`
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+pub struct Args {
+    runs: usize,
+    quick: bool,
+    out: PathBuf,
+}
+
+pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut a = Args {
+        runs: 3,
+        quick: false,
+        out: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/REPORT.md")),
+    };
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--runs" => {
+                a.runs = val()?
+                    .parse::<usize>()
+                    .map_err(|e| format!("--runs: {e}"))?
+                    .max(1)
+            }
+            "--quick" => a.quick = true,
+            "--out" => a.out = PathBuf::from(val()?),
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    Ok(a)
+}
+
+/// One section of the report: a title, what it compares, and the subcommand to run.
+struct Section {
+    title: &'static str,
+    about: &'static str,
+    args: Vec<String>,
+}
+
+fn sections(a: &Args) -> Vec<Section> {
+    let runs = a.runs.to_string();
+    let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let with_runs = |v: &[&str]| {
+        let mut v = owned(v);
+        v.extend(["--runs".to_string(), runs.clone()]);
+        v
+    };
+    let quick = a.quick;
+    let pick = |full: &[&str], small: &[&str]| if quick { owned(small) } else { with_runs(full) };
+    vec![
+        Section {
+            title: "Storage engine",
+            about: "The engine in-process against heed (LMDB) and candystore: puts, gets, counts; open time and RssAnon after `kill -9` as keys grow.",
+            args: pick(
+                &["engine", "--keys", "1000000", "--kill-keys", "1000000,10000000"],
+                &["engine", "--keys", "20000", "--runs", "1", "--kill-keys", "20000"],
+            ),
+        },
+        Section {
+            title: "One node over loopback: BatchPut and BatchLookup",
+            about: "100,000 keys as BatchPut and BatchLookup against Redis MSET and MGET in chunks of 1,000, and a store-less tonic echo server (the ceiling).",
+            args: pick(&["node"], &["node", "--keys", "20000", "--runs", "1", "--no-redis"]),
+        },
+        Section {
+            title: "Bulk load and batch lookup through the client",
+            about: "1,000,000 keys loaded as `dstash load` sends them, into 3 nodes with R=2 and into 1 node; a lookup of 100,000 keys across the 3.",
+            args: pick(
+                &["cluster"],
+                &["cluster", "--keys", "20000", "--lookups", "5000", "--runs", "1"],
+            ),
+        },
+        Section {
+            title: "Expiring counts",
+            about: "Add (which answers the count) against the Redis sliding-window way, at 10,000 and 1,000,000 distinct keys.",
+            args: pick(
+                &["counts", "--events", "1000000"],
+                &["counts", "--events", "20000", "--keys", "1000", "--runs", "1", "--no-redis"],
+            ),
+        },
+        Section {
+            title: "Unary latency",
+            about: "Single Put and Lookup at 1 and 50 concurrent clients against redis-benchmark without pipelining.",
+            args: pick(
+                &["latency", "--requests", "20000"],
+                &["latency", "--requests", "500", "--runs", "1", "--no-redis"],
+            ),
+        },
+        Section {
+            title: "Larger than RAM",
+            about: "One node in a memory cgroup 1/16 of its data, loaded, then read at random with every value checked.",
+            args: if quick {
+                owned(&["larger-than-ram", "--data-mib", "64", "--limit-mib", "32", "--lookups", "2000"])
+            } else {
+                owned(&["larger-than-ram", "--data-mib", "4096", "--limit-mib", "256"])
+            },
+        },
+    ]
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+fn command_out(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn machine() -> String {
+    let cpu = read("/proc/cpuinfo")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let mem_kb: u64 = read("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let dirty = !command_out("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty();
+    format!(
+        "| | |\n|---|---|\n| cores | {cores} ({cpu}) |\n| memory | {:.1} GiB |\n| kernel | {} |\n| commit | `{}`{} |\n| date | {} |\n| rustc | {} |\n| redis-server | {} |",
+        mem_kb as f64 / (1 << 20) as f64,
+        read("/proc/sys/kernel/osrelease").trim(),
+        command_out("git", &["rev-parse", "HEAD"]),
+        if dirty { " with uncommitted changes" } else { "" },
+        command_out("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        command_out("rustc", &["--version"]),
+        command_out("redis-server", &["--version"]),
+    )
+}
+
+pub fn run(a: Args) -> Result<(), String> {
+    if !a.quick {
+        // Installed once, before any timing starts.
+        crate::redis_side::find_or_install()?;
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let mut body = String::new();
+    for s in sections(&a) {
+        let shown = s.args.join(" ");
+        eprintln!("== {}: dstash-benches {shown}", s.title);
+        let t = Instant::now();
+        let out = Command::new(&exe)
+            .args(&s.args)
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| format!("{}: {e}", s.title))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            return Err(format!("{} failed ({}):\n{text}", s.title, out.status));
+        }
+        body += &format!(
+            "## {}\n\n{}\n\n`cargo run -p dstash-benches --release -- {shown}` ({:.0} s)\n\n{}\n\n",
+            s.title,
+            s.about,
+            t.elapsed().as_secs_f64(),
+            text.trim()
+        );
+    }
+    let how = if a.quick {
+        "`cargo run -p dstash-benches --release -- all --quick` (small sizes, one run, no Redis: a check that the code runs, not figures)".to_string()
+    } else {
+        format!(
+            "`cargo run -p dstash-benches --release -- all --runs {}`",
+            a.runs
+        )
+    };
+    let report = format!(
+        "# dstash benchmark report\n\nMade by {how} in {:.0} s. Every section below names the command that reproduces it alone. Ratios are measured in the same run, on the machine below; runs on this kind of VM vary by up to ±30 % from minute to minute, so compare within a run.\n\n{}\n\n{body}",
+        started.elapsed().as_secs_f64(),
+        machine()
+    );
+    std::fs::write(&a.out, report).map_err(|e| format!("{}: {e}", a.out.display()))?;
+    eprintln!("wrote {}", a.out.display());
+    Ok(())
+}
