@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use dstash_client::{Bytes, Client, ClientConfig, NodeSpec, PutItem};
-use support::{spawn_loopback, start_node};
+use support::{env_or, seed, spawn_loopback, start_node, Rng};
 
 const NS: &str = "c";
 const KEYS: usize = 3_000;
@@ -107,18 +107,6 @@ fn copy_dir(from: &Path, to: &Path) {
         } else {
             std::fs::copy(e.path(), target).unwrap();
         }
-    }
-}
-
-/// xorshift64*: damage that a seed replays.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
     }
 }
 
@@ -253,20 +241,8 @@ async fn check(kind: &str, case: &str, dir: &Path, damaged: &Path) -> Outcome {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_files_are_refused_by_name_or_served_without_a_wrong_value() {
-    let cases: u64 = std::env::var("DSTASH_CORRUPTION_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
-    let seed: u64 = std::env::var("DSTASH_CORRUPTION_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
+    let cases: u64 = env_or("DSTASH_CORRUPTION_CASES", 3);
+    let seed = seed("DSTASH_CORRUPTION_SEED");
     eprintln!("corruption: {cases} cases per kind, DSTASH_CORRUPTION_SEED={seed}");
     let mut rng = Rng(seed);
     let image = tempfile::tempdir().unwrap();

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dstash_client::{Bytes, Client, ClientConfig, NodeSpec, PutItem};
-use support::{spawn_loopback, NodeProcess};
+use support::{env_or, seed, spawn_loopback, NodeProcess, Rng};
 
 /// Keys overwritten round after round; every value names its key and version.
 const KEYS: usize = 4_000;
@@ -66,18 +66,6 @@ impl Ledger {
             attempted: vec![0; COUNTED],
             ..Self::default()
         }
-    }
-}
-
-/// xorshift64*: kill points that a seed replays.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 }
 
@@ -193,20 +181,8 @@ async fn verify(client: &Client, ledger: &Ledger, round: u32) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_random_points_loses_nothing_acknowledged() {
-    let rounds: u32 = std::env::var("DSTASH_CRASH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
-    let seed: u64 = std::env::var("DSTASH_CRASH_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
+    let rounds: u32 = env_or("DSTASH_CRASH_ROUNDS", 20);
+    let seed = seed("DSTASH_CRASH_SEED");
     eprintln!("crash loop: {rounds} rounds, DSTASH_CRASH_SEED={seed}");
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();
@@ -228,7 +204,7 @@ async fn kill_9_at_random_points_loses_nothing_acknowledged() {
         }
         // A random point: early rounds land mid-recovery checkpoints, later ones deep
         // into a stream.
-        let kill_at = Duration::from_millis(50 + rng.next() % 450);
+        let kill_at = Duration::from_millis(50 + rng.below(450));
         tokio::time::sleep(kill_at).await;
         node.kill9();
         for t in tasks {

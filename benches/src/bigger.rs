@@ -16,7 +16,7 @@ use dstash_proto::{Bytes, DstashClient};
 use tonic::transport::Channel;
 
 use crate::loopback::Server;
-use crate::workload::{mix, rss_anon_of};
+use crate::workload::{dir_bytes, mix, rss_anon_of};
 
 pub struct Args {
     data_mib: u64,
@@ -212,22 +212,6 @@ async fn lookups(
     Ok(())
 }
 
-fn du(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            match e.metadata() {
-                Ok(m) if m.is_dir() => stack.push(p),
-                Ok(m) => total += std::os::unix::fs::MetadataExt::blocks(&m) * 512,
-                Err(_) => {}
-            }
-        }
-    }
-    total
-}
-
 pub fn run(a: Args) -> Result<(), String> {
     let cg = match Cgroup::create(a.limit_mib << 20) {
         Ok(cg) => cg,
@@ -255,7 +239,7 @@ pub fn run(a: Args) -> Result<(), String> {
         let t = Instant::now();
         load(&mut c, keys).await?;
         let load_s = t.elapsed().as_secs_f64();
-        let on_disk = du(&dir);
+        let on_disk = dir_bytes(&dir);
         let rss_after_load = rss_anon_of(&server.pid().to_string());
 
         let t = Instant::now();

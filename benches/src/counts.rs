@@ -20,7 +20,7 @@ use tonic::transport::Channel;
 use crate::loopback::Server;
 use crate::redis_side::{self, Persistence, RedisServer};
 use crate::table::{Cell, Unit};
-use crate::workload::{mix, rss_anon_of};
+use crate::workload::{dir_bytes, mix, rss_anon_of};
 
 pub struct Args {
     events: u64,
@@ -116,21 +116,6 @@ async fn dstash_total(c: &mut DstashClient<Channel>, keys: u64) -> u64 {
     let mut total = 0;
     while let Some(r) = answers.message().await.expect("BatchCount answer") {
         total += r.counts.iter().sum::<u64>();
-    }
-    total
-}
-
-fn dir_bytes(dir: &std::path::Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            match e.metadata() {
-                Ok(m) if m.is_dir() => stack.push(e.path()),
-                Ok(m) => total += std::os::unix::fs::MetadataExt::blocks(&m) * 512,
-                Err(_) => {}
-            }
-        }
     }
     total
 }

@@ -68,6 +68,22 @@ fn gcd(a: u64, b: u64) -> u64 {
     }
 }
 
+/// Bytes on disk (allocated blocks) under `dir`.
+pub fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => total += std::os::unix::fs::MetadataExt::blocks(&m) * 512,
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
 /// RssAnon of this process, in bytes.
 pub fn rss_anon() -> u64 {
     rss_anon_of("self")
