@@ -71,6 +71,11 @@ fn sections(a: &Args) -> Vec<Section> {
             args: pick(&["node"], &["node", "--keys", "20000", "--runs", "1", "--no-redis"]),
         },
         Section {
+            title: "Bulk load from a file",
+            about: "1,000,000 keys from a file: the `dstash load` command into real `dstash node` processes against `redis-cli --pipe` of SET commands.",
+            args: pick(&["bulk"], &["bulk", "--keys", "20000", "--runs", "1", "--no-redis"]),
+        },
+        Section {
             title: "Bulk load and batch lookup through the client",
             about: "1,000,000 keys loaded as `dstash load` sends them, into 3 nodes with R=2 and into 1 node; a lookup of 100,000 keys across the 3.",
             args: pick(
@@ -151,6 +156,15 @@ pub fn run(a: Args) -> Result<(), String> {
     if !a.quick {
         // Installed once, before any timing starts.
         crate::redis_side::find_or_install()?;
+    }
+    // The bulk section runs the `dstash` binary itself.
+    let built = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--locked", "-p", "dstash"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .map_err(|e| format!("cargo build -p dstash: {e}"))?;
+    if !built.success() {
+        return Err("cargo build --release -p dstash failed".into());
     }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let started = Instant::now();

@@ -10,6 +10,8 @@
 //!   answer, with memory over time and latency quantiles ([`soak`]);
 //! - `larger-than-ram`: one node in a memory cgroup far smaller than its data, loaded
 //!   and read at random ([`bigger`]);
+//! - `bulk`: `dstash load` from a file into real nodes against `redis-cli --pipe`
+//!   ([`bulk`]);
 //! - `counts`: expiring counts against Redis's ZSET sliding window ([`counts`]);
 //! - `latency`: unary Put and Lookup against redis-benchmark ([`latency`]).
 //!
@@ -24,6 +26,7 @@
 
 mod all;
 mod bigger;
+mod bulk;
 mod cluster;
 mod counts;
 mod echo;
@@ -93,13 +96,14 @@ fn main() {
         "soak" => soak::parse(args).and_then(soak::run),
         "larger-than-ram" => bigger::parse(args).and_then(bigger::run),
         "counts" => counts::parse(args).and_then(counts::run),
+        "bulk" => bulk::parse(args).and_then(bulk::run),
         "latency" => latency::parse(args).and_then(latency::run),
         "serve-node" => loopback::child_serve_node(args),
         "serve-echo" => loopback::child_serve_echo(),
         "kill-load" => child_load(args),
         "reopen" => child_reopen(args),
         _ => Err(
-            "usage: dstash-benches all [--runs R] [--quick] [--out FILE]\n       dstash-benches engine [--keys N] [--runs R] [--kill-keys A,B] [--only-dstash]\n       dstash-benches node [--keys N] [--runs R] [--batch B] [--no-redis] [--node ADDR]\n       dstash-benches cluster [--keys N] [--lookups N] [--runs R]\n       dstash-benches soak [--streams N] [--seconds S] [--batch B] [--keys N] [--connections C]\n       dstash-benches larger-than-ram [--data-mib M] [--limit-mib M] [--lookups N] [--parallel P]\n       dstash-benches counts [--events N] [--keys K1,K2] [--runs R] [--no-redis]\n       dstash-benches latency [--requests N] [--clients C1,C2] [--runs R] [--no-redis]"
+            "usage: dstash-benches all [--runs R] [--quick] [--out FILE]\n       dstash-benches engine [--keys N] [--runs R] [--kill-keys A,B] [--only-dstash]\n       dstash-benches node [--keys N] [--runs R] [--batch B] [--no-redis] [--node ADDR]\n       dstash-benches cluster [--keys N] [--lookups N] [--runs R]\n       dstash-benches soak [--streams N] [--seconds S] [--batch B] [--keys N] [--connections C]\n       dstash-benches larger-than-ram [--data-mib M] [--limit-mib M] [--lookups N] [--parallel P]\n       dstash-benches bulk [--keys N] [--runs R] [--no-redis]\n       dstash-benches counts [--events N] [--keys K1,K2] [--runs R] [--no-redis]\n       dstash-benches latency [--requests N] [--clients C1,C2] [--runs R] [--no-redis]"
                 .into(),
         ),
     };
