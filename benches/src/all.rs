@@ -100,6 +100,19 @@ fn sections(a: &Args) -> Vec<Section> {
             ),
         },
         Section {
+            title: "Scaling with key count",
+            about: "The engine's durable puts, memory, open time after `kill -9` and gets as keys grow, with plots.",
+            args: {
+                let plots = a.out.with_file_name("plots").display().to_string();
+                let mut v = pick(
+                    &["scaling", "--keys", "1000000,10000000,50000000"],
+                    &["scaling", "--keys", "10000,20000", "--runs", "1"],
+                );
+                v.extend(["--plots".to_string(), plots]);
+                v
+            },
+        },
+        Section {
             title: "Larger than RAM",
             about: "One node in a memory cgroup 1/16 of its data, loaded, then read at random with every value checked.",
             args: if quick {
@@ -109,6 +122,75 @@ fn sections(a: &Args) -> Vec<Section> {
             },
         },
     ]
+}
+
+fn csv_field(s: &str) -> String {
+    let s = s.trim().replace('`', "");
+    if s.contains([',', '"']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+/// Takes the `<!--raw UNIT V...-->` comments out of a section's Markdown tables and
+/// appends each run's value to `csv`, named by the section, the row (its cells that
+/// hold no figure) and the column header. Returns the Markdown without them.
+fn raw_values(section: &str, markdown: &str, csv: &mut String) -> String {
+    let mut header: Vec<String> = Vec::new();
+    let mut previous = "";
+    let mut out = String::new();
+    for line in markdown.lines() {
+        let cells: Vec<&str> = line.trim().trim_matches('|').split('|').collect();
+        let is_row = line.starts_with('|');
+        if line.starts_with("|---") {
+            // The header is the row above the separator.
+            header = previous
+                .trim()
+                .trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_string())
+                .collect();
+        }
+        previous = line;
+        let mut clean = String::new();
+        let mut rest = line;
+        while let Some(start) = rest.find("<!--raw ") {
+            clean += &rest[..start];
+            let end = rest[start..]
+                .find("-->")
+                .map_or(rest.len(), |e| start + e + 3);
+            rest = &rest[end..];
+        }
+        clean += rest;
+        if is_row && line.contains("<!--raw") {
+            let label: Vec<String> = cells
+                .iter()
+                .filter(|c| !c.contains("<!--raw"))
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty() && c != "n/a")
+                .collect();
+            for (col, cell) in cells.iter().enumerate() {
+                for part in cell.split("<!--raw ").skip(1) {
+                    let body = part.split("-->").next().unwrap_or("");
+                    let mut words = body.split_whitespace();
+                    let unit = words.next().unwrap_or("");
+                    for (run, v) in words.enumerate() {
+                        *csv += &format!(
+                            "{},{},{},{unit},{},{v}\n",
+                            csv_field(section),
+                            csv_field(&label.join(" / ")),
+                            csv_field(header.get(col).map_or("", String::as_str)),
+                            run + 1
+                        );
+                    }
+                }
+            }
+        }
+        out += &clean;
+        out.push('\n');
+    }
+    out
 }
 
 fn read(path: &str) -> String {
@@ -169,19 +251,22 @@ pub fn run(a: Args) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let started = Instant::now();
     let mut body = String::new();
+    let mut csv = String::from("section,row,column,unit,run,value\n");
     for s in sections(&a) {
         let shown = s.args.join(" ");
         eprintln!("== {}: dstash-benches {shown}", s.title);
         let t = Instant::now();
         let out = Command::new(&exe)
             .args(&s.args)
+            .env(crate::table::RAW, "1")
             .stderr(Stdio::inherit())
             .output()
             .map_err(|e| format!("{}: {e}", s.title))?;
-        let text = String::from_utf8_lossy(&out.stdout);
+        let raw = String::from_utf8_lossy(&out.stdout);
         if !out.status.success() {
-            return Err(format!("{} failed ({}):\n{text}", s.title, out.status));
+            return Err(format!("{} failed ({}):\n{raw}", s.title, out.status));
         }
+        let text = raw_values(s.title, &raw, &mut csv);
         body += &format!(
             "## {}\n\n{}\n\n`cargo run -p dstash-benches --release -- {shown}` ({:.0} s)\n\n{}\n\n",
             s.title,
@@ -204,6 +289,28 @@ pub fn run(a: Args) -> Result<(), String> {
         machine()
     );
     std::fs::write(&a.out, report).map_err(|e| format!("{}: {e}", a.out.display()))?;
-    eprintln!("wrote {}", a.out.display());
+    let csv_path = a.out.with_extension("csv");
+    std::fs::write(&csv_path, csv).map_err(|e| format!("{}: {e}", csv_path.display()))?;
+    eprintln!("wrote {} and {}", a.out.display(), csv_path.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_values_become_csv_rows_and_leave_the_markdown() {
+        let md = "| workload | dstash | heed |\n|---|---|---|\n| gets | 1 M/s<!--raw per_second 900 1100--> | n/a |\nfooter\n";
+        let mut csv = String::new();
+        let clean = raw_values("Engine", md, &mut csv);
+        assert_eq!(
+            clean,
+            "| workload | dstash | heed |\n|---|---|---|\n| gets | 1 M/s | n/a |\nfooter\n"
+        );
+        assert_eq!(
+            csv,
+            "Engine,gets,dstash,per_second,1,900\nEngine,gets,dstash,per_second,2,1100\n"
+        );
+    }
 }

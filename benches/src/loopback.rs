@@ -284,7 +284,7 @@ fn timed(n: usize, c: &Cell) -> String {
     }
     let (lo, hi) = c.range();
     let rate = Unit::PerSec.fmt(n as f64 / (c.median() / 1e3));
-    format!("{:.0} ms ({lo:.0}–{hi:.0}), {rate}", c.median())
+    format!("{:.0} ms ({lo:.0}–{hi:.0}), {rate}", c.median()) + &c.raw(Unit::Millis)
 }
 
 fn ratio(redis: &Cell, dstash: &Cell) -> String {

@@ -12,6 +12,8 @@
 //!   and read at random ([`bigger`]);
 //! - `bulk`: `dstash load` from a file into real nodes against `redis-cli --pipe`
 //!   ([`bulk`]);
+//! - `scaling`: the engine's puts, gets, memory and open time as keys grow, with plots
+//!   ([`scaling`]);
 //! - `counts`: expiring counts against Redis's ZSET sliding window ([`counts`]);
 //! - `latency`: unary Put and Lookup against redis-benchmark ([`latency`]).
 //!
@@ -35,7 +37,9 @@ mod hist;
 mod latency;
 mod loopback;
 mod redis_side;
+mod scaling;
 mod soak;
+mod svg;
 mod table;
 mod workload;
 
@@ -97,13 +101,14 @@ fn main() {
         "larger-than-ram" => bigger::parse(args).and_then(bigger::run),
         "counts" => counts::parse(args).and_then(counts::run),
         "bulk" => bulk::parse(args).and_then(bulk::run),
+        "scaling" => scaling::parse(args).and_then(scaling::run),
         "latency" => latency::parse(args).and_then(latency::run),
         "serve-node" => loopback::child_serve_node(args),
         "serve-echo" => loopback::child_serve_echo(),
         "kill-load" => child_load(args),
         "reopen" => child_reopen(args),
         _ => Err(
-            "usage: dstash-benches all [--runs R] [--quick] [--out FILE]\n       dstash-benches engine [--keys N] [--runs R] [--kill-keys A,B] [--only-dstash]\n       dstash-benches node [--keys N] [--runs R] [--batch B] [--no-redis] [--node ADDR]\n       dstash-benches cluster [--keys N] [--lookups N] [--runs R]\n       dstash-benches soak [--streams N] [--seconds S] [--batch B] [--keys N] [--connections C]\n       dstash-benches larger-than-ram [--data-mib M] [--limit-mib M] [--lookups N] [--parallel P]\n       dstash-benches bulk [--keys N] [--runs R] [--no-redis]\n       dstash-benches counts [--events N] [--keys K1,K2] [--runs R] [--no-redis]\n       dstash-benches latency [--requests N] [--clients C1,C2] [--runs R] [--no-redis]"
+            "usage: dstash-benches all [--runs R] [--quick] [--out FILE]\n       dstash-benches engine [--keys N] [--runs R] [--kill-keys A,B] [--only-dstash]\n       dstash-benches node [--keys N] [--runs R] [--batch B] [--no-redis] [--node ADDR]\n       dstash-benches cluster [--keys N] [--lookups N] [--runs R]\n       dstash-benches soak [--streams N] [--seconds S] [--batch B] [--keys N] [--connections C]\n       dstash-benches larger-than-ram [--data-mib M] [--limit-mib M] [--lookups N] [--parallel P]\n       dstash-benches bulk [--keys N] [--runs R] [--no-redis]\n       dstash-benches scaling [--keys A,B,C] [--runs R] [--plots DIR]\n       dstash-benches counts [--events N] [--keys K1,K2] [--runs R] [--no-redis]\n       dstash-benches latency [--requests N] [--clients C1,C2] [--runs R] [--no-redis]"
                 .into(),
         ),
     };
@@ -260,11 +265,35 @@ fn engine(a: Args) {
 /// Loads `n` keys in a child, kills it with SIGKILL, then opens the store in a fresh child.
 /// Returns (open ms, RssAnon bytes after open, gets/s right after).
 fn open_after_kill(n: u64) -> (f64, f64, f64) {
+    let p = load_kill_reopen(n, SyncMode::Never);
+    (p.open_ms, p.rss_open, p.gets)
+}
+
+/// What one key count costs: a load in batches of 1,000, then `kill -9`, then a reopen.
+pub struct ScalePoint {
+    /// Puts/s of the load.
+    pub puts: f64,
+    /// RssAnon of the loader once loaded, in bytes.
+    pub rss_loaded: f64,
+    pub open_ms: f64,
+    /// RssAnon right after the reopen, in bytes.
+    pub rss_open: f64,
+    /// Random gets/s right after the reopen.
+    pub gets: f64,
+}
+
+/// Loads `n` keys in a child under `sync`, kills it, and reopens the store in another.
+pub fn load_kill_reopen(n: u64, sync: SyncMode) -> ScalePoint {
     let exe = std::env::current_exe().expect("exe");
     let tmp = tempfile::tempdir_in(".").expect("tempdir");
     let dir = tmp.path().join("kill");
+    let mode = if matches!(sync, SyncMode::Always) {
+        "always"
+    } else {
+        "never"
+    };
     let mut child = Command::new(&exe)
-        .args(["kill-load", dir.to_str().unwrap(), &n.to_string()])
+        .args(["kill-load", dir.to_str().unwrap(), &n.to_string(), mode])
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn loader");
@@ -272,44 +301,60 @@ fn open_after_kill(n: u64) -> (f64, f64, f64) {
     let loaded = BufReader::new(out)
         .lines()
         .map_while(Result::ok)
-        .any(|l| l == "LOADED");
-    assert!(loaded, "loader failed");
+        .find(|l| l.starts_with("LOADED"))
+        .expect("loader failed");
     child.kill().expect("SIGKILL");
     child.wait().expect("wait");
     let out = Command::new(&exe)
         .args(["reopen", dir.to_str().unwrap(), &n.to_string()])
         .output()
         .expect("spawn reopen");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + " " + &loaded;
     let field = |name: &str| -> f64 {
         text.split_whitespace()
             .find_map(|w| w.strip_prefix(name))
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("reopen printed no {name}: {text}"))
     };
-    (field("open_ms="), field("rss_anon="), field("gets_per_s="))
+    ScalePoint {
+        puts: field("puts_per_s="),
+        rss_loaded: field("loaded_rss_anon="),
+        open_ms: field("open_ms="),
+        rss_open: field("rss_anon="),
+        gets: field("gets_per_s="),
+    }
 }
 
 /// A child's arguments: the data directory and the key count.
-fn dir_and_count(mut args: impl Iterator<Item = String>) -> Result<(String, u64), String> {
+fn dir_and_count(args: &mut impl Iterator<Item = String>) -> Result<(String, u64), String> {
     let dir = args.next().ok_or("missing data directory")?;
     let n = args.next().ok_or("missing key count")?;
     Ok((dir, n.parse().map_err(|e| format!("key count {n:?}: {e}"))?))
 }
 
-fn child_load(args: impl Iterator<Item = String>) -> Result<(), String> {
-    let (dir, n) = dir_and_count(args)?;
-    let s = Store::open(&dir, dstash_opts(SyncMode::Never)).map_err(|e| e.to_string())?;
-    dstash_put_batched(&s, n, 1000);
-    println!("LOADED");
+/// Child: `kill-load DIR N [always|never]` loads N keys in batches of 1,000, prints
+/// `LOADED puts_per_s=.. loaded_rss_anon=..`, and waits to be killed.
+fn child_load(mut args: impl Iterator<Item = String>) -> Result<(), String> {
+    let (dir, n) = dir_and_count(&mut args)?;
+    let sync = match args.next().as_deref() {
+        Some("always") => SyncMode::Always,
+        None | Some("never") => SyncMode::Never,
+        Some(other) => return Err(format!("kill-load: sync {other:?}")),
+    };
+    let s = Store::open(&dir, dstash_opts(sync)).map_err(|e| e.to_string())?;
+    let rate = dstash_put_batched(&s, n, 1000);
+    println!(
+        "LOADED puts_per_s={rate:.0} loaded_rss_anon={}",
+        workload::rss_anon()
+    );
     // Wait to be killed: nothing is closed cleanly.
     loop {
         std::thread::park();
     }
 }
 
-fn child_reopen(args: impl Iterator<Item = String>) -> Result<(), String> {
-    let (dir, n) = dir_and_count(args)?;
+fn child_reopen(mut args: impl Iterator<Item = String>) -> Result<(), String> {
+    let (dir, n) = dir_and_count(&mut args)?;
     let t = Instant::now();
     let s =
         Store::open(Path::new(&dir), dstash_opts(SyncMode::Never)).map_err(|e| e.to_string())?;

@@ -21,6 +21,20 @@ impl Cell {
         if self.0.is_empty() {
             return "n/a".into();
         }
+        self.text(unit) + &self.raw(unit)
+    }
+
+    /// Every run's value as `<!--raw UNIT V...-->` when `dstash-benches all` asks for
+    /// them (to keep as CSV), else nothing.
+    pub fn raw(&self, unit: Unit) -> String {
+        if std::env::var_os(RAW).is_none() || self.0.is_empty() {
+            return String::new();
+        }
+        let values: Vec<String> = self.0.iter().map(|v| format!("{v}")).collect();
+        format!("<!--raw {} {}-->", unit.name(), values.join(" "))
+    }
+
+    fn text(&self, unit: Unit) -> String {
         let (lo, hi) = self.range();
         if self.0.len() == 1 {
             unit.fmt(self.median())
@@ -35,6 +49,10 @@ impl Cell {
     }
 }
 
+/// Set (to anything) for [`Cell::show`] to follow each figure with its runs' values in
+/// an HTML comment, `<!--raw UNIT V1 V2 ...-->`.
+pub const RAW: &str = "DSTASH_BENCH_RAW";
+
 #[derive(Clone, Copy)]
 pub enum Unit {
     PerSec,
@@ -44,6 +62,16 @@ pub enum Unit {
 }
 
 impl Unit {
+    /// The unit of the raw values.
+    pub fn name(self) -> &'static str {
+        match self {
+            Unit::PerSec => "per_second",
+            Unit::Nanos => "nanoseconds",
+            Unit::Millis => "milliseconds",
+            Unit::MiB => "bytes",
+        }
+    }
+
     pub fn fmt(self, x: f64) -> String {
         match self {
             Unit::PerSec if x >= 1e6 => format!("{:.2} M/s", x / 1e6),

@@ -1,0 +1,134 @@
+//! `dstash-benches scaling`: the engine as keys grow (1M, 10M, 50M by default): durable
+//! batched puts/s, RssAnon once loaded, open time after `kill -9`, RssAnon after that
+//! open, and random gets/s right after it. Each point loads a fresh store in a child
+//! (`--sync always`, batches of 1,000), kills it, and reopens it in another child.
+//! Writes one SVG line chart per figure into `--plots DIR` (benches/plots by default).
+//! `cargo run -p dstash-benches --release -- scaling --keys 1000000,10000000,50000000 --runs 3`
+
+use std::path::PathBuf;
+
+use dstash_storage::SyncMode;
+
+use crate::svg::{line_chart, Series};
+use crate::table::{Cell, Unit};
+
+pub struct Args {
+    keys: Vec<u64>,
+    runs: usize,
+    plots: PathBuf,
+}
+
+pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut a = Args {
+        keys: vec![1_000_000, 10_000_000, 50_000_000],
+        runs: 3,
+        plots: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/plots")),
+    };
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--keys" => {
+                a.keys = val()?
+                    .split(',')
+                    .map(|s| s.parse().map_err(|e| format!("--keys: {e}")))
+                    .collect::<Result<_, _>>()?
+            }
+            "--runs" => {
+                a.runs = val()?
+                    .parse::<usize>()
+                    .map_err(|e| format!("--runs: {e}"))?
+                    .max(1)
+            }
+            "--plots" => a.plots = PathBuf::from(val()?),
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    Ok(a)
+}
+
+/// The figures of one point, as (name, unit, y label, file).
+const FIGURES: [(&str, Unit, &str, &str); 5] = [
+    (
+        "durable batched puts",
+        Unit::PerSec,
+        "puts/s",
+        "scaling-puts.svg",
+    ),
+    ("RssAnon once loaded", Unit::MiB, "MiB", "scaling-rss.svg"),
+    ("open after kill -9", Unit::Millis, "ms", "scaling-open.svg"),
+    (
+        "RssAnon after that open",
+        Unit::MiB,
+        "MiB",
+        "scaling-rss-open.svg",
+    ),
+    (
+        "random gets after that open",
+        Unit::PerSec,
+        "gets/s",
+        "scaling-gets.svg",
+    ),
+];
+
+pub fn run(a: Args) -> Result<(), String> {
+    // cells[point][figure]
+    let mut cells: Vec<[Cell; 5]> = a.keys.iter().map(|_| Default::default()).collect();
+    for run in 0..a.runs {
+        for (i, &n) in a.keys.iter().enumerate() {
+            eprintln!("scaling: {n} keys, run {}/{}", run + 1, a.runs);
+            let p = crate::load_kill_reopen(n, SyncMode::Always);
+            for (c, v) in
+                cells[i]
+                    .iter_mut()
+                    .zip([p.puts, p.rss_loaded, p.open_ms, p.rss_open, p.gets])
+            {
+                c.0.push(v);
+            }
+        }
+    }
+    print!("| keys |");
+    for (name, ..) in FIGURES {
+        print!(" {name} |");
+    }
+    println!();
+    println!("|---|---|---|---|---|---|");
+    for (i, &n) in a.keys.iter().enumerate() {
+        print!("| {n} |");
+        for (f, (_, unit, ..)) in FIGURES.iter().enumerate() {
+            print!(" {} |", cells[i][f].show(*unit));
+        }
+        println!();
+    }
+    std::fs::create_dir_all(&a.plots).map_err(|e| format!("{}: {e}", a.plots.display()))?;
+    println!();
+    for (f, (name, unit, y_label, file)) in FIGURES.iter().enumerate() {
+        let scale = match unit {
+            Unit::MiB => 1.0 / (1 << 20) as f64,
+            _ => 1.0,
+        };
+        let series = Series {
+            name: "dstash".into(),
+            points: a
+                .keys
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| (n as f64, cells[i][f].median() * scale))
+                .collect(),
+        };
+        let svg = line_chart(
+            &format!("{name} against key count"),
+            "keys (log scale)",
+            y_label,
+            &[series],
+        );
+        let path = a.plots.join(file);
+        std::fs::write(&path, svg).map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("![{name}](plots/{file})");
+    }
+    println!();
+    println!(
+        "Median of {} runs (range in brackets). Keys of 16 bytes, values of 100 bytes, loaded with fsync per batch of 1,000; the loader is killed with SIGKILL and the store reopened in a fresh process. The plots show the medians.",
+        a.runs
+    );
+    Ok(())
+}
