@@ -46,12 +46,7 @@ pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
                     .map_err(|e| format!("--runs: {e}"))?
                     .max(1)
             }
-            "--keys" => {
-                a.key_counts = val()?
-                    .split(',')
-                    .map(|s| s.parse().map_err(|e| format!("--keys: {e}")))
-                    .collect::<Result<_, _>>()?
-            }
+            "--keys" => a.key_counts = crate::table::list(&flag, &val()?)?,
             "--no-redis" => a.no_redis = true,
             other => return Err(format!("unknown flag {other}")),
         }

@@ -48,12 +48,7 @@ pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
                     .map_err(|e| format!("--runs: {e}"))?
                     .max(1)
             }
-            "--clients" => {
-                a.clients = val()?
-                    .split(',')
-                    .map(|s| s.parse::<usize>().map_err(|e| format!("--clients: {e}")))
-                    .collect::<Result<_, _>>()?
-            }
+            "--clients" => a.clients = crate::table::list(&flag, &val()?)?,
             "--no-redis" => a.no_redis = true,
             other => return Err(format!("unknown flag {other}")),
         }

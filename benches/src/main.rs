@@ -74,12 +74,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--keys" => a.keys = val()?.parse().map_err(|e| format!("--keys: {e}"))?,
             "--runs" => a.runs = val()?.parse().map_err(|e| format!("--runs: {e}"))?,
             "--only-dstash" => a.only_dstash = true,
-            "--kill-keys" => {
-                a.kill_keys = val()?
-                    .split(',')
-                    .map(|s| s.parse().map_err(|e| format!("--kill-keys: {e}")))
-                    .collect::<Result<_, _>>()?
-            }
+            "--kill-keys" => a.kill_keys = table::list(&flag, &val()?)?,
             other => return Err(format!("unknown flag {other}")),
         }
     }

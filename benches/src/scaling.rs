@@ -27,12 +27,7 @@ pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     while let Some(flag) = it.next() {
         let mut val = || it.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
-            "--keys" => {
-                a.keys = val()?
-                    .split(',')
-                    .map(|s| s.parse().map_err(|e| format!("--keys: {e}")))
-                    .collect::<Result<_, _>>()?
-            }
+            "--keys" => a.keys = crate::table::list(&flag, &val()?)?,
             "--runs" => {
                 a.runs = val()?
                     .parse::<usize>()

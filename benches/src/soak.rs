@@ -318,15 +318,8 @@ fn open_failed(tally: &Tally, kind: &str, e: tonic::Status) -> Left {
 
 /// (RssAnon, VmRSS) of process `pid`, in bytes.
 fn memory_of(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
-    };
-    (field("RssAnon:"), field("VmRSS:"))
+    let [anon, rss] = crate::workload::status_bytes(&pid.to_string(), &["RssAnon:", "VmRSS:"]);
+    (anon, rss)
 }
 
 async fn preload(c: &mut DstashClient<Channel>, keys: usize) -> Result<(), String> {

@@ -91,12 +91,20 @@ pub fn rss_anon() -> u64 {
 
 /// Anonymous resident memory of process `pid` ("self" for this one), in bytes.
 pub fn rss_anon_of(pid: &str) -> u64 {
+    status_bytes(pid, &["RssAnon:"])[0]
+}
+
+/// The `kB` fields `names` (with their colon) of `/proc/<pid>/status`, in bytes; 0 for
+/// one that is missing.
+pub fn status_bytes<const N: usize>(pid: &str, names: &[&str; N]) -> [u64; N] {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("RssAnon:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
+    names.map(|name| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    })
 }
 
 #[cfg(test)]

@@ -172,7 +172,8 @@ pub fn segment_recovery(data: &[u8]) {
     }
     bytes[end..end + data.len()].copy_from_slice(data);
     std::fs::write(&seg, &bytes).expect("write segment");
-    let names = |i: usize| data.windows(9).any(|w| w == &seeded_key(i)[..9]);
+    let keys: Vec<Vec<u8>> = (0..SEEDED).map(seeded_key).collect();
+    let names = |i: usize| data.windows(keys[i].len()).any(|w| w == keys[i]);
     open_damaged(work.path(), |_| true, names);
 }
 
