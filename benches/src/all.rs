@@ -56,14 +56,19 @@ fn sections(a: &Args) -> Vec<Section> {
     };
     let quick = a.quick;
     let pick = |full: &[&str], small: &[&str]| if quick { owned(small) } else { with_runs(full) };
+    let plots = a.out.with_file_name("plots").display().to_string();
     vec![
         Section {
             title: "Storage engine",
-            about: "The engine in-process against heed (LMDB) and candystore: puts, gets, counts; open time and RssAnon after `kill -9` as keys grow.",
-            args: pick(
-                &["engine", "--keys", "1000000", "--kill-keys", "1000000,10000000"],
-                &["engine", "--keys", "20000", "--runs", "1", "--kill-keys", "20000"],
-            ),
+            about: "The engine in-process against heed (LMDB) and candystore at 1M and 10M keys, pogreb-bench's shape in random order: puts, gets, mixed, durable batched puts, deletes; and expiring counts.",
+            args: {
+                let mut v = pick(
+                    &["engine", "--keys", "1000000,10000000"],
+                    &["engine", "--keys", "20000", "--runs", "1"],
+                );
+                v.extend(["--plots".to_string(), plots.clone()]);
+                v
+            },
         },
         Section {
             title: "One node over loopback: BatchPut and BatchLookup",
@@ -103,7 +108,6 @@ fn sections(a: &Args) -> Vec<Section> {
             title: "Scaling with key count",
             about: "The engine's durable puts, memory, open time after `kill -9` and gets as keys grow, with plots.",
             args: {
-                let plots = a.out.with_file_name("plots").display().to_string();
                 let mut v = pick(
                     &["scaling", "--keys", "1000000,10000000,50000000"],
                     &["scaling", "--keys", "10000,20000", "--runs", "1"],
@@ -193,6 +197,14 @@ fn raw_values(section: &str, markdown: &str, csv: &mut String) -> String {
     out
 }
 
+/// A section's target lines (see [`crate::table::target`]), each naming the section.
+fn target_lines(section: &str, text: &str) -> String {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(crate::table::TARGET))
+        .map(|rest| format!("{}({section}) {rest}\n", crate::table::TARGET))
+        .collect()
+}
+
 fn read(path: &str) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
@@ -252,6 +264,7 @@ pub fn run(a: Args) -> Result<(), String> {
     let started = Instant::now();
     let mut body = String::new();
     let mut csv = String::from("section,row,column,unit,run,value\n");
+    let mut targets = String::new();
     for s in sections(&a) {
         let shown = s.args.join(" ");
         eprintln!("== {}: dstash-benches {shown}", s.title);
@@ -267,6 +280,7 @@ pub fn run(a: Args) -> Result<(), String> {
             return Err(format!("{} failed ({}):\n{raw}", s.title, out.status));
         }
         let text = raw_values(s.title, &raw, &mut csv);
+        targets += &target_lines(s.title, &text);
         body += &format!(
             "## {}\n\n{}\n\n`cargo run -p dstash-benches --release -- {shown}` ({:.0} s)\n\n{}\n\n",
             s.title,
@@ -284,7 +298,7 @@ pub fn run(a: Args) -> Result<(), String> {
         )
     };
     let report = format!(
-        "# dstash benchmark report\n\nMade by {how} in {:.0} s. Every section below names the command that reproduces it alone. Ratios are measured in the same run, on the machine below; runs on this kind of VM vary by up to ±30 % from minute to minute, so compare within a run.\n\n{}\n\n{body}",
+        "# dstash benchmark report\n\nMade by {how} in {:.0} s. Every section below names the command that reproduces it alone. Ratios are measured in the same run, on the machine below; runs on this kind of VM vary by up to ±30 % from minute to minute, so compare within a run.\n\n{}\n\n## Targets\n\nEach target of the benchmark issue, as its section below measured it: met, or missed by how much and what limits it.\n\n{targets}\n{body}",
         started.elapsed().as_secs_f64(),
         machine()
     );
@@ -312,5 +326,16 @@ mod tests {
             csv,
             "Engine,gets,dstash,per_second,1,900\nEngine,gets,dstash,per_second,2,1100\n"
         );
+    }
+
+    #[test]
+    fn target_lines_are_gathered_with_their_section() {
+        let t = crate::table::TARGET;
+        let text = format!("| a | b |\n{t}gets ÷ heed: ×2.00: **met**.\nfooter\n{t}puts: ×1.00\n");
+        assert_eq!(
+            target_lines("Engine", &text),
+            format!("{t}(Engine) gets ÷ heed: ×2.00: **met**.\n{t}(Engine) puts: ×1.00\n")
+        );
+        assert_eq!(target_lines("Engine", "no targets here\n"), "");
     }
 }

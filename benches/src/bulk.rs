@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use crate::redis_side::{self, Persistence, RedisServer};
-use crate::table::{Cell, Unit};
+use crate::table::{self, Cell, Unit};
 
 pub struct Args {
     keys: u64,
@@ -241,6 +241,16 @@ pub fn run(a: Args) -> Result<(), String> {
     println!(
         "| `redis-cli --pipe` of SET commands, no persistence | {} | | |",
         pipe.show(Unit::PerSec)
+    );
+    println!();
+    println!(
+        "{}",
+        table::target(
+            "bulk load, `dstash load` into 1 node with fsync per batch ÷ `redis-cli --pipe` with no persistence",
+            table::over(&one, &pipe),
+            1.0,
+            "The loader, the node and their fsyncs share 2 cores; the load is one client stream per node.",
+        )
     );
     println!();
     println!(

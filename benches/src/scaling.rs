@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use dstash_storage::SyncMode;
 
 use crate::svg::{line_chart, Series};
-use crate::table::{Cell, Unit};
+use crate::table::{self, Cell, Unit};
 
 pub struct Args {
     keys: Vec<u64>,
@@ -71,7 +71,7 @@ pub fn run(a: Args) -> Result<(), String> {
     for run in 0..a.runs {
         for (i, &n) in a.keys.iter().enumerate() {
             eprintln!("scaling: {n} keys, run {}/{}", run + 1, a.runs);
-            let p = crate::load_kill_reopen(n, SyncMode::Always);
+            let p = crate::kill::load_kill_reopen(n, SyncMode::Always);
             for (c, v) in
                 cells[i]
                     .iter_mut()
@@ -121,9 +121,37 @@ pub fn run(a: Args) -> Result<(), String> {
         println!("![{name}](plots/{file})");
     }
     println!();
+    for (f, what) in [
+        (1, "RssAnon once loaded"),
+        (3, "RssAnon right after reopening"),
+    ] {
+        if let Some(line) = rss_flat(&a.keys, &cells, f, what) {
+            println!("{line}");
+        }
+    }
+    println!();
     println!(
         "Median of {} runs (range in brackets). Keys of 16 bytes, values of 100 bytes, loaded with fsync per batch of 1,000; the loader is killed with SIGKILL and the store reopened in a fresh process. The plots show the medians.",
         a.runs
     );
     Ok(())
+}
+
+/// The target line for anonymous memory as keys grow 1M → 10M, if both were measured:
+/// flat means the 10M figure is at most 1.5× the 1M one, or within 2 MiB of it.
+fn rss_flat(keys: &[u64], cells: &[[Cell; 5]], figure: usize, what: &str) -> Option<String> {
+    let at = |n: u64| {
+        keys.iter()
+            .position(|&k| k == n)
+            .map(|i| cells[i][figure].median())
+    };
+    let (small, large) = (at(1_000_000)?, at(10_000_000)?);
+    let flat = large <= small * 1.5 || large - small <= (2 << 20) as f64;
+    Some(format!(
+        "{}{what}, flat as keys grow 1M → 10M: {} → {}: **{}**.",
+        table::TARGET,
+        Unit::MiB.fmt(small),
+        Unit::MiB.fmt(large),
+        if flat { "met" } else { "missed" }
+    ))
 }

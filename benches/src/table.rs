@@ -94,3 +94,51 @@ impl Unit {
         }
     }
 }
+
+/// Marks a line of a section's output as one of the targets; `all` gathers these
+/// lines into the report's summary.
+pub const TARGET: &str = "- **Target** ";
+
+/// A target's line: the measured ratio against the goal, met or missed and by how much,
+/// and, when missed, what limits it.
+pub fn target(what: &str, ratio: f64, goal: f64, limit: &str) -> String {
+    if ratio.is_nan() {
+        format!("{TARGET}{what}: not measured in this run (goal ≥ {goal}×).")
+    } else if ratio >= goal {
+        format!("{TARGET}{what}: ×{ratio:.2} against a goal of ≥ {goal}×: **met**.")
+    } else {
+        format!(
+            "{TARGET}{what}: ×{ratio:.2} against a goal of ≥ {goal}×: **missed by {:.0} %**. {limit}",
+            (1.0 - ratio / goal) * 100.0
+        )
+    }
+}
+
+/// dstash's median ÷ the other's, NaN where either was not measured.
+pub fn over(dstash: &Cell, other: &Cell) -> f64 {
+    if dstash.0.is_empty() || other.0.is_empty() {
+        f64::NAN
+    } else {
+        dstash.median() / other.median()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_line_says_met_or_by_how_much_it_missed() {
+        let met = target("gets ÷ heed", 1.5, 1.0, "never shown");
+        assert!(met.starts_with(TARGET) && met.contains("**met**"), "{met}");
+        assert!(!met.contains("never shown"));
+        let missed = target("lookups ÷ MGET", 1.5, 2.0, "The echo ceiling.");
+        assert!(
+            missed.contains("**missed by 25 %**. The echo ceiling."),
+            "{missed}"
+        );
+        assert!(target("x", f64::NAN, 2.0, "").contains("not measured"));
+        assert!(over(&Cell(vec![3.0]), &Cell(vec![])).is_nan());
+        assert_eq!(over(&Cell(vec![3.0, 9.0, 6.0]), &Cell(vec![2.0])), 3.0);
+    }
+}

@@ -55,6 +55,15 @@ impl Shuffle {
         }
     }
 
+    /// `0..n` in ascending order.
+    pub fn identity(n: u64) -> Self {
+        Self { n, p: 1, o: 0 }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.n
+    }
+
     pub fn at(&self, i: u64) -> u64 {
         ((i as u128 * self.p as u128 + self.o as u128) % self.n as u128) as u64
     }
