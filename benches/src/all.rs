@@ -60,7 +60,7 @@ fn sections(a: &Args) -> Vec<Section> {
     vec![
         Section {
             title: "Storage engine",
-            about: "The engine in-process against heed (LMDB) and candystore at 1M and 10M keys, pogreb-bench's shape in random order: puts, gets, mixed, durable batched puts, deletes; and expiring counts.",
+            about: "The engine in-process against heed (LMDB) at 1M and 10M keys and candystore at 1M, pogreb-bench's shape in random order: puts, gets, mixed, durable batched puts, deletes; and expiring counts.",
             args: {
                 let mut v = pick(
                     &["engine", "--keys", "1000000,10000000"],
