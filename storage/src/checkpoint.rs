@@ -19,12 +19,54 @@ use crate::error::{Error, IoContext, Result};
 use crate::fsutil::write_atomic;
 use crate::header::{self, HEADER_LEN};
 use crate::io::Io;
+use crate::le::{u32_at, u64_at};
 
 pub const FILE: &str = "CHECKPOINT";
-const MAGIC: &[u8; 8] = b"DSTCKPT\0";
-const VERSION: u32 = 1;
 const FLAG_CLEAN: u64 = 1;
-const ENTRY: usize = 32;
+/// A segment table entry: id u32, reserved u32, then three u64.
+const ENTRY_ID_AT: usize = 0;
+const ENTRY_DEAD_AT: usize = ENTRY_ID_AT + 8;
+const ENTRY_TTL_BYTES_AT: usize = ENTRY_DEAD_AT + 8;
+const ENTRY_TTL_MAX_AT: usize = ENTRY_TTL_BYTES_AT + 8;
+const ENTRY: usize = ENTRY_TTL_MAX_AT + 8;
+
+/// The checkpoint's header fields.
+struct CheckpointHeader {
+    position: u64,
+    next_seq: u64,
+    live: u64,
+    tombstones: u64,
+    index_gen: u64,
+    flags: u64,
+}
+
+impl header::FileHeader for CheckpointHeader {
+    const MAGIC: &'static [u8; 8] = b"DSTCKPT\0";
+    const VERSION: u32 = 1;
+    fn to_fields(&self) -> [u64; header::FIELDS] {
+        [
+            self.position,
+            self.next_seq,
+            self.live,
+            self.tombstones,
+            self.index_gen,
+            self.flags,
+        ]
+    }
+    fn from_fields(f: [u64; header::FIELDS]) -> std::result::Result<Self, String> {
+        if f[5] & !FLAG_CLEAN != 0 {
+            return Err(format!("unknown checkpoint flags {:#x}", f[5]));
+        }
+        Ok(Self {
+            position: f[0],
+            next_seq: f[1],
+            live: f[2],
+            tombstones: f[3],
+            index_gen: f[4],
+            flags: f[5],
+        })
+    }
+}
 
 /// What the compactor knows about one segment's garbage.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -64,18 +106,14 @@ pub struct Checkpoint {
 impl Checkpoint {
     pub fn encode(&self) -> Vec<u8> {
         let flags = if self.clean { FLAG_CLEAN } else { 0 };
-        let hdr = header::encode(
-            MAGIC,
-            VERSION,
-            [
-                self.position,
-                self.next_seq,
-                self.live,
-                self.tombstones,
-                self.index_gen,
-                flags,
-            ],
-        );
+        let hdr = header::encode(&CheckpointHeader {
+            position: self.position,
+            next_seq: self.next_seq,
+            live: self.live,
+            tombstones: self.tombstones,
+            index_gen: self.index_gen,
+            flags,
+        });
         let mut b = Vec::with_capacity(HEADER_LEN + 8 + ENTRY * self.segments.len());
         b.extend_from_slice(&hdr);
         b.extend_from_slice(&(self.segments.len() as u32).to_le_bytes());
@@ -92,46 +130,42 @@ impl Checkpoint {
     }
 
     pub fn decode(path: &Path, b: &[u8]) -> Result<Self> {
-        let f = header::decode(path, b, MAGIC, VERSION)?;
+        let h: CheckpointHeader = header::decode(path, b)?;
         let bad = |reason: &str| Error::BadFile {
             path: path.to_path_buf(),
             reason: reason.to_string(),
         };
         let rest = &b[HEADER_LEN..];
-        if rest.len() < 8 {
-            return Err(bad("segment table truncated"));
-        }
-        let n = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+        let n = u32_at(rest, 0).ok_or_else(|| bad("segment table truncated"))? as usize;
         let body = n
             .checked_mul(ENTRY)
             .and_then(|x| x.checked_add(4))
-            .filter(|&len| len + 4 == rest.len())
+            .filter(|&len| len.checked_add(4) == Some(rest.len()))
             .ok_or_else(|| bad("segment table length does not match the file"))?;
-        let crc = u32::from_le_bytes(rest[body..body + 4].try_into().expect("4 bytes"));
+        let crc = u32_at(rest, body).ok_or_else(|| bad("segment table truncated"))?;
         if crc != crc32fast::hash(&rest[..body]) {
             return Err(bad("segment table checksum mismatch"));
         }
-        let u64_at =
-            |e: &[u8], at: usize| u64::from_le_bytes(e[at..at + 8].try_into().expect("8 bytes"));
+        let entry = |e: &[u8]| -> Option<(u32, SegmentStats)> {
+            let s = SegmentStats {
+                dead: u64_at(e, ENTRY_DEAD_AT)?,
+                ttl_bytes: u64_at(e, ENTRY_TTL_BYTES_AT)?,
+                ttl_max_expiry: u64_at(e, ENTRY_TTL_MAX_AT)?,
+            };
+            Some((u32_at(e, ENTRY_ID_AT)?, s))
+        };
         let segments = rest[4..body]
             .chunks_exact(ENTRY)
-            .map(|e| {
-                let id = u32::from_le_bytes(e[..4].try_into().expect("4 bytes"));
-                let s = SegmentStats {
-                    dead: u64_at(e, 8),
-                    ttl_bytes: u64_at(e, 16),
-                    ttl_max_expiry: u64_at(e, 24),
-                };
-                (id, s)
-            })
-            .collect();
+            .map(entry)
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| bad("segment table truncated"))?;
         Ok(Self {
-            position: f[0],
-            next_seq: f[1],
-            live: f[2],
-            tombstones: f[3],
-            index_gen: f[4],
-            clean: f[5] & FLAG_CLEAN != 0,
+            position: h.position,
+            next_seq: h.next_seq,
+            live: h.live,
+            tombstones: h.tombstones,
+            index_gen: h.index_gen,
+            clean: h.flags & FLAG_CLEAN != 0,
             segments,
         })
     }

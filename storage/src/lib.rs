@@ -27,6 +27,7 @@ mod header;
 pub mod index;
 pub mod io;
 pub mod keyspace;
+mod le;
 pub mod name;
 mod namespace;
 pub mod options;

@@ -8,11 +8,30 @@ use crate::error::{IoContext, Result};
 use crate::fsutil::write_atomic;
 use crate::header;
 use crate::keyspace::Keyspace;
-use crate::options::Options;
+use crate::options::{Options, MAX_RETENTION_SECS, MIN_RETENTION_SECS};
 
 const META: &str = "NAMESPACE";
-const MAGIC: &[u8; 8] = b"DSTNS\0\0\0";
-const VERSION: u32 = 1;
+
+/// The `NAMESPACE` file: a bare header whose one field is the counter retention.
+struct NamespaceHeader {
+    retention_secs: u32,
+}
+
+impl header::FileHeader for NamespaceHeader {
+    const MAGIC: &'static [u8; 8] = b"DSTNS\0\0\0";
+    const VERSION: u32 = 1;
+    fn to_fields(&self) -> [u64; header::FIELDS] {
+        [self.retention_secs as u64, 0, 0, 0, 0, 0]
+    }
+    fn from_fields(f: [u64; header::FIELDS]) -> std::result::Result<Self, String> {
+        header::check_unused(&f, 1)?;
+        let retention_secs = u32::try_from(f[0])
+            .ok()
+            .filter(|s| (MIN_RETENTION_SECS..=MAX_RETENTION_SECS).contains(s))
+            .ok_or_else(|| format!("counter retention {} s out of range", f[0]))?;
+        Ok(Self { retention_secs })
+    }
+}
 
 pub struct Namespace {
     pub name: String,
@@ -28,7 +47,7 @@ impl Namespace {
         std::fs::create_dir_all(dir).at(dir)?;
         let meta = dir.join(META);
         let retention = match std::fs::read(&meta) {
-            Ok(b) => header::decode(&meta, &b, MAGIC, VERSION)?[0] as u32,
+            Ok(b) => header::decode::<NamespaceHeader>(&meta, &b)?.retention_secs,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 write_meta(&opts, dir, opts.retention_secs)?;
                 opts.retention_secs
@@ -65,6 +84,8 @@ impl Namespace {
 }
 
 fn write_meta(opts: &Options, dir: &Path, retention: u32) -> Result<()> {
-    let b = header::encode(MAGIC, VERSION, [retention as u64, 0, 0, 0, 0, 0]);
+    let b = header::encode(&NamespaceHeader {
+        retention_secs: retention,
+    });
     write_atomic(opts.io.as_ref(), &dir.join(META), &b)
 }

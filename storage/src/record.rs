@@ -11,9 +11,17 @@
 //! 28     key, then value
 //! ```
 
+use crate::le::{u16_at, u32_at, u64_at};
 use crate::options::MAX_KEY_LEN;
 
-pub const RECORD_HEADER_LEN: usize = 28;
+const CRC_AT: usize = 0;
+const KIND_AT: usize = CRC_AT + 4;
+const RESERVED_AT: usize = KIND_AT + 1;
+const KEY_LEN_AT: usize = RESERVED_AT + 1;
+const VALUE_LEN_AT: usize = KEY_LEN_AT + 2;
+const SEQ_AT: usize = VALUE_LEN_AT + 4;
+const EXPIRES_AT: usize = SEQ_AT + 8;
+pub const RECORD_HEADER_LEN: usize = EXPIRES_AT + 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -77,8 +85,16 @@ pub fn encode(out: &mut Vec<u8>, kind: Kind, seq: u64, expires_at: u64, key: &[u
     out.extend_from_slice(&expires_at.to_le_bytes());
     out.extend_from_slice(key);
     out.extend_from_slice(value);
-    let crc = crc32fast::hash(&out[start + 4..]);
-    out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+    let crc = crc32fast::hash(&out[start + KIND_AT..]);
+    out[start + CRC_AT..start + KIND_AT].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// The key of a record whose header was already checked (see [`peek_header`]); None
+/// when `rec` is shorter than the key it claims.
+#[inline]
+pub fn key_of(rec: &[u8]) -> Option<&[u8]> {
+    let klen = u16_at(rec, KEY_LEN_AT)? as usize;
+    rec.get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + klen)
 }
 
 pub fn encoded_len(key: &[u8], value: &[u8]) -> usize {
@@ -90,22 +106,27 @@ pub fn peek_header(buf: &[u8]) -> Result<Header, DecodeError> {
     if buf.len() < RECORD_HEADER_LEN {
         return Err(DecodeError::Truncated);
     }
-    let u16_at = |at: usize| u16::from_le_bytes([buf[at], buf[at + 1]]) as usize;
-    let u32_at = |at: usize| u32::from_le_bytes(buf[at..at + 4].try_into().expect("4 bytes"));
-    let u64_at = |at: usize| u64::from_le_bytes(buf[at..at + 8].try_into().expect("8 bytes"));
-    let kind = match buf[4] {
+    let kind = match buf[KIND_AT] {
         1 => Kind::Put,
         2 => Kind::Delete,
         _ => return Err(DecodeError::Malformed),
     };
+    let (Some(key_len), Some(value_len), Some(seq), Some(expires_at)) = (
+        u16_at(buf, KEY_LEN_AT),
+        u32_at(buf, VALUE_LEN_AT),
+        u64_at(buf, SEQ_AT),
+        u64_at(buf, EXPIRES_AT),
+    ) else {
+        return Err(DecodeError::Truncated);
+    };
     let h = Header {
         kind,
-        key_len: u16_at(6),
-        value_len: u32_at(8) as usize,
-        seq: u64_at(12),
-        expires_at: u64_at(20),
+        key_len: key_len as usize,
+        value_len: value_len as usize,
+        seq,
+        expires_at,
     };
-    if h.key_len == 0 || buf[5] != 0 || (kind == Kind::Delete && h.value_len != 0) {
+    if h.key_len == 0 || buf[RESERVED_AT] != 0 || (kind == Kind::Delete && h.value_len != 0) {
         return Err(DecodeError::Malformed);
     }
     Ok(h)
@@ -118,8 +139,7 @@ pub fn decode(buf: &[u8]) -> Result<(Header, &[u8], &[u8]), DecodeError> {
     if buf.len() < total {
         return Err(DecodeError::Truncated);
     }
-    let stored = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes"));
-    if stored != crc32fast::hash(&buf[4..total]) {
+    if u32_at(buf, CRC_AT) != Some(crc32fast::hash(&buf[KIND_AT..total])) {
         return Err(DecodeError::Checksum);
     }
     let key = &buf[RECORD_HEADER_LEN..RECORD_HEADER_LEN + h.key_len];

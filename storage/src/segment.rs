@@ -17,8 +17,23 @@ use crate::error::{Error, IoContext, Result};
 use crate::header::{self, HEADER_LEN};
 use crate::io::{write_all_at, Io};
 
-const MAGIC: &[u8; 8] = b"DSTSEG\0\0";
-const VERSION: u32 = 1;
+/// A segment's header fields.
+struct SegmentHeader {
+    id: u32,
+}
+
+impl header::FileHeader for SegmentHeader {
+    const MAGIC: &'static [u8; 8] = b"DSTSEG\0\0";
+    const VERSION: u32 = 1;
+    fn to_fields(&self) -> [u64; header::FIELDS] {
+        [self.id as u64, 0, 0, 0, 0, 0]
+    }
+    fn from_fields(f: [u64; header::FIELDS]) -> std::result::Result<Self, String> {
+        header::check_unused(&f, 1)?;
+        let id = u32::try_from(f[0]).map_err(|_| format!("segment id {} out of range", f[0]))?;
+        Ok(Self { id })
+    }
+}
 /// Records start right after the header.
 pub const DATA_START: u64 = HEADER_LEN as u64;
 /// The file grows by this much at a time.
@@ -95,7 +110,7 @@ impl Segment {
             .create_new(true)
             .open(&path)
             .at(&path)?;
-        let hdr = header::encode(MAGIC, VERSION, [id as u64, 0, 0, 0, 0, 0]);
+        let hdr = header::encode(&SegmentHeader { id });
         write_all_at(io.as_ref(), &file, &hdr, 0).at(&path)?;
         io.sync_data(&file).at(&path)?;
         crate::fsutil::sync_dir(dir)?;
@@ -104,12 +119,8 @@ impl Segment {
 
     /// Opens an existing segment; `len` is its file length until recovery says otherwise.
     pub fn open(path: &Path, capacity: u64, io: Arc<dyn Io>, write: WritePath) -> Result<Self> {
-        let (file, fields) = header::open_checked(path, MAGIC, VERSION)?;
+        let (file, SegmentHeader { id }) = header::open_checked(path)?;
         let file_len = file.metadata().at(path)?.len();
-        let id = u32::try_from(fields[0]).map_err(|_| Error::BadFile {
-            path: path.to_path_buf(),
-            reason: "segment id out of range".into(),
-        })?;
         if file_len > capacity {
             return Err(Error::BadFile {
                 path: path.to_path_buf(),

@@ -24,8 +24,6 @@ use crate::header;
 use crate::index::probe::{ProbeTable, Slot};
 use crate::io::{write_all_at, Io};
 
-const MAGIC: &[u8; 8] = b"DSTCNT\0\0";
-const VERSION: u32 = 1;
 const PAGE: u64 = 4096;
 const HEAP_END_AT: usize = 128;
 /// Address space reserved for a bucket's keys; the file grows into it as keys arrive.
@@ -33,6 +31,39 @@ const HEAP_MAX: u64 = 4 << 30;
 const HEAP_GROW: u64 = 1 << 20;
 pub const MIN_BITS: u32 = 8;
 const MAX_BITS: u32 = 32;
+
+/// A bucket's header fields.
+struct BucketHeader {
+    t0: u64,
+    span: u32,
+    bits: u32,
+    seed: u64,
+}
+
+impl header::FileHeader for BucketHeader {
+    const MAGIC: &'static [u8; 8] = b"DSTCNT\0\0";
+    const VERSION: u32 = 1;
+    fn to_fields(&self) -> [u64; header::FIELDS] {
+        [self.t0, self.span as u64, self.bits as u64, self.seed, 0, 0]
+    }
+    fn from_fields(f: [u64; header::FIELDS]) -> std::result::Result<Self, String> {
+        header::check_unused(&f, 4)?;
+        let span = u32::try_from(f[1]).ok().filter(|s| (1..=3600).contains(s));
+        let bits = u32::try_from(f[2])
+            .ok()
+            .filter(|b| (MIN_BITS..=MAX_BITS).contains(b));
+        match (span, bits) {
+            (Some(span), Some(bits)) => Ok(Self {
+                t0: f[0],
+                span,
+                bits,
+                seed: f[3],
+            }),
+            (None, _) => Err(format!("span {} out of range 1..=3600", f[1])),
+            (_, None) => Err(format!("slot bits {} out of range", f[2])),
+        }
+    }
+}
 
 pub fn file_name(t0: u64) -> String {
     format!("b-{t0:012}.cnt")
@@ -73,8 +104,13 @@ impl Bucket {
         io: Arc<dyn Io>,
     ) -> Result<Self> {
         let bits = bits.clamp(MIN_BITS, MAX_BITS);
-        let fields = [t0, span as u64, bits as u64, seed, 0, 0];
-        let file = header::create(io.as_ref(), path, MAGIC, VERSION, fields)?;
+        let hdr = BucketHeader {
+            t0,
+            span,
+            bits,
+            seed,
+        };
+        let file = header::create(io.as_ref(), path, &hdr)?;
         let heap_at = PAGE + (slot_len(span) as u64) * (1u64 << bits);
         io.allocate(&file, heap_at + HEAP_GROW).at(path)?;
         write_all_at(
@@ -88,14 +124,8 @@ impl Bucket {
     }
 
     pub fn open(path: &Path, io: Arc<dyn Io>) -> Result<Self> {
-        let (file, f) = header::open_checked(path, MAGIC, VERSION)?;
-        let (t0, span, bits, seed) = (f[0], f[1] as u32, f[2] as u32, f[3]);
-        if span == 0 || span > 3600 || !(MIN_BITS..=MAX_BITS).contains(&bits) {
-            return Err(Error::BadFile {
-                path: path.to_path_buf(),
-                reason: format!("span {span} or slot bits {bits} out of range"),
-            });
-        }
+        let (file, h): (File, BucketHeader) = header::open_checked(path)?;
+        let (t0, span, bits, seed) = (h.t0, h.span, h.bits, h.seed);
         let b = Self::map(path, file, t0, span, bits, seed, io)?;
         let (heap_end, len) = (b.heap_end(), b.file.metadata().at(path)?.len());
         if heap_end < b.heap_at || heap_end > len {

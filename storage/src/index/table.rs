@@ -12,8 +12,6 @@ use crate::error::{Error, IoContext, Result};
 use crate::header;
 use crate::io::Io;
 
-const MAGIC: &[u8; 8] = b"DSTIDX\0\0";
-const VERSION: u32 = 1;
 pub const PAGE: u64 = 4096;
 const SLOT: u64 = 16;
 const EMPTY: u64 = 0;
@@ -35,6 +33,32 @@ impl Loc {
     }
     pub fn offset(self) -> u64 {
         self.0 & 0xffff_ffff
+    }
+}
+
+/// An index file's header fields.
+struct IndexHeader {
+    bits: u32,
+    seed: u64,
+    gen: u64,
+}
+
+impl header::FileHeader for IndexHeader {
+    const MAGIC: &'static [u8; 8] = b"DSTIDX\0\0";
+    const VERSION: u32 = 1;
+    fn to_fields(&self) -> [u64; header::FIELDS] {
+        [self.bits as u64, self.seed, self.gen, 0, 0, 0]
+    }
+    fn from_fields(f: [u64; header::FIELDS]) -> std::result::Result<Self, String> {
+        header::check_unused(&f, 3)?;
+        match u32::try_from(f[0]) {
+            Ok(bits) if (MIN_BITS..=MAX_BITS).contains(&bits) => Ok(Self {
+                bits,
+                seed: f[1],
+                gen: f[2],
+            }),
+            _ => Err(format!("slot bits {} out of range", f[0])),
+        }
     }
 }
 
@@ -68,8 +92,7 @@ impl Index {
     pub fn create(dir: &Path, gen: u64, bits: u32, seed: u64, io: Arc<dyn Io>) -> Result<Self> {
         let bits = bits.clamp(MIN_BITS, MAX_BITS);
         let path = dir.join(file_name(gen));
-        let fields = [bits as u64, seed, gen, 0, 0, 0];
-        let file = header::create(io.as_ref(), &path, MAGIC, VERSION, fields)?;
+        let file = header::create(io.as_ref(), &path, &IndexHeader { bits, seed, gen })?;
         let len = PAGE + (SLOT << bits);
         crate::fsutil::zero_fill(io.as_ref(), &file, header::HEADER_LEN as u64, len).at(&path)?;
         let ix = Self::map(path, file, bits, seed, gen, io)?;
@@ -80,15 +103,11 @@ impl Index {
 
     /// Opens an index file, checking its header and size.
     pub fn open(path: &Path, io: Arc<dyn Io>) -> Result<Self> {
-        let (file, f) = header::open_checked(path, MAGIC, VERSION)?;
+        let (file, IndexHeader { bits, seed, gen }) = header::open_checked(path)?;
         let bad = |reason: String| Error::BadFile {
             path: path.to_path_buf(),
             reason,
         };
-        let bits = f[0] as u32;
-        if !(MIN_BITS..=MAX_BITS).contains(&bits) {
-            return Err(bad(format!("slot bits {bits} out of range")));
-        }
         let want = PAGE + (SLOT << bits);
         let len = file.metadata().at(path)?.len();
         if len != want {
@@ -96,7 +115,7 @@ impl Index {
                 "file is {len} bytes, its header implies {want}"
             )));
         }
-        Self::map(path.to_path_buf(), file, bits, f[1], f[2], io)
+        Self::map(path.to_path_buf(), file, bits, seed, gen, io)
     }
 
     fn map(

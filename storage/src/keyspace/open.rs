@@ -1,33 +1,66 @@
-//! Opening a keyspace: inventory its files, load the checkpointed index, replay only
-//! the log written after the checkpoint, and cut a torn tail.
+//! Opening a keyspace, as named steps: take the inventory of its files, open the
+//! segments, load the checkpointed index (or start a full reindex), build the tables,
+//! pick the active segment, replay the log after the checkpoint, and mark the open.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use super::{CheckpointState, Keyspace, KeyspaceMetrics, Pending, Tables, Writer};
+use super::{CheckpointState, Keyspace, KeyspaceMetrics, Tables, Writer};
 use crate::checkpoint::{Checkpoint, SegmentStats};
 use crate::commit::{GroupCommit, Turnstile};
-use crate::error::{IoContext, Result};
-use crate::hash::{key_hash, random_seed};
+use crate::error::{Error, IoContext, Result};
+use crate::hash::random_seed;
 use crate::index::{self, Index, Loc, MIN_BITS};
 use crate::options::Options;
-use crate::record::{self, DecodeError, Kind};
 use crate::segment::{self, Segment, WritePath, DATA_START};
-
-/// Replay applies index changes in chunks of this many records, so a full reindex of a
-/// large segment does not hold all of them in memory.
-const REPLAY_CHUNK: usize = 1 << 16;
 
 /// Keep appending to the last segment only while it has this much room.
 const MIN_ACTIVE_ROOM: u64 = 1 << 20;
 
+/// The files of a keyspace directory, by kind.
 struct Inventory {
     segments: BTreeMap<u32, PathBuf>,
     index_gens: BTreeMap<u64, PathBuf>,
+}
+
+/// The index to start from and where replay begins.
+struct Start {
+    index: Index,
+    position: Loc,
+    ckpt: Checkpoint,
+    /// No usable checkpoint: the index is new and replay reads the whole log.
+    reindex: bool,
+    next_gen: u64,
+}
+
+pub(super) fn open(dir: &Path, ns: &str, opts: Arc<Options>) -> Result<Keyspace> {
+    std::fs::create_dir_all(dir).at(dir)?;
+    let inv = inventory(dir)?;
+    let last_id = inv.segments.keys().next_back().copied();
+    let segments = open_segments(&inv, &opts)?;
+    let start = load_index(dir, ns, &inv, &segments, &opts)?;
+    let mut tables = build_tables(
+        start.index,
+        segments,
+        &start.ckpt,
+        start.position,
+        start.next_gen,
+    );
+    let active = active_segment(dir, &mut tables, &opts)?;
+    let ckpt = start.ckpt;
+    let ks = Keyspace::assemble(dir, ns, opts, tables, active, ckpt.next_seq);
+    ks.restore_counts(&ckpt);
+    let max_seq = ks.replay(start.position, last_id)?;
+    {
+        let mut w = ks.writer.lock();
+        w.next_seq = w.next_seq.max(max_seq + 1);
+    }
+    ks.mark_open(&ckpt, start.position, start.reindex)?;
+    Ok(ks)
 }
 
 fn inventory(dir: &Path) -> Result<Inventory> {
@@ -53,25 +86,18 @@ fn inventory(dir: &Path) -> Result<Inventory> {
     Ok(inv)
 }
 
-pub(super) fn open(dir: &Path, ns: &str, opts: Arc<Options>) -> Result<Keyspace> {
-    std::fs::create_dir_all(dir).at(dir)?;
-    let inv = inventory(dir)?;
-    let io = opts.io.clone();
-
+/// Opens every segment; a last segment whose creation a crash cut short is removed.
+fn open_segments(inv: &Inventory, opts: &Options) -> Result<BTreeMap<u32, Arc<Segment>>> {
     let mut segments = BTreeMap::new();
     let last_id = inv.segments.keys().next_back().copied();
     for (&id, path) in &inv.segments {
-        match Segment::open(
-            path,
-            opts.segment_size,
-            io.clone(),
-            WritePath::for_sync(opts.sync),
-        ) {
+        let write = WritePath::for_sync(opts.sync);
+        match Segment::open(path, opts.segment_size, opts.io.clone(), write) {
             Ok(s) if s.id == id => {
                 segments.insert(id, Arc::new(s));
             }
             Ok(s) => {
-                return Err(crate::error::Error::BadFile {
+                return Err(Error::BadFile {
                     path: path.clone(),
                     reason: format!("header names segment {}, file name says {id}", s.id),
                 })
@@ -86,24 +112,37 @@ pub(super) fn open(dir: &Path, ns: &str, opts: Arc<Options>) -> Result<Keyspace>
             Err(e) => return Err(e),
         }
     }
+    Ok(segments)
+}
 
-    let ckpt = match Checkpoint::read(dir) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(ns, "{e}; rebuilding the index from the log");
-            None
-        }
-    };
+/// The index the checkpoint names, or a new one for a full reindex when either is
+/// missing or damaged. Index generations other than the one chosen are removed.
+fn load_index(
+    dir: &Path,
+    ns: &str,
+    inv: &Inventory,
+    segments: &BTreeMap<u32, Arc<Segment>>,
+    opts: &Options,
+) -> Result<Start> {
+    let ckpt = Checkpoint::read(dir).unwrap_or_else(|e| {
+        tracing::error!(ns, "{e}; rebuilding the index from the log");
+        None
+    });
     let next_gen = inv.index_gens.keys().next_back().map_or(1, |g| g + 1);
     let loaded = ckpt.as_ref().and_then(|c| {
         let path = inv.index_gens.get(&c.index_gen)?;
-        Index::open(path, io.clone())
+        Index::open(path, opts.io.clone())
             .inspect_err(|e| tracing::error!(ns, "{e}; rebuilding the index from the log"))
             .ok()
     });
-    let first = segments.keys().next().copied().unwrap_or(1);
-    let (index, start, ckpt, reindex) = match (loaded, ckpt) {
-        (Some(ix), Some(c)) => (ix, Loc(c.position), c, false),
+    let start = match (loaded, ckpt) {
+        (Some(index), Some(c)) => Start {
+            index,
+            position: Loc(c.position),
+            ckpt: c,
+            reindex: false,
+            next_gen,
+        },
         (_, c) => {
             if !segments.is_empty() {
                 tracing::warn!(
@@ -113,17 +152,33 @@ pub(super) fn open(dir: &Path, ns: &str, opts: Arc<Options>) -> Result<Keyspace>
                 );
             }
             let bits = c.as_ref().map_or(MIN_BITS, |c| bits_for(c.live));
-            let ix = Index::create(dir, next_gen, bits, random_seed(), io.clone())?;
-            (ix, Loc::new(first, DATA_START), Checkpoint::default(), true)
+            let first = segments.keys().next().copied().unwrap_or(1);
+            Start {
+                index: Index::create(dir, next_gen, bits, random_seed(), opts.io.clone())?,
+                position: Loc::new(first, DATA_START),
+                ckpt: Checkpoint::default(),
+                reindex: true,
+                next_gen,
+            }
         }
     };
-    let gen = index.gen;
     for (g, path) in &inv.index_gens {
-        if *g != gen {
+        if *g != start.index.gen {
             crate::fsutil::remove_file(path)?;
         }
     }
+    Ok(start)
+}
 
+/// The tables as the checkpoint left them; segments it does not know start with no
+/// garbage counted.
+fn build_tables(
+    index: Index,
+    segments: BTreeMap<u32, Arc<Segment>>,
+    ckpt: &Checkpoint,
+    start: Loc,
+    next_gen: u64,
+) -> Tables {
     let mut stats: BTreeMap<u32, SegmentStats> = segments
         .keys()
         .map(|&id| (id, SegmentStats::default()))
@@ -133,94 +188,35 @@ pub(super) fn open(dir: &Path, ns: &str, opts: Arc<Options>) -> Result<Keyspace>
             *slot = *s;
         }
     }
-    let mut tables = Tables {
+    let gen = index.gen;
+    Tables {
         index: Arc::new(index),
         segments,
         stats,
         applied_end: start.0,
         next_index_gen: next_gen.max(gen + 1),
-    };
+    }
+}
 
-    let active = match tables.segments.values().next_back() {
-        Some(s) if s.remaining() >= MIN_ACTIVE_ROOM => s.clone(),
-        last => {
-            let id = last.map_or(1, |s| s.id + 1);
-            let s = Arc::new(Segment::create(
-                dir,
-                id,
-                opts.segment_size,
-                io.clone(),
-                WritePath::for_sync(opts.sync),
-            )?);
-            tables.segments.insert(id, s.clone());
-            tables.stats.insert(id, SegmentStats::default());
-            s
-        }
-    };
-    let ks = Keyspace {
-        ns: ns.to_string(),
-        seed: tables.index.seed,
-        dir: dir.to_path_buf(),
-        opts,
-        tables: RwLock::new(tables),
-        writer: Mutex::new(Writer {
-            active,
-            next_seq: ckpt.next_seq.max(1),
-            next_ticket: 1,
-            buf: Vec::with_capacity(1 << 16),
-            poisoned: None,
-        }),
-        group: GroupCommit::default(),
-        turnstile: Turnstile::new(1),
-        ckpt: Mutex::new(CheckpointState::default()),
-        in_flight: Default::default(),
-        metrics: KeyspaceMetrics::default(),
-    };
-    {
-        let t = ks.tables.read();
-        if ckpt.clean {
-            t.index.set_counts(ckpt.live, ckpt.tombstones);
-        } else {
-            // Slots a crash wrote after the checkpoint make its counts stale; from the
-            // real slots, replay's own accounting keeps them exact.
-            t.index.recount();
+/// The last segment while it has room, else a new one after it.
+fn active_segment(dir: &Path, tables: &mut Tables, opts: &Options) -> Result<Arc<Segment>> {
+    if let Some(s) = tables.segments.values().next_back() {
+        if s.remaining() >= MIN_ACTIVE_ROOM {
+            return Ok(s.clone());
         }
     }
-    let max_seq = ks.replay(start, last_id)?;
-    {
-        let mut w = ks.writer.lock();
-        w.next_seq = w.next_seq.max(max_seq + 1);
-    }
-    if reindex {
-        // The new index generation must be named by a checkpoint before anything else.
-        ks.checkpoint(false)?;
-        return Ok(ks);
-    }
-    if ckpt.clean {
-        // From here on a crash must recount: clear the flag before the first write.
-        Checkpoint {
-            clean: false,
-            ..ckpt.clone()
-        }
-        .write(io.as_ref(), dir)?;
-    }
-    // The checkpoint on disk stays valid: replay is idempotent, so the next crash may
-    // replay the same records again. Open does not wait for a full index flush; if
-    // anything was replayed, the background thread checkpoints at its next tick, so a
-    // crash loop replays each record a bounded number of times instead of the whole
-    // log since the last checkpoint at every start.
-    let replayed = ks.metrics.replayed_records.load(Ordering::Relaxed) > 0;
-    {
-        let mut ck = ks.ckpt.lock();
-        ck.segment = start.segment();
-        ck.at_secs = if replayed { 0 } else { ks.now() };
-    }
-    if replayed {
-        ks.metrics
-            .bytes_since_checkpoint
-            .store(1, Ordering::Relaxed);
-    }
-    Ok(ks)
+    let id = tables.segments.keys().next_back().map_or(1, |id| id + 1);
+    let write = WritePath::for_sync(opts.sync);
+    let s = Arc::new(Segment::create(
+        dir,
+        id,
+        opts.segment_size,
+        opts.io.clone(),
+        write,
+    )?);
+    tables.segments.insert(id, s.clone());
+    tables.stats.insert(id, SegmentStats::default());
+    Ok(s)
 }
 
 /// Slot bits for about `live` keys at half load.
@@ -233,116 +229,72 @@ fn bits_for(live: u64) -> u32 {
 }
 
 impl Keyspace {
-    /// Applies and clears a chunk of replayed changes that ends at `end`.
-    fn replay_chunk(&self, t: &mut Tables, batch: &mut Vec<Pending>, end: Loc) -> Result<u64> {
-        self.grow(t, batch.len() as u64)?;
-        self.apply(t, batch, end.0, true);
-        let n = batch.len() as u64;
-        batch.clear();
-        Ok(n)
+    fn assemble(
+        dir: &Path,
+        ns: &str,
+        opts: Arc<Options>,
+        tables: Tables,
+        active: Arc<Segment>,
+        next_seq: u64,
+    ) -> Keyspace {
+        Keyspace {
+            ns: ns.to_string(),
+            seed: tables.index.seed,
+            dir: dir.to_path_buf(),
+            opts,
+            tables: RwLock::new(tables),
+            writer: Mutex::new(Writer {
+                active,
+                next_seq: next_seq.max(1),
+                next_ticket: 1,
+                buf: Vec::with_capacity(1 << 16),
+                poisoned: None,
+            }),
+            group: GroupCommit::default(),
+            turnstile: Turnstile::new(1),
+            ckpt: Mutex::new(CheckpointState::default()),
+            replay_unsaved: AtomicBool::new(false),
+            in_flight: Default::default(),
+            metrics: KeyspaceMetrics::default(),
+        }
     }
 
-    /// Re-applies every record from `start` to the end of the log, cutting a torn tail.
-    /// Returns the largest sequence number seen.
-    fn replay(&self, start: Loc, last: Option<u32>) -> Result<u64> {
-        let mut t = self.tables.write();
-        let segs: Vec<Arc<Segment>> = t
-            .segments
-            .range(start.segment()..)
-            .map(|(_, s)| s.clone())
-            .collect();
-        let mut max_seq = 0;
-        let mut replayed = 0u64;
-        for seg in segs {
-            let mut off = if seg.id == start.segment() {
-                start.offset().max(DATA_START)
-            } else {
-                DATA_START
-            };
-            let mut batch = Vec::new();
-            loop {
-                let rest = seg.tail(off);
-                if rest.is_empty() {
-                    break;
-                }
-                match record::decode(rest) {
-                    Ok((h, key, _)) => {
-                        let loc = Loc::new(seg.id, off);
-                        let hash = key_hash(self.seed, key);
-                        let len = h.total_len() as u32;
-                        batch.push(match h.kind {
-                            Kind::Put => Pending::Put {
-                                hash,
-                                loc,
-                                len,
-                                expires_at: h.expires_at,
-                            },
-                            Kind::Delete => Pending::Delete { hash, loc, len },
-                        });
-                        max_seq = max_seq.max(h.seq);
-                        off += len as u64;
-                        if batch.len() >= REPLAY_CHUNK {
-                            replayed +=
-                                self.replay_chunk(&mut t, &mut batch, Loc::new(seg.id, off))?;
-                        }
-                    }
-                    Err(_) if rest.iter().all(|&b| b == 0) => {
-                        // Preallocated space past the last record: the clean end.
-                        seg.truncate(off)?;
-                        break;
-                    }
-                    Err(e) => {
-                        if let Some(skip) = resync(rest) {
-                            // Damage in the middle of the log, not a torn tail: valid
-                            // records follow, so step over the bad bytes and keep them.
-                            self.metrics.corrupt_records.fetch_add(1, Ordering::Relaxed);
-                            tracing::error!(path = %seg.path().display(), offset = off, skipped = skip,
-                                "{}: damaged bytes skipped", e.describe());
-                            off += skip as u64;
-                            continue;
-                        }
-                        if Some(seg.id) == last {
-                            if e != DecodeError::Truncated && !torn_write(rest) {
-                                self.metrics.corrupt_records.fetch_add(1, Ordering::Relaxed);
-                            }
-                            tracing::warn!(path = %seg.path().display(), offset = off, "{}: cutting the log's torn tail", e.describe());
-                            seg.truncate(off)?;
-                        } else {
-                            self.metrics.corrupt_records.fetch_add(1, Ordering::Relaxed);
-                            tracing::error!(path = %seg.path().display(), offset = off,
-                                "{}: the rest of this sealed segment is unreadable and was skipped", e.describe());
-                        }
-                        break;
-                    }
-                }
+    /// The index's live and tombstone counts: a clean close's are exact; after a crash,
+    /// slots written after the checkpoint make them stale, so they are recounted and
+    /// replay's own accounting keeps them exact from there.
+    fn restore_counts(&self, ckpt: &Checkpoint) {
+        let t = self.tables.read();
+        if ckpt.clean {
+            t.index.set_counts(ckpt.live, ckpt.tombstones);
+        } else {
+            t.index.recount();
+        }
+    }
+
+    /// Records on disk and in memory that the keyspace is open.
+    fn mark_open(&self, ckpt: &Checkpoint, start: Loc, reindex: bool) -> Result<()> {
+        if reindex {
+            // The new index generation must be named by a checkpoint before anything else.
+            return self.checkpoint(false);
+        }
+        if ckpt.clean {
+            // From here on a crash must recount: clear the flag before the first write.
+            Checkpoint {
+                clean: false,
+                ..ckpt.clone()
             }
-            replayed += self.replay_chunk(&mut t, &mut batch, Loc::new(seg.id, off))?;
+            .write(self.opts.io.as_ref(), &self.dir)?;
         }
-        self.metrics
-            .replayed_records
-            .fetch_add(replayed, Ordering::Relaxed);
-        if replayed > 0 {
-            tracing::info!(ns = %self.ns, records = replayed, "replayed the log after the checkpoint");
-        }
-        Ok(max_seq)
+        // The checkpoint on disk stays valid: replay is idempotent, so the next crash may
+        // replay the same records again. Open does not wait for a full index flush; if
+        // anything was replayed, the background thread checkpoints at its next tick, so a
+        // crash loop replays each record a bounded number of times instead of the whole
+        // log since the last checkpoint at every start.
+        let replayed = self.metrics.replayed_records.load(Ordering::Relaxed) > 0;
+        let mut ck = self.ckpt.lock();
+        ck.segment = start.segment();
+        ck.at_secs = self.now();
+        self.replay_unsaved.store(replayed, Ordering::Relaxed);
+        Ok(())
     }
-}
-
-/// True when `rest` holds the start of one record and nothing but zeros after some
-/// point inside it: a write cut short by a crash into preallocated space. Only the last
-/// record's own bytes are nonzero, so nothing was damaged; it was never finished.
-fn torn_write(rest: &[u8]) -> bool {
-    let claimed = record::peek_header(rest)
-        .map(|h| h.total_len())
-        .unwrap_or(record::RECORD_HEADER_LEN);
-    rest.iter()
-        .rposition(|&b| b != 0)
-        .is_none_or(|last| last < claimed)
-}
-
-/// The distance to the next offset in `rest` (after the first byte) where a whole,
-/// checksummed record starts; None when nothing valid follows (a torn tail).
-fn resync(rest: &[u8]) -> Option<usize> {
-    (1..rest.len())
-        .find(|&i| record::peek_header(&rest[i..]).is_ok() && record::decode(&rest[i..]).is_ok())
 }

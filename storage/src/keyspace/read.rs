@@ -1,0 +1,56 @@
+//! The read path: one key or many under one read lock.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::{key_at, record_at, Keyspace, Stored, Tables};
+use crate::error::{Error, Result};
+use crate::hash::key_hash;
+use crate::index::Loc;
+use crate::record::{self, Kind};
+use crate::segment::Segment;
+
+impl Keyspace {
+    /// The value stored under `key`, if present and unexpired.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let t = self.tables.read();
+        Ok(self.get_locked(&t, key)?.map(|(v, _)| v))
+    }
+
+    /// Looks up every key under one read lock; results are in key order.
+    pub fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Stored>>> {
+        let t = self.tables.read();
+        keys.iter().map(|k| self.get_locked(&t, k)).collect()
+    }
+
+    fn get_locked(&self, t: &Tables, key: &[u8]) -> Result<Option<Stored>> {
+        let hash = key_hash(self.seed, key);
+        let Some(loc) = t.index.find(hash, |l| key_at(&t.segments, l) == Some(key)) else {
+            return Ok(None);
+        };
+        let rec = record_at(&t.segments, loc).unwrap_or(&[]);
+        match record::decode(rec) {
+            // The clock is read only for records that carry a TTL.
+            Ok((h, _, value)) if h.kind == Kind::Put => Ok((h.expires_at == 0
+                || !h.expired(self.now()))
+            .then(|| (value.to_vec(), h.expires_at))),
+            Ok(_) => Ok(None),
+            Err(e) => Err(self.corrupt(&t.segments, loc, e.describe())),
+        }
+    }
+
+    fn corrupt(&self, segments: &BTreeMap<u32, Arc<Segment>>, loc: Loc, reason: &str) -> Error {
+        self.metrics.corrupt_records.fetch_add(1, Ordering::Relaxed);
+        let path = segments
+            .get(&loc.segment())
+            .map(|s| s.path().to_path_buf())
+            .unwrap_or_else(|| self.dir.clone());
+        tracing::error!(ns = %self.ns, path = %path.display(), offset = loc.offset(), "{reason}");
+        Error::Corrupt {
+            path,
+            offset: loc.offset(),
+            reason: reason.to_string(),
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! What the store's API takes and gives back.
+
+use crate::counters::{CounterLister, CounterStats};
+use crate::error::Result;
+use crate::keyspace::{KeyLister, KeyspaceStats};
+
+/// One entry of a batch put.
+#[derive(Debug, Clone, Copy)]
+pub struct PutEntry<'a> {
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+    /// Seconds to live; 0 = no TTL.
+    pub ttl_secs: u32,
+}
+
+/// A value found by [`Store::lookup_many`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub value: Vec<u8>,
+    /// Seconds left to live; 0 when the key never expires.
+    pub ttl_secs: u32,
+}
+
+/// Figures for one namespace.
+#[derive(Debug, Clone)]
+pub struct NamespaceStats {
+    pub name: String,
+    pub kv: KeyspaceStats,
+    pub counters: CounterStats,
+    pub retention_secs: u32,
+}
+
+/// A listing of keys, a chunk at a time.
+pub enum KeyStream {
+    Empty,
+    Kv(KeyLister),
+    Counters(CounterLister),
+}
+
+impl KeyStream {
+    pub fn next_chunk(&mut self) -> Result<Option<Vec<Vec<u8>>>> {
+        match self {
+            KeyStream::Empty => Ok(None),
+            KeyStream::Kv(l) => l.next_chunk(),
+            KeyStream::Counters(l) => l.next_chunk(),
+        }
+    }
+}

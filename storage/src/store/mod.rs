@@ -1,0 +1,326 @@
+//! The store: a data directory of namespaces and the API every front end calls.
+//! The namespaces live in [`registry`], the limits in [`limits`], the background
+//! thread in [`background`].
+
+mod background;
+mod entry;
+mod limits;
+mod registry;
+
+pub use entry::{Found, KeyStream, NamespaceStats, PutEntry};
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use background::Background;
+use limits::{check_batch, check_key, check_keys, check_put};
+use registry::{lock_dir, Registry};
+
+use crate::error::{Error, IoContext, Result};
+use crate::glob::Glob;
+use crate::keyspace::{KeyLister, Write};
+use crate::name::validate_namespace;
+use crate::namespace::Namespace;
+use crate::options::{Options, MAX_RETENTION_SECS, MIN_RETENTION_SECS};
+
+pub struct Store {
+    registry: Arc<Registry>,
+    background: Option<Background>,
+    _lock: File,
+    closed: AtomicBool,
+}
+
+impl Store {
+    /// Opens the store in `dir`, recovering every namespace in it.
+    pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        limits::check_options(&opts)?;
+        std::fs::create_dir_all(&dir).at(&dir)?;
+        let lock = lock_dir(&dir)?;
+        let background = opts.background;
+        let registry = Arc::new(Registry::open(dir, Arc::new(opts))?);
+        let background = if background {
+            Some(Background::start(registry.clone())?)
+        } else {
+            None
+        };
+        Ok(Self {
+            registry,
+            background,
+            _lock: lock,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.registry.opts
+    }
+
+    /// The namespace if it exists; reads never create one.
+    fn existing(&self, ns: &str) -> Result<Option<Arc<Namespace>>> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(Error::Closed);
+        }
+        validate_namespace(ns)?;
+        Ok(self.registry.get(ns))
+    }
+
+    fn namespace(&self, ns: &str) -> Result<Arc<Namespace>> {
+        match self.existing(ns)? {
+            Some(n) => Ok(n),
+            None => self.registry.get_or_create(ns),
+        }
+    }
+
+    fn expires_at(&self, ttl_secs: u32) -> u64 {
+        if ttl_secs == 0 {
+            0
+        } else {
+            self.registry.opts.clock.now_secs() + ttl_secs as u64
+        }
+    }
+
+    pub fn put(&self, ns: &str, key: &[u8], value: &[u8], ttl_secs: u32) -> Result<()> {
+        self.put_many(
+            ns,
+            &[PutEntry {
+                key,
+                value,
+                ttl_secs,
+            }],
+        )
+    }
+
+    /// Writes every entry, or none if any breaks a limit. One fsync under `Always`.
+    pub fn put_many(&self, ns: &str, entries: &[PutEntry<'_>]) -> Result<()> {
+        let opts = &self.registry.opts;
+        check_batch(opts, entries.len())?;
+        entries.iter().try_for_each(|e| check_put(opts, e))?;
+        let n = self.namespace(ns)?;
+        let writes: Vec<Write<'_>> = entries
+            .iter()
+            .map(|e| Write::Put {
+                key: e.key,
+                value: e.value,
+                expires_at: self.expires_at(e.ttl_secs),
+            })
+            .collect();
+        n.kv.write(&writes).map(|_| ())
+    }
+
+    pub fn get(&self, ns: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        check_key(key)?;
+        match self.existing(ns)? {
+            Some(n) => n.kv.get(key),
+            None => Ok(None),
+        }
+    }
+
+    /// Looks up every key; results are in key order.
+    pub fn get_many(&self, ns: &str, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
+        Ok(self
+            .lookup_many(ns, keys)?
+            .into_iter()
+            .map(|f| f.map(|f| f.value))
+            .collect())
+    }
+
+    /// Looks up every key, with the time each has left to live; results are in key order.
+    pub fn lookup_many(&self, ns: &str, keys: &[&[u8]]) -> Result<Vec<Option<Found>>> {
+        check_keys(&self.registry.opts, keys.iter().copied())?;
+        let Some(n) = self.existing(ns)? else {
+            return Ok(vec![None; keys.len()]);
+        };
+        let now = self.registry.opts.clock.now_secs();
+        Ok(n.kv
+            .get_many(keys)?
+            .into_iter()
+            .map(|f| {
+                f.map(|(value, expires_at)| Found {
+                    value,
+                    // An unexpired key has at least a second left.
+                    ttl_secs: if expires_at == 0 {
+                        0
+                    } else {
+                        expires_at.saturating_sub(now).clamp(1, u32::MAX as u64) as u32
+                    },
+                })
+            })
+            .collect())
+    }
+
+    /// Deletes the key; true when a live value was there.
+    pub fn delete(&self, ns: &str, key: &[u8]) -> Result<bool> {
+        Ok(self.delete_many(ns, &[key])?[0])
+    }
+
+    pub fn delete_many(&self, ns: &str, keys: &[&[u8]]) -> Result<Vec<bool>> {
+        check_keys(&self.registry.opts, keys.iter().copied())?;
+        let Some(n) = self.existing(ns)? else {
+            return Ok(vec![false; keys.len()]);
+        };
+        let writes: Vec<Write<'_>> = keys.iter().map(|&key| Write::Delete { key }).collect();
+        n.kv.write(&writes)
+    }
+
+    /// Records `n` entries (0 counts as 1) for `key` now; returns the count over the retention.
+    pub fn add(&self, ns: &str, key: &[u8], n: u32) -> Result<u64> {
+        Ok(self.add_many(ns, &[(key, n)])?[0])
+    }
+
+    pub fn add_many(&self, ns: &str, items: &[(&[u8], u32)]) -> Result<Vec<u64>> {
+        check_keys(&self.registry.opts, items.iter().map(|(k, _)| *k))?;
+        self.namespace(ns)?.counters.add_many(items)
+    }
+
+    /// Entries added for `key` in the last `window_secs` seconds; 0 means the full retention.
+    pub fn count(&self, ns: &str, key: &[u8], window_secs: u32) -> Result<u64> {
+        Ok(self.count_many(ns, &[key], window_secs)?[0])
+    }
+
+    pub fn count_many(&self, ns: &str, keys: &[&[u8]], window_secs: u32) -> Result<Vec<u64>> {
+        check_keys(&self.registry.opts, keys.iter().copied())?;
+        match self.existing(ns)? {
+            Some(n) => keys
+                .iter()
+                .map(|k| n.counters.count(k, window_secs))
+                .collect(),
+            None => {
+                let retention = self.registry.opts.retention_secs;
+                if window_secs > retention {
+                    return Err(Error::WindowTooLarge {
+                        window: window_secs,
+                        retention,
+                    });
+                }
+                Ok(vec![0; keys.len()])
+            }
+        }
+    }
+
+    /// Lists the live keys matching an anchored glob (`""` = all), a chunk at a time.
+    pub fn keys(&self, ns: &str, pattern: &str) -> Result<KeyStream> {
+        let glob = Glob::new(pattern)?;
+        Ok(match self.existing(ns)? {
+            Some(n) => KeyStream::Kv(KeyLister::new(n.kv.clone(), glob)),
+            None => KeyStream::Empty,
+        })
+    }
+
+    /// Lists the counter keys with a live count above 0.
+    pub fn counter_keys(&self, ns: &str, pattern: &str) -> Result<KeyStream> {
+        let glob = Glob::new(pattern)?;
+        Ok(match self.existing(ns)? {
+            Some(n) => KeyStream::Counters(n.counters.lister(glob)),
+            None => KeyStream::Empty,
+        })
+    }
+
+    /// Sets the counter retention of `ns` (created if needed); windows may not exceed it.
+    pub fn set_retention(&self, ns: &str, secs: u32) -> Result<()> {
+        if !(MIN_RETENTION_SECS..=MAX_RETENTION_SECS).contains(&secs) {
+            return Err(Error::InvalidRetention {
+                secs,
+                min: MIN_RETENTION_SECS,
+                max: MAX_RETENTION_SECS,
+            });
+        }
+        self.namespace(ns)?.set_retention(secs)
+    }
+
+    pub fn namespaces(&self) -> Vec<String> {
+        self.registry.names()
+    }
+
+    pub fn stats(&self) -> Vec<NamespaceStats> {
+        let mut v: Vec<NamespaceStats> = self
+            .registry
+            .all()
+            .iter()
+            .map(|n| NamespaceStats {
+                name: n.name.clone(),
+                kv: n.kv.stats(),
+                counters: n.counters.stats(),
+                retention_secs: n.counters.retention(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Checkpoints every namespace now.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.registry
+            .all()
+            .iter()
+            .try_for_each(|n| n.kv.checkpoint(false))
+    }
+
+    /// Compacts, in every namespace, the segment most worth it; returns how many were compacted.
+    pub fn compact_now(&self) -> Result<usize> {
+        let mut done = 0;
+        for n in self.registry.all() {
+            if let Some(id) = n.kv.compaction_candidate() {
+                done += n.kv.compact(id, &mut |_| true)?.finished as usize;
+            }
+        }
+        Ok(done)
+    }
+
+    /// Test hook: runs `steps` steps of compaction on `ns`'s best candidate and stops,
+    /// as a crash in the middle of compaction would. False when there is no candidate.
+    #[doc(hidden)]
+    pub fn compact_partially_for_test(&self, ns: &str, steps: usize) -> bool {
+        let Ok(Some(n)) = self.existing(ns) else {
+            return false;
+        };
+        let Some(id) = n.kv.compaction_candidate() else {
+            return false;
+        };
+        n.kv.compact_steps(id, steps, &mut |_| true).is_ok()
+    }
+
+    /// Drops expired counter buckets now.
+    pub fn expire_counters(&self) -> Result<usize> {
+        self.registry
+            .all()
+            .iter()
+            .map(|n| n.counters.expire())
+            .sum()
+    }
+
+    /// Stops background work and checkpoints every namespace clean: nothing to replay on open.
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown(true)
+    }
+
+    /// Test hook: stop as a `kill -9` would, leaving files as they are (no final sync or
+    /// clean checkpoint). The page cache keeps what was written, as it does for a killed process.
+    #[doc(hidden)]
+    pub fn crash(mut self) {
+        let _ = self.shutdown(false);
+    }
+
+    fn shutdown(&mut self, clean: bool) -> Result<()> {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        if let Some(mut b) = self.background.take() {
+            b.stop();
+        }
+        if clean {
+            self.registry.all().iter().try_for_each(|n| n.close())?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown(true) {
+            tracing::error!("closing the store: {e}");
+        }
+    }
+}
