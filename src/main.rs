@@ -1,22 +1,27 @@
-//! `dstash`: one binary for the node and the client commands.
+//! `dstash`: one binary for the node, the client commands and the operator commands.
+//!
+//! Each command is one file under `cmd/`; the connection flags every client command
+//! shares are in `conn.rs`.
 
-mod client_cmd;
-mod conn_args;
-mod demo;
-mod health_cmd;
-mod input;
+mod cmd;
+mod conn;
 mod logging;
-mod node_cmd;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use cmd::*;
+use conn::ConnArgs;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "dstash",
     version,
-    about = "A persistent, sharded key/value store"
+    about = "A persistent, sharded key/value store",
+    after_help = "Client commands talk to 127.0.0.1:5000 unless --nodes, --consul or \
+                  DSTASH_NODES say otherwise; their connection flags go before or after \
+                  the subcommand."
 )]
 struct Cli {
     /// Log format, on stderr.
@@ -28,6 +33,9 @@ struct Cli {
         global = true
     )]
     log_format: logging::LogFormat,
+    /// Connection flags given before the subcommand (client commands only).
+    #[command(flatten)]
+    conn: ConnArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -35,29 +43,31 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve a node until SIGTERM or SIGINT.
-    Node(node_cmd::NodeArgs),
+    Node(node::NodeArgs),
     /// Write a key to its replicas.
-    Put(client_cmd::PutArgs),
+    Put(put::PutArgs),
     /// Print a key's value (exit code 1 if it is missing).
-    Get(client_cmd::KeyArgs),
+    Get(get::GetArgs),
     /// Delete a key.
-    Del(client_cmd::KeyArgs),
+    Del(del::DelArgs),
     /// Add events to an expiring count; prints the new count.
-    Add(client_cmd::AddArgs),
+    Add(add::AddArgs),
     /// Print an expiring count.
-    Count(client_cmd::CountArgs),
+    Count(count::CountArgs),
     /// List keys matching a glob, from every node.
-    Keys(client_cmd::KeysArgs),
+    Keys(keys::KeysArgs),
     /// Bulk-load KEY<TAB>VALUE lines (or JSON lines) from a file or stdin.
-    Load(client_cmd::LoadArgs),
-    /// Look up one key per line; prints KEY<TAB>VALUE in input order.
-    Lookup(client_cmd::LookupArgs),
+    Load(load::LoadArgs),
+    /// Look up one key per line; prints KEY<TAB>VALUE (or JSON lines) in input order.
+    Lookup(lookup::LookupArgs),
     /// One line per node: id, address, health, keys, disk bytes.
-    Status(client_cmd::StatusArgs),
+    Status(status::StatusArgs),
     /// Run a throwaway 3-node cluster end to end.
     Demo(demo::DemoArgs),
     /// Ask a node's grpc.health.v1 whether it serves (exit 0 if so): for health checks.
-    Health(health_cmd::HealthArgs),
+    Health(health::HealthArgs),
+    /// Print a shell completion script: bash, zsh or fish.
+    Completions(completions::CompletionsArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,21 +83,23 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let before = &cli.conn;
     // Ok(false): the command ran but found nothing (get) or a node down (status).
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Node(a) => node_cmd::run(a).await.map(|()| true),
-            Command::Put(a) => client_cmd::put(a).await.map(|()| true),
-            Command::Get(a) => client_cmd::get(a).await,
-            Command::Del(a) => client_cmd::del(a).await.map(|()| true),
-            Command::Add(a) => client_cmd::add(a).await.map(|()| true),
-            Command::Count(a) => client_cmd::count(a).await.map(|()| true),
-            Command::Keys(a) => client_cmd::keys(a).await.map(|()| true),
-            Command::Load(a) => client_cmd::load(a).await.map(|()| true),
-            Command::Lookup(a) => client_cmd::lookup(a).await.map(|()| true),
-            Command::Status(a) => client_cmd::status(a).await,
+            Command::Node(a) => node::run(a).await.map(|()| true),
+            Command::Put(a) => put::run(a, before).await,
+            Command::Get(a) => get::run(a, before).await,
+            Command::Del(a) => del::run(a, before).await,
+            Command::Add(a) => add::run(a, before).await,
+            Command::Count(a) => count::run(a, before).await,
+            Command::Keys(a) => keys::run(a, before).await,
+            Command::Load(a) => load::run(a, before).await,
+            Command::Lookup(a) => lookup::run(a, before).await,
+            Command::Status(a) => status::run(a, before).await,
             Command::Demo(a) => demo::run(a).await.map(|()| true),
-            Command::Health(a) => health_cmd::run(a).await,
+            Command::Health(a) => health::run(a).await,
+            Command::Completions(a) => completions::run(a),
         }
     });
     match result {

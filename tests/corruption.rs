@@ -33,7 +33,7 @@ fn value(i: usize) -> Bytes {
 
 /// The keys the image deletes, after the checkpoint.
 fn deleted(i: usize) -> bool {
-    i >= KEYS / 2 && i % 97 == 0
+    i >= KEYS / 2 && i.is_multiple_of(97)
 }
 
 fn client_for(addr: &str) -> ClientConfig {

@@ -161,7 +161,7 @@ async fn verify(client: &Client, ledger: &Ledger, round: u32) -> usize {
                     "round {round}: key {i} holds v{v}, never sent (newest sent {sent:?})"
                 );
                 assert!(
-                    acked.map_or(true, |a| v >= a),
+                    acked.is_none_or(|a| v >= a),
                     "round {round}: key {i} went back to v{v} from acknowledged v{acked:?}"
                 );
                 verified += 1;

@@ -377,8 +377,9 @@ pub fn child_serve_node(mut args: impl Iterator<Item = String>) -> Result<(), St
             .await
             .map_err(|e| e.to_string())?;
         node.ready().await.map_err(|e| e.to_string())?;
+        let mut signals = dstash_node::Termination::install().map_err(|e| e.to_string())?;
         println!("ADDR {}", node.local_addr());
-        dstash_node::terminated().await;
+        signals.wait().await;
         node.shutdown().await.map_err(|e| e.to_string())
     })
 }

@@ -18,10 +18,11 @@ use rayon::prelude::*;
 use tokio::sync::{mpsc, Semaphore};
 use tonic::{Status, Streaming};
 
-use crate::client::{failure, Client, NodeHandle, View};
+use crate::client::{failure, Client};
 use crate::conn::Rpc;
 use crate::error::{is_rejection, Error, NodeFailure, Result};
 use crate::quorum::{Outcome, Tally};
+use crate::view::{NodeHandle, View};
 
 /// One key to write.
 #[derive(Debug, Clone)]

@@ -1,5 +1,6 @@
-//! The client: placement over the cluster's nodes, quorum writes and failover reads for
-//! single keys. Batches are in `batch.rs`.
+//! The client: a handle on the cluster's view, the one call every request goes
+//! through (deadline, retries), listing and status. Writes are in `write.rs`, reads in
+//! `read.rs`, batches in `batch.rs`.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -8,52 +9,12 @@ use std::time::Duration;
 
 use dstash_proto::v1::*;
 use dstash_proto::Bytes;
-use futures_util::stream::{FuturesUnordered, StreamExt};
 use tonic::{Code, Status};
 
 use crate::config::ClientConfig;
 use crate::conn::{channel, Rpc};
-use crate::error::{is_rejection, Error, NodeFailure, Result};
-use crate::placement::{Member, Placement};
-use crate::quorum::{Outcome, Tally};
-
-/// A node the client talks to.
-#[derive(Clone)]
-pub struct NodeHandle {
-    pub id: String,
-    pub addr: String,
-    pub rpc: Rpc,
-}
-
-/// The cluster as one snapshot: swapped whole when membership changes, so a call sees
-/// one consistent placement from start to end.
-pub struct View {
-    pub placement: Placement,
-    /// Same order as `placement.members()`.
-    pub nodes: Vec<NodeHandle>,
-    pub r: usize,
-    pub w: usize,
-}
-
-impl View {
-    fn empty() -> View {
-        View {
-            placement: Placement::new(vec![]),
-            nodes: vec![],
-            r: 0,
-            w: 0,
-        }
-    }
-
-    /// The replicas of `key`, best first.
-    pub fn replicas(&self, key: &[u8]) -> Vec<usize> {
-        self.placement.replicas(key, self.r)
-    }
-
-    fn ids(&self, replicas: &[usize]) -> Vec<String> {
-        replicas.iter().map(|&i| self.nodes[i].id.clone()).collect()
-    }
-}
+use crate::error::{Error, NodeFailure, Result};
+use crate::view::{NodeHandle, View};
 
 #[derive(Clone)]
 pub struct Client {
@@ -68,6 +29,24 @@ pub(crate) fn failure(node: &NodeHandle, s: &Status) -> NodeFailure {
         message: s.message().to_string(),
     }
 }
+
+/// Turns a node's error into the call's error when it rejects the request itself
+/// (bad input, auth): asking another replica would fail the same way.
+pub(crate) fn rejected(node: &NodeHandle, s: &Status) -> Option<Error> {
+    crate::error::is_rejection(s.code()).then(|| Error::Rejected(failure(node, s)))
+}
+
+/// A unary call as a closure over a cloned request, for [`Client::call`].
+macro_rules! unary {
+    ($req:expr, $method:ident) => {{
+        let req = $req;
+        move |mut rpc: $crate::conn::Rpc| {
+            let req = req.clone();
+            async move { rpc.$method(req).await }
+        }
+    }};
+}
+pub(crate) use unary;
 
 /// Per-node status, as `dstash status` shows it.
 pub struct NodeStatus {
@@ -142,30 +121,9 @@ impl Client {
     }
 
     /// Replaces the node set (membership changes): one atomic swap of the whole view.
-    pub fn set_nodes(&self, mut nodes: Vec<NodeHandle>) -> Result<()> {
-        nodes.sort_by(|a, b| a.id.cmp(&b.id));
-        if let Some(d) = nodes.windows(2).find(|p| p[0].id == p[1].id) {
-            return Err(Error::Config(format!(
-                "two nodes claim the id {:?} ({} and {})",
-                d[0].id, d[0].addr, d[1].addr
-            )));
-        }
-        let (r, w) = self.cfg.replication(nodes.len())?;
-        let placement = Placement::new(
-            nodes
-                .iter()
-                .map(|n| Member {
-                    id: n.id.clone(),
-                    weight: 1.0,
-                })
-                .collect(),
-        );
-        *self.view.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(View {
-            placement,
-            nodes,
-            r,
-            w,
-        });
+    pub fn set_nodes(&self, nodes: Vec<NodeHandle>) -> Result<()> {
+        let view = View::new(&self.cfg, nodes)?;
+        *self.view.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(view);
         Ok(())
     }
 
@@ -204,201 +162,6 @@ impl Client {
         }
     }
 
-    /// Sends a write to every replica of `key` at once and returns the answers of the
-    /// first W. The other replicas' calls run on: they are not cancelled.
-    async fn write<T, F, Fut>(&self, key: &[u8], retry: bool, f: F) -> Result<Vec<T>>
-    where
-        T: Send + 'static,
-        F: Fn(Rpc) -> Fut + Clone + Send + Sync + 'static,
-        Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>> + Send + 'static,
-    {
-        let view = self.view();
-        let replicas = view.replicas(key);
-        let mut tally = Tally::new(view.ids(&replicas), view.w);
-        // W above the replicas: refuse before sending anything.
-        if tally.outcome() == Outcome::Failed {
-            return Err(tally.error());
-        }
-        let mut answers: FuturesUnordered<_> = replicas
-            .iter()
-            .map(|&i| {
-                let (client, node, f) = (self.clone(), view.nodes[i].clone(), f.clone());
-                tokio::spawn(async move {
-                    let r = client.call(&node, retry, f).await;
-                    (node, r)
-                })
-            })
-            .collect();
-        let mut acked = Vec::new();
-        while let Some(joined) = answers.next().await {
-            let Ok((node, r)) = joined else { continue };
-            let outcome = match r {
-                Ok(v) => {
-                    acked.push(v);
-                    tally.ack()
-                }
-                Err(s) if is_rejection(s.code()) => {
-                    return Err(Error::Rejected(failure(&node, &s)))
-                }
-                Err(s) => tally.fail(failure(&node, &s)),
-            };
-            match outcome {
-                Outcome::Done => return Ok(acked),
-                Outcome::Failed => return Err(tally.error()),
-                Outcome::Waiting => {}
-            }
-        }
-        Err(tally.error())
-    }
-
-    pub async fn put(&self, ns: &str, key: &[u8], value: &[u8], ttl_seconds: u32) -> Result<()> {
-        let req = PutRequest {
-            namespace: ns.into(),
-            key: Bytes::copy_from_slice(key),
-            value: Bytes::copy_from_slice(value),
-            ttl_seconds,
-        };
-        self.write(key, true, move |mut rpc| {
-            let req = req.clone();
-            async move { rpc.put(req).await }
-        })
-        .await
-        .map(drop)
-    }
-
-    /// Deletes `key` from its replicas; true when any replica that answered had it.
-    pub async fn delete(&self, ns: &str, key: &[u8]) -> Result<bool> {
-        let req = DeleteRequest {
-            namespace: ns.into(),
-            key: Bytes::copy_from_slice(key),
-        };
-        let answers = self
-            .write(key, true, move |mut rpc| {
-                let req = req.clone();
-                async move { rpc.delete(req).await }
-            })
-            .await?;
-        Ok(answers.iter().any(|a| a.found))
-    }
-
-    /// Adds `n` events to `key` on its replicas; returns the highest count among the W
-    /// that acknowledged. Not retried: a retry could count an event twice.
-    pub async fn add(&self, ns: &str, key: &[u8], n: u32) -> Result<u64> {
-        let req = AddRequest {
-            namespace: ns.into(),
-            key: Bytes::copy_from_slice(key),
-            n,
-        };
-        let answers = self
-            .write(key, false, move |mut rpc| {
-                let req = req.clone();
-                async move { rpc.add(req).await }
-            })
-            .await?;
-        Ok(answers.iter().map(|a| a.count).max().unwrap_or(0))
-    }
-
-    /// Reads `key` from its best replica, failing over to the next on an error or
-    /// timeout. A replica that lacks a key another has gets it written back.
-    pub async fn get(&self, ns: &str, key: &[u8]) -> Result<Option<Bytes>> {
-        let view = self.view();
-        let req = LookupRequest {
-            namespace: ns.into(),
-            key: Bytes::copy_from_slice(key),
-        };
-        let mut failures = Vec::new();
-        let mut lacking = Vec::new();
-        for i in view.replicas(key) {
-            let node = &view.nodes[i];
-            let r = self
-                .call(node, true, |mut rpc| {
-                    let req = req.clone();
-                    async move { rpc.lookup(req).await }
-                })
-                .await;
-            match r {
-                Ok(a) if a.found => {
-                    self.repair(&lacking, ns, key, a.value.clone(), a.ttl_seconds);
-                    return Ok(Some(a.value));
-                }
-                Ok(_) => lacking.push(node.clone()),
-                Err(s) if is_rejection(s.code()) => return Err(Error::Rejected(failure(node, &s))),
-                Err(s) => failures.push(failure(node, &s)),
-            }
-        }
-        if lacking.is_empty() {
-            Err(Error::Unavailable { failures })
-        } else {
-            Ok(None)
-        }
-    }
-
-    /// Writes a value back to replicas found lacking it, in the background.
-    pub(crate) fn repair(
-        &self,
-        lacking: &[NodeHandle],
-        ns: &str,
-        key: &[u8],
-        value: Bytes,
-        ttl_seconds: u32,
-    ) {
-        for node in lacking {
-            let req = PutRequest {
-                namespace: ns.into(),
-                key: Bytes::copy_from_slice(key),
-                value: value.clone(),
-                ttl_seconds,
-            };
-            let (client, node) = (self.clone(), node.clone());
-            tokio::spawn(async move {
-                let r = client
-                    .call(&node, true, |mut rpc| {
-                        let req = req.clone();
-                        async move { rpc.put(req).await }
-                    })
-                    .await;
-                if let Err(e) = r {
-                    tracing::warn!(node = %node.id, "read repair failed: {}", e.message());
-                }
-            });
-        }
-    }
-
-    /// Counts `key`'s events in the last `window_seconds` (0: the retention) on its best
-    /// answering replica, or with `max_over_replicas` the highest count of all of them.
-    pub async fn count(
-        &self,
-        ns: &str,
-        key: &[u8],
-        window_seconds: u32,
-        max_over_replicas: bool,
-    ) -> Result<u64> {
-        let view = self.view();
-        let req = CountRequest {
-            namespace: ns.into(),
-            key: Bytes::copy_from_slice(key),
-            window_seconds,
-        };
-        let mut failures = Vec::new();
-        let mut best = None;
-        for i in view.replicas(key) {
-            let node = &view.nodes[i];
-            let r = self
-                .call(node, true, |mut rpc| {
-                    let req = req.clone();
-                    async move { rpc.count(req).await }
-                })
-                .await;
-            match r {
-                Ok(a) if !max_over_replicas => return Ok(a.count),
-                Ok(a) => best = Some(best.unwrap_or(0).max(a.count)),
-                Err(s) if is_rejection(s.code()) => return Err(Error::Rejected(failure(node, &s))),
-                Err(s) => failures.push(failure(node, &s)),
-            }
-        }
-        best.ok_or(Error::Unavailable { failures })
-    }
-
     /// Every key matching `pattern` on any node, each once, sorted.
     pub async fn keys(&self, ns: &str, pattern: &str, counters: bool) -> Result<BTreeSet<Bytes>> {
         let view = self.view();
@@ -428,8 +191,10 @@ impl Client {
         for (node, r) in futures_util::future::join_all(listings).await {
             match r {
                 Ok(keys) => all.extend(keys),
-                Err(s) if is_rejection(s.code()) => return Err(Error::Rejected(failure(node, &s))),
-                Err(s) => failures.push(failure(node, &s)),
+                Err(s) => match rejected(node, &s) {
+                    Some(e) => return Err(e),
+                    None => failures.push(failure(node, &s)),
+                },
             }
         }
         // A key lives on R nodes: with fewer than R failures every key was still seen.

@@ -48,6 +48,9 @@ pub enum Error {
     Config(String),
     #[error("cannot reach {addr}: {reason}")]
     Connect { addr: String, reason: String },
+    /// A load's input could not be read, or a malformed line stopped it.
+    #[error("{0}")]
+    Input(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -5,18 +5,31 @@
 //! - [`config`]: nodes, R and W, TLS, token, timeouts.
 //! - [`conn`]: one reused channel per node, with TLS and the bearer token.
 //! - [`quorum`]: the write-quorum rule.
-//! - [`client`]: quorum writes and failover reads of single keys, listing, status.
+//! - [`view`]: the cluster as one snapshot: nodes, placement, R and W.
+//! - [`client`]: the call every request goes through, listing, status; single-key
+//!   writes (`write.rs`, quorum) and reads (`read.rs`, failover and read repair).
 //! - [`batch`]: batches split by node and streamed to every node at once.
+//! - [`load`]: bulk loads of TSV or JSON lines, streamed with batches in flight.
 //! - [`membership`]: the node set from Consul, followed as it changes.
+
+// Library code returns errors; it does not panic.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod batch;
 pub mod client;
 pub mod config;
 pub mod conn;
 pub mod error;
+pub mod load;
 pub mod membership;
 pub mod placement;
 pub mod quorum;
+mod read;
+pub mod view;
+mod write;
 
 pub use batch::{LoadReport, PutItem};
 pub use client::{Client, NodeStatus};
@@ -25,4 +38,6 @@ pub use dstash_membership::WatchOptions;
 /// Keys and values: cheap to clone and slice.
 pub use dstash_proto::Bytes;
 pub use error::{Error, NodeFailure, Result};
+pub use load::{LineFormat, LoadOptions, LoadProgress, LoadSummary, OnError};
 pub use placement::{Member, Placement};
+pub use view::{NodeHandle, View};

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use dstash_membership::{Consul, Instance, WatchOptions};
 
-use crate::client::{Client, NodeHandle, View};
+use crate::client::Client;
 use crate::config::ClientConfig;
 use crate::conn::channel;
 use crate::error::{Error, Result};
+use crate::view::{NodeHandle, View};
 
 fn handles(cfg: &ClientConfig, view: &View, set: &[Instance]) -> Result<Vec<NodeHandle>> {
     let existing: HashMap<(&str, &str), &NodeHandle> = view

@@ -265,7 +265,7 @@ pub fn request(data: &[u8]) {
     };
     SERVED.with(|cell| {
         let mut cell = cell.borrow_mut();
-        if cell.as_ref().map_or(true, |s| s.uses >= 256) {
+        if cell.as_ref().is_none_or(|s| s.uses >= 256) {
             *cell = Some(served());
         }
         let served = cell.as_mut().expect("served");

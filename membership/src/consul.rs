@@ -27,6 +27,8 @@ pub enum Error {
     },
     #[error("consul's answer to {what} is not what its API documents: {reason}")]
     Decode { what: String, reason: String },
+    #[error("cannot encode the {what} request: {reason}")]
+    Encode { what: String, reason: String },
     #[error("invalid consul address {0:?}: expected http://HOST:PORT")]
     Address(String),
 }
@@ -212,7 +214,10 @@ impl Consul {
                 deregister_critical_service_after: secs(r.deregister_after),
             }],
         };
-        let json = serde_json::to_vec(&body).expect("serializable");
+        let json = serde_json::to_vec(&body).map_err(|e| Error::Encode {
+            what: "register".into(),
+            reason: e.to_string(),
+        })?;
         self.put_ok("register", "/v1/agent/service/register", Some(json))
             .await
     }

@@ -11,6 +11,11 @@
 //! - faults: an agent restart that loses every registration, 500s as on leader loss, and
 //!   an index that goes backwards.
 
+#![allow(
+    clippy::expect_used,
+    reason = "a test double: failing to bind loopback must stop the test at once"
+)]
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

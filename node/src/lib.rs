@@ -11,6 +11,12 @@
 //! - [`tls`]: TLS and mTLS settings from PEM files.
 //! - [`server`]: a running node: listeners, health, recovery and draining shutdown.
 
+// Library code returns errors; it does not panic.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod auth;
 pub mod batch;
 pub mod error;
@@ -25,7 +31,7 @@ pub mod tls;
 pub use auth::TokenAuth;
 pub use error::{Error, Result};
 pub use metrics::Metrics;
-pub use server::{terminated, Node, NodeOptions};
+pub use server::{Node, NodeOptions, Termination};
 pub use service::{NodeConfig, NodeService};
 pub use slot::StoreSlot;
 pub use tls::TlsFiles;

@@ -37,7 +37,8 @@ impl<S: NamedService> NamedService for OversizeIsInvalid<S> {
 /// The grpc-message header is percent-encoded; this text needs only spaces encoded.
 fn grpc_message(max: usize) -> HeaderValue {
     let text = format!("the request message is larger than the {max}-byte message limit");
-    HeaderValue::from_str(&text.replace(' ', "%20")).expect("ASCII without controls")
+    HeaderValue::from_str(&text.replace(' ', "%20"))
+        .unwrap_or_else(|_| HeaderValue::from_static("request%20message%20too%20large"))
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for OversizeIsInvalid<S>

@@ -15,6 +15,12 @@
 //! reads an injectable [`Clock`]; every write and sync goes through the [`io::Io`] seam.
 //! `docs/design.md` draws every file's bytes and states the fsync and recovery rules.
 
+// Library code returns errors; it does not panic.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod checkpoint;
 pub mod clock;
 pub mod commit;

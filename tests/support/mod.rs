@@ -1,6 +1,9 @@
 //! Real `dstash` processes for the integration tests.
 
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test binary uses only some of these helpers, so `expect` would be unfulfilled in the others"
+)]
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

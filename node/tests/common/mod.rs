@@ -1,5 +1,8 @@
 //! Request builders and test certificates shared by the node's tests.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test binary uses only some of these helpers, so `expect` would be unfulfilled in the others"
+)]
 
 use dstash_proto::v1::{LookupRequest, PutRequest};
 use dstash_proto::Bytes;

@@ -1,7 +1,7 @@
 //! The limits every call is checked against before anything is written.
 
 use crate::error::{Error, Result};
-use crate::options::{Options, MAX_KEY_LEN};
+use crate::options::{Options, MAX_KEY_LEN, MAX_RETENTION_SECS, MIN_RETENTION_SECS};
 
 use super::PutEntry;
 
@@ -46,8 +46,15 @@ pub(super) fn check_put(opts: &Options, e: &PutEntry<'_>) -> Result<()> {
     Ok(())
 }
 
-/// The largest record must fit an empty segment, after its header.
+/// The largest record must fit an empty segment, after its header; the default
+/// counter retention must be one a `NAMESPACE` file can hold.
 pub(super) fn check_options(opts: &Options) -> Result<()> {
+    if !(MIN_RETENTION_SECS..=MAX_RETENTION_SECS).contains(&opts.retention_secs) {
+        return Err(Error::InvalidOptions(format!(
+            "counter retention {} s is outside {MIN_RETENTION_SECS}..={MAX_RETENTION_SECS} s",
+            opts.retention_secs
+        )));
+    }
     let largest_record = crate::record::RECORD_HEADER_LEN + MAX_KEY_LEN + opts.max_value_len;
     if opts.segment_size > u32::MAX as u64
         || largest_record as u64 + crate::segment::DATA_START > opts.segment_size
@@ -58,4 +65,28 @@ pub(super) fn check_options(opts: &Options) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_out_of_range_are_refused_with_the_limit() {
+        let mut o = Options::default();
+        assert!(check_options(&o).is_ok());
+        o.retention_secs = 0;
+        assert!(check_options(&o)
+            .unwrap_err()
+            .to_string()
+            .contains("retention 0 s"));
+        o.retention_secs = MAX_RETENTION_SECS + 1;
+        assert!(check_options(&o).is_err());
+        o.retention_secs = MAX_RETENTION_SECS;
+        o.segment_size = 1 << 10;
+        assert!(check_options(&o)
+            .unwrap_err()
+            .to_string()
+            .contains("segment size"));
+    }
 }

@@ -269,6 +269,7 @@ impl Store {
         Ok(done)
     }
 
+    #[cfg(any(test, feature = "test-util"))]
     /// Test hook: runs `steps` steps of compaction on `ns`'s best candidate and stops,
     /// as a crash in the middle of compaction would. False when there is no candidate.
     #[doc(hidden)]
@@ -296,6 +297,7 @@ impl Store {
         self.shutdown(true)
     }
 
+    #[cfg(any(test, feature = "test-util"))]
     /// Test hook: stop as a `kill -9` would, leaving files as they are (no final sync or
     /// clean checkpoint). The page cache keeps what was written, as it does for a killed process.
     #[doc(hidden)]

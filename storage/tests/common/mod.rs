@@ -1,5 +1,8 @@
 //! Helpers shared by the scenario tests.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test binary uses only some of these helpers, so `expect` would be unfulfilled in the others"
+)]
 
 use std::path::Path;
 use std::sync::Arc;

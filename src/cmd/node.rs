@@ -254,9 +254,11 @@ pub async fn run(args: NodeArgs) -> Result<()> {
             },
         ))
     });
+    let mut signals = dstash_node::Termination::install()
+        .context("installing the SIGTERM and SIGINT handlers")?;
     let took = tokio::select! {
         took = node.ready() => took?,
-        _ = dstash_node::terminated() => {
+        _ = signals.wait() => {
             tracing::info!("signal during recovery: finishing it, then stopping");
             let stopped = node.shutdown().await;
             let _ = stop_registration.send(());
@@ -275,7 +277,7 @@ pub async fn run(args: NodeArgs) -> Result<()> {
         line += &format!(", metrics on http://{m}/metrics");
     }
     println!("{line}");
-    dstash_node::terminated().await;
+    signals.wait().await;
     tracing::info!("signal received: draining");
     let stopped = node.shutdown().await;
     // Deregister once drained: until then the failing check already steers clients away.

@@ -1,0 +1,139 @@
+//! Reads of single keys: the best replica first, failing over to the next on an error
+//! or timeout; a value found after replicas that lacked it is written back to them.
+
+use std::future::Future;
+
+use dstash_proto::v1::*;
+use dstash_proto::Bytes;
+use tonic::Status;
+
+use crate::client::{failure, rejected, unary, Client};
+use crate::conn::Rpc;
+use crate::error::{Error, Result};
+use crate::view::NodeHandle;
+
+/// What one replica's answer means to a failover read.
+pub(crate) enum Step<R> {
+    /// The read is answered.
+    Done(R),
+    /// Ask the next replica.
+    Next,
+}
+
+impl Client {
+    /// Asks `key`'s replicas one at a time, best first, handing each answer to `answer`
+    /// until it is `Done`. An error or timeout moves on to the next replica; a rejection
+    /// ends the read. `Ok(None)`: every replica was asked and at least one answered;
+    /// `Unavailable` when none did.
+    pub(crate) async fn failover<T, R, F, Fut>(
+        &self,
+        key: &[u8],
+        f: F,
+        mut answer: impl FnMut(&NodeHandle, T) -> Step<R>,
+    ) -> Result<Option<R>>
+    where
+        F: Fn(Rpc) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
+    {
+        let view = self.view();
+        let mut failures = Vec::new();
+        let mut answered = false;
+        for i in view.replicas(key) {
+            let node = &view.nodes[i];
+            match self.call(node, true, &f).await {
+                Ok(a) => {
+                    answered = true;
+                    if let Step::Done(r) = answer(node, a) {
+                        return Ok(Some(r));
+                    }
+                }
+                Err(s) => match rejected(node, &s) {
+                    Some(e) => return Err(e),
+                    None => failures.push(failure(node, &s)),
+                },
+            }
+        }
+        if answered {
+            Ok(None)
+        } else {
+            Err(Error::Unavailable { failures })
+        }
+    }
+
+    /// Reads `key` from its best replica, failing over to the next on an error or
+    /// timeout. A replica that lacks a key another has gets it written back.
+    pub async fn get(&self, ns: &str, key: &[u8]) -> Result<Option<Bytes>> {
+        let req = LookupRequest {
+            namespace: ns.into(),
+            key: Bytes::copy_from_slice(key),
+        };
+        let mut lacking = Vec::new();
+        let found = self
+            .failover(key, unary!(req, lookup), |node, a: LookupResponse| {
+                if a.found {
+                    Step::Done(a)
+                } else {
+                    lacking.push(node.clone());
+                    Step::Next
+                }
+            })
+            .await?;
+        Ok(found.map(|a| {
+            self.repair(&lacking, ns, key, a.value.clone(), a.ttl_seconds);
+            a.value
+        }))
+    }
+
+    /// Writes a value back to replicas found lacking it, in the background.
+    pub(crate) fn repair(
+        &self,
+        lacking: &[NodeHandle],
+        ns: &str,
+        key: &[u8],
+        value: Bytes,
+        ttl_seconds: u32,
+    ) {
+        for node in lacking {
+            let req = PutRequest {
+                namespace: ns.into(),
+                key: Bytes::copy_from_slice(key),
+                value: value.clone(),
+                ttl_seconds,
+            };
+            let (client, node) = (self.clone(), node.clone());
+            tokio::spawn(async move {
+                if let Err(e) = client.call(&node, true, unary!(req, put)).await {
+                    tracing::warn!(node = %node.id, "read repair failed: {}", e.message());
+                }
+            });
+        }
+    }
+
+    /// Counts `key`'s events in the last `window_seconds` (0: the retention) on its best
+    /// answering replica, or with `max_over_replicas` the highest count of all of them.
+    pub async fn count(
+        &self,
+        ns: &str,
+        key: &[u8],
+        window_seconds: u32,
+        max_over_replicas: bool,
+    ) -> Result<u64> {
+        let req = CountRequest {
+            namespace: ns.into(),
+            key: Bytes::copy_from_slice(key),
+            window_seconds,
+        };
+        let mut best = 0;
+        let first = self
+            .failover(key, unary!(req, count), |_, a: CountResponse| {
+                if max_over_replicas {
+                    best = best.max(a.count);
+                    Step::Next
+                } else {
+                    Step::Done(a.count)
+                }
+            })
+            .await?;
+        Ok(first.unwrap_or(best))
+    }
+}

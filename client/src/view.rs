@@ -1,0 +1,70 @@
+//! The cluster as the client sees it: nodes with their channels, placement over them,
+//! and R and W. One snapshot is swapped whole when membership changes.
+
+use crate::config::ClientConfig;
+use crate::conn::Rpc;
+use crate::error::{Error, Result};
+use crate::placement::{Member, Placement};
+
+/// A node the client talks to.
+#[derive(Clone)]
+pub struct NodeHandle {
+    pub id: String,
+    pub addr: String,
+    pub rpc: Rpc,
+}
+
+/// The cluster as one snapshot: swapped whole when membership changes, so a call sees
+/// one consistent placement from start to end.
+pub struct View {
+    pub placement: Placement,
+    /// Same order as `placement.members()`.
+    pub nodes: Vec<NodeHandle>,
+    pub r: usize,
+    pub w: usize,
+}
+
+impl View {
+    pub(crate) fn empty() -> View {
+        View {
+            placement: Placement::new(vec![]),
+            nodes: vec![],
+            r: 0,
+            w: 0,
+        }
+    }
+
+    /// The replicas of `key`, best first.
+    pub fn replicas(&self, key: &[u8]) -> Vec<usize> {
+        self.placement.replicas(key, self.r)
+    }
+
+    pub(crate) fn ids(&self, replicas: &[usize]) -> Vec<String> {
+        replicas.iter().map(|&i| self.nodes[i].id.clone()).collect()
+    }
+
+    /// The view over `nodes`, sorted by id; two nodes with one id are refused.
+    pub(crate) fn new(cfg: &ClientConfig, mut nodes: Vec<NodeHandle>) -> Result<View> {
+        nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        if let Some(d) = nodes.windows(2).find(|p| p[0].id == p[1].id) {
+            return Err(Error::Config(format!(
+                "two nodes claim the id {:?} ({} and {})",
+                d[0].id, d[0].addr, d[1].addr
+            )));
+        }
+        let (r, w) = cfg.replication(nodes.len())?;
+        let members = nodes
+            .iter()
+            .map(|n| Member {
+                id: n.id.clone(),
+                weight: 1.0,
+            })
+            .collect();
+        Ok(View {
+            placement: Placement::new(members),
+            nodes,
+            r,
+            w,
+        })
+    }
+}

@@ -1,0 +1,43 @@
+//! The commands, one file each. A client command's `run` takes its arguments and the
+//! connection flags given before the subcommand.
+
+pub mod add;
+pub mod completions;
+pub mod count;
+pub mod del;
+pub mod demo;
+pub mod get;
+pub mod health;
+pub mod keys;
+pub mod load;
+pub mod lookup;
+pub mod node;
+pub mod put;
+pub mod status;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use clap::ValueEnum;
+
+/// How `keys` and `lookup` print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Raw bytes: KEY (keys) or KEY<TAB>VALUE (lookup), one per line. A key or value
+    /// holding a newline or tab cannot be told apart.
+    Text,
+    /// One JSON object per line, {"key": ..., "value": ...}; bytes that are not UTF-8
+    /// as "key_base64"/"value_base64". `dstash load --format jsonl` reads it back.
+    Jsonl,
+}
+
+/// A file to read, or stdin for `-`; with its size when known.
+pub fn open(file: &Path) -> Result<(Box<dyn BufRead + Send>, Option<u64>)> {
+    if file.as_os_str() == "-" {
+        return Ok((Box::new(BufReader::new(std::io::stdin())), None));
+    }
+    let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let len = f.metadata().ok().map(|m| m.len());
+    Ok((Box::new(BufReader::with_capacity(1 << 20, f)), len))
+}
