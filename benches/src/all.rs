@@ -10,33 +10,15 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+#[derive(Debug, clap::Args)]
 pub struct Args {
+    #[arg(long, default_value_t = 3, value_parser = crate::flags::min::<1>)]
     runs: usize,
+    /// Small sizes, one run, no Redis: CI's smoke run.
+    #[arg(long)]
     quick: bool,
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/REPORT.md"))]
     out: PathBuf,
-}
-
-pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut a = Args {
-        runs: 3,
-        quick: false,
-        out: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/REPORT.md")),
-    };
-    while let Some(flag) = it.next() {
-        let mut val = || it.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--runs" => {
-                a.runs = val()?
-                    .parse::<usize>()
-                    .map_err(|e| format!("--runs: {e}"))?
-                    .max(1)
-            }
-            "--quick" => a.quick = true,
-            "--out" => a.out = PathBuf::from(val()?),
-            other => return Err(format!("unknown flag {other}")),
-        }
-    }
-    Ok(a)
 }
 
 /// One section of the report: a title, what it compares, and the subcommand to run.

@@ -18,33 +18,19 @@ use tonic::transport::Channel;
 use crate::loopback::Server;
 use crate::workload::{dir_bytes, mix, rss_anon_of};
 
+#[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Data to load, in MiB.
+    #[arg(long, default_value_t = 4096, value_parser = crate::flags::min_u64::<1>)]
     data_mib: u64,
+    /// The memory cgroup's limit, in MiB.
+    #[arg(long, default_value_t = 256, value_parser = crate::flags::min_u64::<16>)]
     limit_mib: u64,
+    #[arg(long, default_value_t = 200_000, value_parser = crate::flags::min::<1>)]
     lookups: usize,
     /// Lookup streams at once (the disk answers in parallel).
+    #[arg(long, default_value_t = 16, value_parser = crate::flags::min::<1>)]
     parallel: usize,
-}
-
-pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut a = Args {
-        data_mib: 4096,
-        limit_mib: 256,
-        lookups: 200_000,
-        parallel: 16,
-    };
-    while let Some(flag) = it.next() {
-        let mut val = || it.next().ok_or(format!("{flag} needs a value"));
-        let num = |v: String| v.parse::<u64>().map_err(|e| format!("{flag}: {e}"));
-        match flag.as_str() {
-            "--data-mib" => a.data_mib = num(val()?)?.max(1),
-            "--limit-mib" => a.limit_mib = num(val()?)?.max(16),
-            "--lookups" => a.lookups = num(val()?)?.max(1) as usize,
-            "--parallel" => a.parallel = num(val()?)?.max(1) as usize,
-            other => return Err(format!("unknown flag {other}")),
-        }
-    }
-    Ok(a)
 }
 
 const NS: &str = "big";

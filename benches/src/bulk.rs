@@ -17,33 +17,15 @@ use std::time::Instant;
 use crate::redis_side::{self, Persistence, RedisServer};
 use crate::table::{self, Cell, Unit};
 
+#[derive(Debug, clap::Args)]
 pub struct Args {
+    #[arg(long, default_value_t = 1_000_000)]
     keys: u64,
+    #[arg(long, default_value_t = 3, value_parser = crate::flags::min::<1>)]
     runs: usize,
+    /// Leave the Redis columns empty.
+    #[arg(long)]
     no_redis: bool,
-}
-
-pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut a = Args {
-        keys: 1_000_000,
-        runs: 3,
-        no_redis: false,
-    };
-    while let Some(flag) = it.next() {
-        let mut val = || it.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--keys" => a.keys = val()?.parse().map_err(|e| format!("--keys: {e}"))?,
-            "--runs" => {
-                a.runs = val()?
-                    .parse::<usize>()
-                    .map_err(|e| format!("--runs: {e}"))?
-                    .max(1)
-            }
-            "--no-redis" => a.no_redis = true,
-            other => return Err(format!("unknown flag {other}")),
-        }
-    }
-    Ok(a)
 }
 
 /// The `dstash` binary built beside this one.

@@ -16,30 +16,15 @@ use dstash_client::{Bytes, Client, ClientConfig, NodeSpec, PutItem};
 use crate::loopback::Server;
 use crate::table::{Cell, Unit};
 
+#[derive(Debug, clap::Args)]
 pub struct Args {
+    #[arg(long, default_value_t = 1_000_000, value_parser = crate::flags::min::<1>)]
     keys: usize,
+    /// Keys looked up (at most --keys).
+    #[arg(long, default_value_t = 100_000, value_parser = crate::flags::min::<1>)]
     lookups: usize,
+    #[arg(long, default_value_t = 3, value_parser = crate::flags::min::<1>)]
     runs: usize,
-}
-
-pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut a = Args {
-        keys: 1_000_000,
-        lookups: 100_000,
-        runs: 3,
-    };
-    while let Some(flag) = it.next() {
-        let mut val = || it.next().ok_or(format!("{flag} needs a value"));
-        let num = |v: String| v.parse::<usize>().map_err(|e| format!("{flag}: {e}"));
-        match flag.as_str() {
-            "--keys" => a.keys = num(val()?)?.max(1),
-            "--lookups" => a.lookups = num(val()?)?.max(1),
-            "--runs" => a.runs = num(val()?)?.max(1),
-            other => return Err(format!("unknown flag {other}")),
-        }
-    }
-    a.lookups = a.lookups.min(a.keys);
-    Ok(a)
 }
 
 fn items(n: usize) -> Vec<PutItem> {
@@ -93,7 +78,8 @@ async fn load(c: &Client, items: &[PutItem]) -> f64 {
     t.elapsed().as_secs_f64()
 }
 
-pub fn run(a: Args) -> Result<(), String> {
+pub fn run(mut a: Args) -> Result<(), String> {
+    a.lookups = a.lookups.min(a.keys);
     let all = items(a.keys);
     let lookup_keys: Vec<Bytes> = all
         .iter()

@@ -22,37 +22,18 @@ use crate::redis_side::{self, Persistence, RedisServer};
 use crate::table::{self, Cell, Unit};
 use crate::workload::{dir_bytes, mix, rss_anon_of};
 
+#[derive(Debug, clap::Args)]
 pub struct Args {
+    #[arg(long, default_value_t = 1_000_000, value_parser = crate::flags::min_u64::<2000>)]
     events: u64,
+    #[arg(long, default_value_t = 3, value_parser = crate::flags::min::<1>)]
     runs: usize,
+    /// Distinct keys, one run per count.
+    #[arg(long = "keys", value_delimiter = ',', default_values_t = [10_000u64, 1_000_000])]
     key_counts: Vec<u64>,
+    /// Leave the Redis columns empty.
+    #[arg(long)]
     no_redis: bool,
-}
-
-pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut a = Args {
-        events: 1_000_000,
-        runs: 3,
-        key_counts: vec![10_000, 1_000_000],
-        no_redis: false,
-    };
-    while let Some(flag) = it.next() {
-        let mut val = || it.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--events" => a.events = val()?.parse().map_err(|e| format!("--events: {e}"))?,
-            "--runs" => {
-                a.runs = val()?
-                    .parse::<usize>()
-                    .map_err(|e| format!("--runs: {e}"))?
-                    .max(1)
-            }
-            "--keys" => a.key_counts = crate::table::list(&flag, &val()?)?,
-            "--no-redis" => a.no_redis = true,
-            other => return Err(format!("unknown flag {other}")),
-        }
-    }
-    a.events = a.events.max(2_000);
-    Ok(a)
 }
 
 const NS: &str = "rate";

@@ -11,42 +11,22 @@ use crate::svg::{line_chart, Series};
 use crate::table::{self, Cell, Unit};
 use crate::workload::Shuffle;
 
+#[derive(Debug, clap::Args)]
 pub struct Args {
     /// Run only dstash's rows (for profiling).
+    #[arg(long)]
     only_dstash: bool,
+    /// Key counts, one run each (at least 1000).
+    #[arg(long = "keys", value_delimiter = ',', default_values_t = [1_000_000u64], value_parser = crate::flags::min_u64::<1000>)]
     sizes: Vec<u64>,
+    #[arg(long, default_value_t = 3, value_parser = crate::flags::min::<1>)]
     runs: usize,
     /// Where to write one SVG chart per workload, each engine against key count.
+    #[arg(long)]
     plots: Option<std::path::PathBuf>,
     /// The largest key count candystore is run at (its load slows sharply as it grows).
+    #[arg(long, default_value_t = 1_000_000)]
     candy_max: u64,
-}
-
-pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut a = Args {
-        only_dstash: false,
-        sizes: vec![1_000_000],
-        runs: 3,
-        plots: None,
-        candy_max: 1_000_000,
-    };
-    while let Some(flag) = it.next() {
-        let mut val = || it.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--keys" => a.sizes = table::list(&flag, &val()?)?,
-            "--runs" => a.runs = val()?.parse().map_err(|e| format!("--runs: {e}"))?,
-            "--only-dstash" => a.only_dstash = true,
-            "--plots" => a.plots = Some(val()?.into()),
-            "--candy-max" => {
-                a.candy_max = val()?.parse().map_err(|e| format!("--candy-max: {e}"))?
-            }
-            other => return Err(format!("unknown flag {other}")),
-        }
-    }
-    if a.sizes.iter().any(|&n| n < 1000) {
-        return Err("--keys: each key count must be at least 1000".into());
-    }
-    Ok(a)
 }
 
 struct Row {

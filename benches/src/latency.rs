@@ -19,41 +19,18 @@ use crate::loopback::Server;
 use crate::redis_side::{self, Persistence, RedisServer};
 use crate::table::{Cell, Unit};
 
+#[derive(Debug, clap::Args)]
 pub struct Args {
+    #[arg(long, default_value_t = 20_000, value_parser = crate::flags::min::<100>)]
     requests: usize,
+    #[arg(long, default_value_t = 3, value_parser = crate::flags::min::<1>)]
     runs: usize,
+    /// Concurrent clients, one run per count.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 50])]
     clients: Vec<usize>,
+    /// Leave the Redis columns empty.
+    #[arg(long)]
     no_redis: bool,
-}
-
-pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut a = Args {
-        requests: 20_000,
-        runs: 3,
-        clients: vec![1, 50],
-        no_redis: false,
-    };
-    while let Some(flag) = it.next() {
-        let mut val = || it.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--requests" => {
-                a.requests = val()?
-                    .parse::<usize>()
-                    .map_err(|e| format!("--requests: {e}"))?
-                    .max(100)
-            }
-            "--runs" => {
-                a.runs = val()?
-                    .parse::<usize>()
-                    .map_err(|e| format!("--runs: {e}"))?
-                    .max(1)
-            }
-            "--clients" => a.clients = crate::table::list(&flag, &val()?)?,
-            "--no-redis" => a.no_redis = true,
-            other => return Err(format!("unknown flag {other}")),
-        }
-    }
-    Ok(a)
 }
 
 /// (ops/s, p50, p99) in (1/s, ns, ns).

@@ -20,37 +20,20 @@ use crate::redis_side::{self, Persistence, RedisServer};
 use crate::table::{self, Cell, Unit};
 use crate::workload::rss_anon_of;
 
+#[derive(Debug, clap::Args)]
 pub struct Args {
+    #[arg(long, default_value_t = 100_000)]
     keys: usize,
+    #[arg(long, default_value_t = 3, value_parser = crate::flags::min::<1>)]
     runs: usize,
+    #[arg(long, default_value_t = 1000, value_parser = crate::flags::min::<1>)]
     batch: usize,
     /// Profile an already running node instead (dstash rows only).
+    #[arg(long)]
     node: Option<SocketAddr>,
     /// Leave the Redis columns empty (CI's smoke run: no apt there).
+    #[arg(long)]
     no_redis: bool,
-}
-
-pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut a = Args {
-        keys: 100_000,
-        runs: 3,
-        batch: 1000,
-        node: None,
-        no_redis: false,
-    };
-    while let Some(flag) = it.next() {
-        let mut val = || it.next().ok_or(format!("{flag} needs a value"));
-        let num = |v: String| v.parse::<usize>().map_err(|e| format!("{flag}: {e}"));
-        match flag.as_str() {
-            "--keys" => a.keys = num(val()?)?,
-            "--runs" => a.runs = num(val()?)?.max(1),
-            "--batch" => a.batch = num(val()?)?.max(1),
-            "--no-redis" => a.no_redis = true,
-            "--node" => a.node = Some(val()?.parse().map_err(|e| format!("--node: {e}"))?),
-            other => return Err(format!("unknown flag {other}")),
-        }
-    }
-    Ok(a)
 }
 
 /// A server child (`serve-node DIR` or `serve-echo`) and the address it printed.

@@ -34,6 +34,7 @@ mod counts;
 mod echo;
 mod engine;
 mod engines;
+mod flags;
 mod hist;
 mod kill;
 mod latency;
@@ -45,28 +46,72 @@ mod svg;
 mod table;
 mod workload;
 
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "dstash-benches",
+    about = "dstash side by side with what users would pick instead"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Section,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Section {
+    /// Every section, written to benches/REPORT.md.
+    All(all::Args),
+    /// The storage engine against heed (LMDB) and candystore.
+    Engine(engine::Args),
+    /// One node over loopback against Redis MSET/MGET and a store-less echo server.
+    Node(loopback::Args),
+    /// The client's replicated bulk load and batch lookup over local nodes.
+    Cluster(cluster::Args),
+    /// Many concurrent streams against one node, checked answer by answer.
+    Soak(soak::Args),
+    /// One node in a memory cgroup far smaller than its data.
+    LargerThanRam(bigger::Args),
+    /// Expiring counts against Redis's ZSET sliding window.
+    Counts(counts::Args),
+    /// `dstash load` from a file against `redis-cli --pipe`.
+    Bulk(bulk::Args),
+    /// Durable puts, memory and open time as keys grow.
+    Scaling(scaling::Args),
+    /// Unary Put and Lookup against redis-benchmark.
+    Latency(latency::Args),
+    #[command(hide = true)]
+    ServeNode(Child),
+    #[command(hide = true)]
+    ServeEcho,
+    #[command(hide = true)]
+    KillLoad(Child),
+    #[command(hide = true)]
+    Reopen(Child),
+}
+
+/// A child process's positional arguments, as its parent passes them.
+#[derive(Debug, clap::Args)]
+struct Child {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let cmd = args.next().unwrap_or_default();
-    let result = match cmd.as_str() {
-        "all" => all::parse(args).and_then(all::run),
-        "engine" => engine::parse(args).and_then(engine::run),
-        "node" => loopback::parse(args).and_then(loopback::run),
-        "cluster" => cluster::parse(args).and_then(cluster::run),
-        "soak" => soak::parse(args).and_then(soak::run),
-        "larger-than-ram" => bigger::parse(args).and_then(bigger::run),
-        "counts" => counts::parse(args).and_then(counts::run),
-        "bulk" => bulk::parse(args).and_then(bulk::run),
-        "scaling" => scaling::parse(args).and_then(scaling::run),
-        "latency" => latency::parse(args).and_then(latency::run),
-        "serve-node" => loopback::child_serve_node(args),
-        "serve-echo" => loopback::child_serve_echo(),
-        "kill-load" => kill::child_load(args),
-        "reopen" => kill::child_reopen(args),
-        _ => Err(
-            "usage: dstash-benches all [--runs R] [--quick] [--out FILE]\n       dstash-benches engine [--keys A,B] [--runs R] [--plots DIR] [--candy-max N] [--only-dstash]\n       dstash-benches node [--keys N] [--runs R] [--batch B] [--no-redis] [--node ADDR]\n       dstash-benches cluster [--keys N] [--lookups N] [--runs R]\n       dstash-benches soak [--streams N] [--seconds S] [--batch B] [--keys N] [--connections C]\n       dstash-benches larger-than-ram [--data-mib M] [--limit-mib M] [--lookups N] [--parallel P]\n       dstash-benches bulk [--keys N] [--runs R] [--no-redis]\n       dstash-benches scaling [--keys A,B,C] [--runs R] [--plots DIR]\n       dstash-benches counts [--events N] [--keys K1,K2] [--runs R] [--no-redis]\n       dstash-benches latency [--requests N] [--clients C1,C2] [--runs R] [--no-redis]"
-                .into(),
-        ),
+    let cli = <Cli as clap::Parser>::parse();
+    let result = match cli.command {
+        Section::All(a) => all::run(a),
+        Section::Engine(a) => engine::run(a),
+        Section::Node(a) => loopback::run(a),
+        Section::Cluster(a) => cluster::run(a),
+        Section::Soak(a) => soak::run(a),
+        Section::LargerThanRam(a) => bigger::run(a),
+        Section::Counts(a) => counts::run(a),
+        Section::Bulk(a) => bulk::run(a),
+        Section::Scaling(a) => scaling::run(a),
+        Section::Latency(a) => latency::run(a),
+        Section::ServeNode(c) => loopback::child_serve_node(c.args.into_iter()),
+        Section::ServeEcho => loopback::child_serve_echo(),
+        Section::KillLoad(c) => kill::child_load(c.args.into_iter()),
+        Section::Reopen(c) => kill::child_reopen(c.args.into_iter()),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -12,33 +12,16 @@ use dstash_storage::SyncMode;
 use crate::svg::{line_chart, Series};
 use crate::table::{self, Cell, Unit};
 
+#[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Key counts, one point each.
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000_000u64, 10_000_000, 50_000_000])]
     keys: Vec<u64>,
+    #[arg(long, default_value_t = 3, value_parser = crate::flags::min::<1>)]
     runs: usize,
+    /// Where the SVG charts go.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/plots"))]
     plots: PathBuf,
-}
-
-pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut a = Args {
-        keys: vec![1_000_000, 10_000_000, 50_000_000],
-        runs: 3,
-        plots: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/plots")),
-    };
-    while let Some(flag) = it.next() {
-        let mut val = || it.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--keys" => a.keys = crate::table::list(&flag, &val()?)?,
-            "--runs" => {
-                a.runs = val()?
-                    .parse::<usize>()
-                    .map_err(|e| format!("--runs: {e}"))?
-                    .max(1)
-            }
-            "--plots" => a.plots = PathBuf::from(val()?),
-            other => return Err(format!("unknown flag {other}")),
-        }
-    }
-    Ok(a)
 }
 
 /// The figures of one point, as (name, unit, y label, file).

@@ -27,40 +27,21 @@ use tonic::transport::Channel;
 use crate::hist::Hist;
 use crate::loopback::Server;
 
+#[derive(Debug, clap::Args)]
 pub struct Args {
+    #[arg(long, default_value_t = 1000, value_parser = crate::flags::min::<4>)]
     streams: usize,
+    #[arg(long, default_value_t = 60.0)]
     seconds: f64,
     /// Keys per batch.
+    #[arg(long, default_value_t = 10, value_parser = crate::flags::min::<1>)]
     batch: usize,
     /// Preloaded keys the lookup streams read.
+    #[arg(long, default_value_t = 10_000, value_parser = crate::flags::min::<1>)]
     keys: usize,
     /// HTTP/2 connections the streams share.
+    #[arg(long, default_value_t = 10, value_parser = crate::flags::min::<1>)]
     connections: usize,
-}
-
-pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut a = Args {
-        streams: 1000,
-        seconds: 60.0,
-        batch: 10,
-        keys: 10_000,
-        connections: 10,
-    };
-    while let Some(flag) = it.next() {
-        let mut val = || it.next().ok_or(format!("{flag} needs a value"));
-        let num = |v: String| v.parse::<usize>().map_err(|e| format!("{flag}: {e}"));
-        match flag.as_str() {
-            "--streams" => a.streams = num(val()?)?.max(4),
-            "--seconds" => {
-                a.seconds = val()?.parse().map_err(|e| format!("--seconds: {e}"))?;
-            }
-            "--batch" => a.batch = num(val()?)?.max(1),
-            "--keys" => a.keys = num(val()?)?.max(1),
-            "--connections" => a.connections = num(val()?)?.max(1),
-            other => return Err(format!("unknown flag {other}")),
-        }
-    }
-    Ok(a)
 }
 
 const NS: &str = "soak";

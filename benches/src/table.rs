@@ -49,16 +49,6 @@ impl Cell {
     }
 }
 
-/// A flag's comma-separated values, e.g. `--keys 1000000,10000000`.
-pub fn list<T: std::str::FromStr>(flag: &str, v: &str) -> Result<Vec<T>, String>
-where
-    T::Err: std::fmt::Display,
-{
-    v.split(',')
-        .map(|s| s.trim().parse().map_err(|e| format!("{flag}: {s:?}: {e}")))
-        .collect()
-}
-
 /// Set (to anything) for [`Cell::show`] to follow each figure with its runs' values in
 /// an HTML comment, `<!--raw UNIT V1 V2 ...-->`.
 pub const RAW: &str = "DSTASH_BENCH_RAW";
