@@ -3,27 +3,10 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use support::{run_with, spawn_loopback, spawn_node};
 
-use support::{spawn_loopback, spawn_node, DSTASH};
-
-/// Runs `dstash ARGS` with `stdin`, no DSTASH_* connection variables: (code, stdout, stderr).
 fn dstash(args: &[&str], stdin: &[u8]) -> (i32, Vec<u8>, String) {
-    let mut child = Command::new(DSTASH)
-        .args(args)
-        .env_remove("DSTASH_NODES")
-        .env_remove("DSTASH_CONSUL")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    (out.status.code().unwrap_or(-1), out.stdout, err)
+    run_with(args, stdin, &[])
 }
 
 fn ok(args: &[&str], stdin: &[u8]) -> Vec<u8> {

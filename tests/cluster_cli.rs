@@ -5,7 +5,7 @@ mod support;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use support::{spawn_loopback, NodeProcess, DSTASH};
+use support::{run_with, spawn_loopback, NodeProcess, DSTASH};
 
 struct Cluster {
     nodes: Vec<Option<NodeProcess>>,
@@ -32,22 +32,8 @@ fn cluster() -> Cluster {
 impl Cluster {
     /// Runs `dstash ARGS` against the cluster, with `stdin`: (exit code, stdout, stderr).
     fn run(&self, args: &[&str], stdin: &[u8]) -> (i32, String, String) {
-        let mut child = Command::new(DSTASH)
-            .args(args)
-            .env("DSTASH_NODES", &self.list)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin).unwrap();
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let (code, out, err) = run_with(args, stdin, &[("DSTASH_NODES", &self.list)]);
+        (code, String::from_utf8_lossy(&out).into_owned(), err)
     }
 
     fn ok(&self, args: &[&str]) -> String {

@@ -124,6 +124,28 @@ pub fn run(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Runs `dstash ARGS` with `stdin` and `env`, and no DSTASH_NODES or DSTASH_CONSUL
+/// from the test's own environment: (exit code, stdout, stderr).
+pub fn run_with(args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> (i32, Vec<u8>, String) {
+    let mut child = Command::new(DSTASH)
+        .args(args)
+        .env_remove("DSTASH_NODES")
+        .env_remove("DSTASH_CONSUL")
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning dstash");
+    let mut input = child.stdin.take().expect("piped stdin");
+    std::io::Write::write_all(&mut input, stdin).expect("writing dstash's stdin");
+    drop(input);
+    let out = child.wait_with_output().expect("running dstash");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code().unwrap_or(-1), out.stdout, err)
+}
+
 /// `var` parsed, or `default` when it is unset or does not parse.
 pub fn env_or<T: std::str::FromStr>(var: &str, default: T) -> T {
     std::env::var(var)
