@@ -2,7 +2,6 @@
 
 mod support;
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 
 use support::{run_with, spawn_loopback, NodeProcess, DSTASH};
