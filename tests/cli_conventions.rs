@@ -67,6 +67,30 @@ fn connection_flags_go_before_or_after_the_subcommand() {
 }
 
 #[test]
+fn a_bare_node_that_is_down_is_warned_about_and_the_rest_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = spawn_loopback(&dir.path().join("a"), &[]);
+    let b = spawn_loopback(&dir.path().join("b"), &[]);
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let nodes = format!("{},{dead},{}", a.addr, b.addr);
+    let (code, _, err) = dstash(&["--nodes", &nodes, "put", "ns", "k", "v"], b"");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&dead) && err.contains("cannot learn its node id"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("cannot learn its node id").count(),
+        1,
+        "warned once: {err}"
+    );
+    assert_eq!(ok(&["--nodes", &nodes, "get", "ns", "k"], b""), b"v\n");
+}
+
+#[test]
 fn with_no_nodes_given_commands_use_the_default_port() {
     // The node's own default port: the test needs it free, and says so when it is not.
     if std::net::TcpListener::bind("127.0.0.1:5000").is_err() {

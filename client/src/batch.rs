@@ -11,6 +11,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
 use dstash_proto::v1::*;
 use dstash_proto::Bytes;
@@ -73,6 +74,12 @@ where
     if total == 0 {
         return (Vec::new(), None);
     }
+    if let Some(left) = node.health.down_for(Instant::now()) {
+        let s = Status::unavailable(format!(
+            "marked down for another {left:.1?} after failed calls"
+        ));
+        return (Vec::new(), Some(failure(node, &s)));
+    }
     let permits = Arc::new(Semaphore::new(in_flight.max(1)));
     let (tx, rx) = mpsc::channel::<Req>(1);
     let feeder = {
@@ -110,6 +117,8 @@ where
     }
     .await;
     feeder.abort();
+    node.health
+        .record(result.as_ref().err().map(Status::code), Instant::now());
     (answers, result.err().map(|s| failure(node, &s)))
 }
 

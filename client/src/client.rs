@@ -5,14 +5,14 @@
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dstash_proto::v1::*;
 use dstash_proto::Bytes;
 use tonic::{Code, Status};
 
 use crate::config::ClientConfig;
-use crate::conn::{channel, Rpc};
+use crate::conn::Rpc;
 use crate::error::{Error, NodeFailure, Result};
 use crate::view::{NodeHandle, View};
 
@@ -56,58 +56,14 @@ pub struct NodeStatus {
 }
 
 impl Client {
-    /// Connects to the configured nodes, learning the ids of nodes given without one.
-    pub async fn connect(cfg: ClientConfig) -> Result<Client> {
-        if cfg.nodes.is_empty() {
-            return Err(Error::Config(
-                "no nodes given (--nodes ID=HOST:PORT,...)".into(),
-            ));
-        }
-        let cfg = Arc::new(cfg);
-        let mut nodes = Vec::new();
-        for spec in &cfg.nodes {
-            let mut rpc = channel(&cfg, &spec.addr)?;
-            let id = match &spec.id {
-                Some(id) => id.clone(),
-                None => {
-                    let asked =
-                        tokio::time::timeout(cfg.connect_timeout, rpc.status(StatusRequest {}))
-                            .await
-                            .map_err(|_| Status::deadline_exceeded("no answer"))
-                            .and_then(|r| r);
-                    match asked {
-                        Ok(s) => s.into_inner().node_id,
-                        Err(e) => {
-                            return Err(Error::Connect {
-                                addr: spec.addr.clone(),
-                                reason: format!(
-                                    "asking its node id: {}; give the node as ID={}",
-                                    e.message(),
-                                    spec.addr
-                                ),
-                            })
-                        }
-                    }
-                }
-            };
-            nodes.push(NodeHandle {
-                id,
-                addr: spec.addr.clone(),
-                rpc,
-            });
-        }
-        let client = Client {
-            cfg,
-            view: Arc::new(RwLock::new(Arc::new(View::empty()))),
-        };
-        client.set_nodes(nodes)?;
-        Ok(client)
-    }
-
     /// A client with no nodes yet.
     pub(crate) fn empty(cfg: ClientConfig) -> Client {
+        Self::empty_shared(Arc::new(cfg))
+    }
+
+    pub(crate) fn empty_shared(cfg: Arc<ClientConfig>) -> Client {
         Client {
-            cfg: Arc::new(cfg),
+            cfg,
             view: Arc::new(RwLock::new(Arc::new(View::empty()))),
         }
     }
@@ -143,6 +99,12 @@ impl Client {
         F: Fn(Rpc) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
     {
+        if let Some(left) = node.health.down_for(Instant::now()) {
+            return Err(Status::unavailable(format!(
+                "{} is marked down for another {left:.1?} after failed calls",
+                node.id
+            )));
+        }
         let mut attempt = 0;
         loop {
             let answer = match tokio::time::timeout(self.cfg.timeout, f(node.rpc.clone())).await {
@@ -157,7 +119,11 @@ impl Client {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
                 }
-                other => return other,
+                other => {
+                    let code = other.as_ref().err().map(Status::code);
+                    node.health.record(code, Instant::now());
+                    return other;
+                }
             }
         }
     }

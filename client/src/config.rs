@@ -74,6 +74,10 @@ pub struct ClientConfig {
     pub batch_keys: usize,
     /// Unacknowledged batches per node stream.
     pub in_flight: usize,
+    /// How long a node whose call failed at the transport is skipped before it is
+    /// tried again (doubling while it keeps failing, to 30 s); also the first wait
+    /// before asking again the id of a node that did not answer at connect.
+    pub node_down: Duration,
 }
 
 impl ClientConfig {
@@ -89,6 +93,7 @@ impl ClientConfig {
             retries: 2,
             batch_keys: 1000,
             in_flight: 8,
+            node_down: crate::health::FIRST_DOWN,
         }
     }
 

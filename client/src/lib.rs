@@ -4,6 +4,7 @@
 //! - [`placement`]: weighted rendezvous hashing over node ids.
 //! - [`config`]: nodes, R and W, TLS, token, timeouts.
 //! - [`conn`]: one reused channel per node, with TLS and the bearer token.
+//! - [`health`]: nodes marked down, with backoff, after transport failures.
 //! - [`quorum`]: the write-quorum rule.
 //! - [`view`]: the cluster as one snapshot: nodes, placement, R and W.
 //! - [`client`]: the call every request goes through, listing, status; single-key
@@ -22,7 +23,9 @@ pub mod batch;
 pub mod client;
 pub mod config;
 pub mod conn;
+mod connect;
 pub mod error;
+pub mod health;
 pub mod load;
 pub mod membership;
 pub mod placement;

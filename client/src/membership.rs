@@ -24,11 +24,12 @@ fn handles(cfg: &ClientConfig, view: &View, set: &[Instance]) -> Result<Vec<Node
             let addr = i.addr();
             match existing.get(&(i.id.as_str(), addr.as_str())) {
                 Some(n) => Ok((*n).clone()),
-                None => Ok(NodeHandle {
-                    id: i.id.clone(),
-                    rpc: channel(cfg, &addr)?,
-                    addr,
-                }),
+                None => Ok(NodeHandle::new(
+                    cfg,
+                    i.id.clone(),
+                    addr.clone(),
+                    channel(cfg, &addr)?,
+                )),
             }
         })
         .collect()

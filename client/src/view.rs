@@ -1,9 +1,12 @@
 //! The cluster as the client sees it: nodes with their channels, placement over them,
 //! and R and W. One snapshot is swapped whole when membership changes.
 
+use std::sync::Arc;
+
 use crate::config::ClientConfig;
 use crate::conn::Rpc;
 use crate::error::{Error, Result};
+use crate::health::NodeHealth;
 use crate::placement::{Member, Placement};
 
 /// A node the client talks to.
@@ -12,6 +15,19 @@ pub struct NodeHandle {
     pub id: String,
     pub addr: String,
     pub rpc: Rpc,
+    /// Shared by every clone, so a failure seen by one call is seen by all.
+    pub(crate) health: Arc<NodeHealth>,
+}
+
+impl NodeHandle {
+    pub fn new(cfg: &ClientConfig, id: String, addr: String, rpc: Rpc) -> Self {
+        Self {
+            id,
+            addr,
+            rpc,
+            health: Arc::new(NodeHealth::new(cfg.node_down)),
+        }
+    }
 }
 
 /// The cluster as one snapshot: swapped whole when membership changes, so a call sees
