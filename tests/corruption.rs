@@ -180,8 +180,9 @@ async fn check(kind: &str, case: &str, dir: &Path, damaged: &Path) -> Outcome {
     let keys: Vec<Bytes> = (0..KEYS).map(key).collect();
     let got: Vec<Option<Option<Bytes>>> = match c.get_many(NS, &keys).await {
         Ok(got) => got.into_iter().map(Some).collect(),
-        // A record whose checksum fails is refused with DATA_LOSS, which fails the
-        // whole batch on this one replica: ask key by key.
+        // A record whose checksum fails is marked damaged in the batch answer; with
+        // this one replica no other can answer for it, so get_many fails: ask key by
+        // key, and a unary lookup of that key is refused with DATA_LOSS.
         Err(_) => {
             let mut got = Vec::new();
             for k in &keys {

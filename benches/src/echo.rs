@@ -66,6 +66,7 @@ impl Dstash for Echo {
                         found: true,
                         value: Bytes::from_static(&[7; 100]),
                         ttl_seconds: 0,
+                        damaged: false,
                     })
                     .collect(),
             })

@@ -5,9 +5,10 @@
 //! - Writes go to each key's R replicas; a key is written once W of them acknowledged
 //!   the batch holding it. A node that fails mid-stream fails its unacknowledged
 //!   batches, and the keys that then miss their quorum are reported, one by one.
-//! - Reads go to each key's best replica; keys a failed node did not answer, and keys
-//!   it lacks, are asked of the next replica. A value found on a later replica is
-//!   written back to the replicas that lacked it.
+//! - Reads go to each key's best replica; keys a failed node did not answer, keys it
+//!   lacks and keys it holds damaged are asked of the next replica. A value found on a
+//!   later replica is written back to the replicas that lacked it or held it damaged.
+//!   A key is a miss only if some replica answered that it is not there.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -53,6 +54,15 @@ fn replicas_of<'a>(
     } else {
         let keys: Vec<&[u8]> = keys.collect();
         keys.into_iter().map(|k| view.replicas(k)).collect()
+    }
+}
+
+/// A replica's answer that it holds the key's record damaged.
+fn damaged(node: &NodeHandle) -> NodeFailure {
+    NodeFailure {
+        node: node.id.clone(),
+        code: tonic::Code::DataLoss,
+        message: "the replica's record for this key is damaged".into(),
     }
 }
 
@@ -209,8 +219,10 @@ impl Client {
         let view = self.view();
         let placed = replicas_of(&view, keys.par_iter().map(|k| k.as_ref()));
         let mut results: Vec<Option<(Bytes, u32)>> = vec![None; keys.len()];
-        // Replicas that answered "not there" for a key, to repair if a later one has it.
+        // Replicas that answered "not there" or "damaged" for a key, to repair if a later
+        // one has it; `absent` counts only the "not there" answers.
         let mut lacking: Vec<Vec<usize>> = vec![Vec::new(); keys.len()];
+        let mut absent: Vec<usize> = vec![0; keys.len()];
         let mut failures: Vec<Vec<NodeFailure>> = vec![Vec::new(); keys.len()];
         let mut pending: Vec<usize> = (0..keys.len()).collect();
         let chunk = self.cfg.batch_keys.max(1);
@@ -251,10 +263,15 @@ impl Client {
                     for (r, &p) in batch.results.iter().zip(ps) {
                         if r.found {
                             results[p] = Some((r.value.clone(), r.ttl_seconds));
-                        } else {
-                            lacking[p].push(n);
-                            next.push(p);
+                            continue;
                         }
+                        if r.damaged {
+                            failures[p].push(damaged(&view.nodes[n]));
+                        } else {
+                            absent[p] += 1;
+                        }
+                        lacking[p].push(n);
+                        next.push(p);
                     }
                     answered += ps.len();
                 }
@@ -281,7 +298,8 @@ impl Client {
                     }
                     out.push(Some(value));
                 }
-                None if lacking[p].is_empty() => {
+                // A miss only when a replica answered that the key is not there.
+                None if absent[p] == 0 => {
                     return Err(Error::Unavailable {
                         failures: std::mem::take(&mut failures[p]),
                     })

@@ -333,3 +333,93 @@ async fn tls_and_a_token_are_used_when_configured() {
     assert!(matches!(e, Error::Rejected(_)), "{e}");
     assert!(e.to_string().contains("Unauthenticated"), "{e}");
 }
+
+/// Flips one byte inside `marker`'s bytes in every segment of `dir` holding them.
+fn damage(dir: &std::path::Path, marker: &[u8]) -> usize {
+    let mut hit = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "dat") {
+                let mut bytes = std::fs::read(&p).unwrap();
+                if let Some(at) = bytes.windows(marker.len()).position(|w| w == marker) {
+                    bytes[at + marker.len() - 1] ^= 0x55;
+                    std::fs::write(&p, &bytes).unwrap();
+                    hit += 1;
+                }
+            }
+        }
+    }
+    hit
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_record_fails_over_for_its_key_alone_and_is_repaired() {
+    use dstash_proto::v1::LookupBatch;
+
+    let mut cluster = Cluster::start(2).await;
+    let c = cluster.client(2, Some(2)).await;
+    // A key whose best replica is n0, so n0 is asked for it first.
+    let victim = (0..)
+        .map(|i| format!("victim{i}"))
+        .find(|k| c.view().placement.replica_ids(k.as_bytes(), 2)[0] == "n0")
+        .unwrap();
+    let keys: Vec<Bytes> = ["a", victim.as_str(), "b"]
+        .iter()
+        .map(|k| Bytes::copy_from_slice(k.as_bytes()))
+        .collect();
+    let items: Vec<PutItem> = keys
+        .iter()
+        .map(|k| PutItem {
+            key: k.clone(),
+            value: Bytes::from(format!("value of {}", String::from_utf8_lossy(k))),
+            ttl_seconds: 0,
+        })
+        .collect();
+    assert_eq!(c.put_many("kv", &items).await.unwrap().written, 3);
+    cluster.stop(0).await;
+    let marker = format!("value of {victim}");
+    assert_eq!(damage(cluster.dirs[0].path(), marker.as_bytes()), 1);
+    cluster.restart(0).await;
+
+    // The damaged replica answers the other keys and marks this one alone.
+    let mut n0 = DstashClient::connect(format!("http://{}", cluster.addrs[0]))
+        .await
+        .unwrap();
+    let batch = LookupBatch {
+        namespace: "kv".into(),
+        keys: keys.clone(),
+        batch_id: 1,
+    };
+    let mut answers = n0
+        .batch_lookup(tokio_stream::iter([batch]))
+        .await
+        .unwrap()
+        .into_inner();
+    let r = answers.message().await.unwrap().unwrap().results;
+    let flags: Vec<(bool, bool)> = r.iter().map(|x| (x.found, x.damaged)).collect();
+    assert_eq!(flags, [(true, false), (false, true), (true, false)]);
+
+    // The client fails over for that key and writes it back to the damaged replica.
+    let c = cluster.client(2, Some(2)).await;
+    let got = c.get_many("kv", &keys).await.unwrap();
+    let want: Vec<Option<Bytes>> = items.iter().map(|i| Some(i.value.clone())).collect();
+    assert_eq!(got, want);
+    // Until the repair lands, a unary lookup there answers DATA_LOSS.
+    let ask = LookupRequest {
+        namespace: "kv".into(),
+        key: keys[1].clone(),
+    };
+    let mut healed = None;
+    for _ in 0..200 {
+        if let Ok(r) = n0.lookup(ask.clone()).await {
+            healed = Some(r.into_inner().value);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(healed, Some(items[1].value.clone()));
+}

@@ -4,7 +4,7 @@
 
 use dstash_proto::v1::*;
 use dstash_proto::Bytes;
-use dstash_storage::{Found, PutEntry, Result, Store};
+use dstash_storage::{Found, Lookup, PutEntry, Result, Store};
 
 pub fn put(s: &Store, b: PutBatch) -> Result<PutBatchAck> {
     let entries: Vec<PutEntry> = b
@@ -23,11 +23,23 @@ pub fn put(s: &Store, b: PutBatch) -> Result<PutBatchAck> {
     })
 }
 
+/// Each key answered on its own: a damaged record marks its key `damaged` (and is
+/// logged and counted by the store) instead of failing the batch.
 pub fn lookup(s: &Store, b: LookupBatch) -> Result<LookupBatchResult> {
-    let found = s.lookup_many(&b.namespace, &keys_of(&b.keys))?;
+    let found = s.lookup_each(&b.namespace, &keys_of(&b.keys))?;
     Ok(LookupBatchResult {
         batch_id: b.batch_id,
-        results: found.into_iter().map(answer).collect(),
+        results: found
+            .into_iter()
+            .map(|l| match l {
+                Lookup::Found(f) => answer(Some(f)),
+                Lookup::Missing => answer(None),
+                Lookup::Damaged(_) => LookupResponse {
+                    damaged: true,
+                    ..LookupResponse::default()
+                },
+            })
+            .collect(),
     })
 }
 
@@ -53,6 +65,7 @@ pub fn answer(found: Option<Found>) -> LookupResponse {
             found: true,
             value: Bytes::from(f.value),
             ttl_seconds: f.ttl_secs,
+            damaged: false,
         },
         None => LookupResponse::default(),
     }

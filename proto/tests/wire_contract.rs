@@ -42,6 +42,7 @@ fn lookup_and_delete_fields() {
         found: true,
         value: Bytes::from_static(b"x"),
         ttl_seconds: 0,
+        damaged: false,
     };
     assert_eq!(r.encode_to_vec(), [tag(1, 0), 1, tag(2, 2), 1, b'x']);
     // Added field: the remaining TTL, field 3.
@@ -53,6 +54,12 @@ fn lookup_and_delete_fields() {
         r.encode_to_vec(),
         [tag(1, 0), 1, tag(2, 2), 1, b'x', tag(3, 0), 7]
     );
+    // Added field: a damaged record on this replica, field 4.
+    let damaged = LookupResponse {
+        damaged: true,
+        ..LookupResponse::default()
+    };
+    assert_eq!(damaged.encode_to_vec(), [tag(4, 0), 1]);
     let d = DeleteRequest {
         namespace: "a".into(),
         key: Bytes::from_static(b"k"),

@@ -46,4 +46,4 @@ pub use error::{Error, Result};
 pub use keyspace::KeyspaceStats;
 pub use name::validate_namespace;
 pub use options::{Options, SyncMode, MAX_KEY_LEN};
-pub use store::{Found, KeyStream, NamespaceStats, PutEntry, Store};
+pub use store::{Found, KeyStream, Lookup, NamespaceStats, PutEntry, Store};

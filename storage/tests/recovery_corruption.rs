@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use dstash_storage::{Error, ManualClock};
+use dstash_storage::{Error, Lookup, ManualClock};
 
 const N: u64 = 400;
 
@@ -44,6 +44,22 @@ fn never_wrong(s: &dstash_storage::Store) -> (u64, u64, u64) {
     (ok, missing, corrupt)
 }
 
+/// `lookup_each` over every key answers each key as `get` does, one damaged record
+/// failing only its own key.
+fn each_key_answered_alone(s: &dstash_storage::Store) {
+    let keys: Vec<Vec<u8>> = (0..N).map(key).collect();
+    let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    let each = s.lookup_each("c", &refs).unwrap();
+    for (i, got) in each.iter().enumerate() {
+        match (got, s.get("c", &keys[i])) {
+            (Lookup::Found(f), Ok(Some(v))) => assert_eq!(f.value, v),
+            (Lookup::Missing, Ok(None)) => {}
+            (Lookup::Damaged(Error::Corrupt { .. }), Err(Error::Corrupt { .. })) => {}
+            (l, g) => panic!("key {i}: lookup_each {l:?}, get {g:?}"),
+        }
+    }
+}
+
 #[test]
 fn flipped_bits_in_records_are_caught() {
     let (base, clock, len) = image();
@@ -56,6 +72,7 @@ fn flipped_bits_in_records_are_caught() {
         flip_bit(&seg, off, (n % 8) as u8);
         let s = open(img.path(), &clock);
         let (ok, missing, corrupt) = never_wrong(&s);
+        each_key_answered_alone(&s);
         assert!(
             ok >= N - 3,
             "offset {off}: ok {ok} missing {missing} corrupt {corrupt}"

@@ -20,6 +20,11 @@ impl Keyspace {
 
     /// Looks up every key under one read lock; results are in key order.
     pub fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Stored>>> {
+        self.get_each(keys).into_iter().collect()
+    }
+
+    /// Like [`get_many`](Self::get_many), but a damaged record fails only its own key.
+    pub fn get_each(&self, keys: &[&[u8]]) -> Vec<Result<Option<Stored>>> {
         let t = self.tables.read();
         keys.iter().map(|k| self.get_locked(&t, k)).collect()
     }

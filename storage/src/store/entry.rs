@@ -13,6 +13,15 @@ pub struct PutEntry<'a> {
     pub ttl_secs: u32,
 }
 
+/// One key's answer from [`Store::lookup_each`].
+#[derive(Debug)]
+pub enum Lookup {
+    Found(Found),
+    Missing,
+    /// The key's record is damaged (`Error::Corrupt`): another replica may have it.
+    Damaged(crate::Error),
+}
+
 /// A value found by [`Store::lookup_many`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {

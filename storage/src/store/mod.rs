@@ -7,7 +7,7 @@ mod entry;
 mod limits;
 mod registry;
 
-pub use entry::{Found, KeyStream, NamespaceStats, PutEntry};
+pub use entry::{Found, KeyStream, Lookup, NamespaceStats, PutEntry};
 
 use std::fs::File;
 use std::path::Path;
@@ -128,17 +128,32 @@ impl Store {
     }
 
     /// Looks up every key, with the time each has left to live; results are in key order.
+    /// A damaged record fails the whole call (see [`lookup_each`](Self::lookup_each)).
     pub fn lookup_many(&self, ns: &str, keys: &[&[u8]]) -> Result<Vec<Option<Found>>> {
+        self.lookup_each(ns, keys)?
+            .into_iter()
+            .map(|l| match l {
+                Lookup::Found(f) => Ok(Some(f)),
+                Lookup::Missing => Ok(None),
+                Lookup::Damaged(e) => Err(e),
+            })
+            .collect()
+    }
+
+    /// Looks up every key, answering each on its own: a damaged record is
+    /// [`Lookup::Damaged`] for its key alone. Limits and a closed store still fail the
+    /// whole call.
+    pub fn lookup_each(&self, ns: &str, keys: &[&[u8]]) -> Result<Vec<Lookup>> {
         check_keys(&self.registry.opts, keys.iter().copied())?;
         let Some(n) = self.existing(ns)? else {
-            return Ok(vec![None; keys.len()]);
+            return Ok(keys.iter().map(|_| Lookup::Missing).collect());
         };
         let now = self.registry.opts.clock.now_secs();
         Ok(n.kv
-            .get_many(keys)?
+            .get_each(keys)
             .into_iter()
-            .map(|f| {
-                f.map(|(value, expires_at)| Found {
+            .map(|r| match r {
+                Ok(Some((value, expires_at))) => Lookup::Found(Found {
                     value,
                     // An unexpired key has at least a second left.
                     ttl_secs: if expires_at == 0 {
@@ -146,7 +161,9 @@ impl Store {
                     } else {
                         expires_at.saturating_sub(now).clamp(1, u32::MAX as u64) as u32
                     },
-                })
+                }),
+                Ok(None) => Lookup::Missing,
+                Err(e) => Lookup::Damaged(e),
             })
             .collect())
     }
