@@ -5,14 +5,21 @@ use std::future::Future;
 
 use dstash_proto::v1::*;
 use dstash_proto::Bytes;
-use tonic::Status;
+use tonic::{Code, Status};
 
 use crate::client::{failure, rejected, unary, Client};
 use crate::conn::Rpc;
 use crate::error::{Error, Result};
 use crate::view::NodeHandle;
 
-/// What one replica's answer means to a failover read.
+/// One replica's reply to a failover read: its answer, or the error (not a rejection)
+/// that moves the read on to the next replica.
+pub(crate) enum Reply<'a, T> {
+    Answer(T),
+    Failed(&'a Status),
+}
+
+/// What one replica's reply means to a failover read.
 pub(crate) enum Step<R> {
     /// The read is answered.
     Done(R),
@@ -21,7 +28,7 @@ pub(crate) enum Step<R> {
 }
 
 impl Client {
-    /// Asks `key`'s replicas one at a time, best first, handing each answer to `answer`
+    /// Asks `key`'s replicas one at a time, best first, handing each reply to `reply`
     /// until it is `Done`. An error or timeout moves on to the next replica; a rejection
     /// ends the read. `Ok(None)`: every replica was asked and at least one answered;
     /// `Unavailable` when none did.
@@ -29,7 +36,7 @@ impl Client {
         &self,
         key: &[u8],
         f: F,
-        mut answer: impl FnMut(&NodeHandle, T) -> Step<R>,
+        mut reply: impl FnMut(&NodeHandle, Reply<'_, T>) -> Step<R>,
     ) -> Result<Option<R>>
     where
         F: Fn(Rpc) -> Fut,
@@ -43,13 +50,18 @@ impl Client {
             match self.call(node, true, &f).await {
                 Ok(a) => {
                     answered = true;
-                    if let Step::Done(r) = answer(node, a) {
+                    if let Step::Done(r) = reply(node, Reply::Answer(a)) {
                         return Ok(Some(r));
                     }
                 }
                 Err(s) => match rejected(node, &s) {
                     Some(e) => return Err(e),
-                    None => failures.push(failure(node, &s)),
+                    None => {
+                        failures.push(failure(node, &s));
+                        if let Step::Done(r) = reply(node, Reply::Failed(&s)) {
+                            return Ok(Some(r));
+                        }
+                    }
                 },
             }
         }
@@ -61,7 +73,8 @@ impl Client {
     }
 
     /// Reads `key` from its best replica, failing over to the next on an error or
-    /// timeout. A replica that lacks a key another has gets it written back.
+    /// timeout. A replica that lacks a key another has, or holds it damaged
+    /// (`DATA_LOSS`), gets it written back.
     pub async fn get(&self, ns: &str, key: &[u8]) -> Result<Option<Bytes>> {
         let req = LookupRequest {
             namespace: ns.into(),
@@ -69,14 +82,21 @@ impl Client {
         };
         let mut lacking = Vec::new();
         let found = self
-            .failover(key, unary!(req, lookup), |node, a: LookupResponse| {
-                if a.found {
-                    Step::Done(a)
-                } else {
-                    lacking.push(node.clone());
+            .failover(
+                key,
+                unary!(req, lookup),
+                |node, r: Reply<'_, LookupResponse>| {
+                    match r {
+                        Reply::Answer(a) if a.found => return Step::Done(a),
+                        Reply::Answer(_) => lacking.push(node.clone()),
+                        Reply::Failed(s) if s.code() == Code::DataLoss => {
+                            lacking.push(node.clone())
+                        }
+                        Reply::Failed(_) => {}
+                    }
                     Step::Next
-                }
-            })
+                },
+            )
             .await?;
         Ok(found.map(|a| {
             self.repair(&lacking, ns, key, a.value.clone(), a.ttl_seconds);
@@ -125,7 +145,10 @@ impl Client {
         };
         let mut best = 0;
         let first = self
-            .failover(key, unary!(req, count), |_, a: CountResponse| {
+            .failover(key, unary!(req, count), |_, r: Reply<'_, CountResponse>| {
+                let Reply::Answer(a) = r else {
+                    return Step::Next;
+                };
                 if max_over_replicas {
                     best = best.max(a.count);
                     Step::Next

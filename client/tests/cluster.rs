@@ -356,18 +356,36 @@ fn damage(dir: &std::path::Path, marker: &[u8]) -> usize {
     hit
 }
 
+/// Asks node `n` for `key` until it answers with a value (a damaged record answers
+/// DATA_LOSS until a repair overwrites it); the value, or None if it never does.
+async fn healed(n: &mut DstashClient<tonic::transport::Channel>, key: &Bytes) -> Option<Bytes> {
+    let ask = LookupRequest {
+        namespace: "kv".into(),
+        key: key.clone(),
+    };
+    for _ in 0..200 {
+        if let Ok(r) = n.lookup(ask.clone()).await {
+            return Some(r.into_inner().value);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    None
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_record_fails_over_for_its_key_alone_and_is_repaired() {
     use dstash_proto::v1::LookupBatch;
 
     let mut cluster = Cluster::start(2).await;
     let c = cluster.client(2, Some(2)).await;
-    // A key whose best replica is n0, so n0 is asked for it first.
-    let victim = (0..)
+    // Two keys whose best replica is n0, so n0 is asked for them first: one is read in
+    // a batch, the other alone.
+    let victims: Vec<String> = (0..)
         .map(|i| format!("victim{i}"))
-        .find(|k| c.view().placement.replica_ids(k.as_bytes(), 2)[0] == "n0")
-        .unwrap();
-    let keys: Vec<Bytes> = ["a", victim.as_str(), "b"]
+        .filter(|k| c.view().placement.replica_ids(k.as_bytes(), 2)[0] == "n0")
+        .take(2)
+        .collect();
+    let keys: Vec<Bytes> = ["a", victims[0].as_str(), "b", victims[1].as_str()]
         .iter()
         .map(|k| Bytes::copy_from_slice(k.as_bytes()))
         .collect();
@@ -379,19 +397,21 @@ async fn a_damaged_record_fails_over_for_its_key_alone_and_is_repaired() {
             ttl_seconds: 0,
         })
         .collect();
-    assert_eq!(c.put_many("kv", &items).await.unwrap().written, 3);
+    assert_eq!(c.put_many("kv", &items).await.unwrap().written, 4);
     cluster.stop(0).await;
-    let marker = format!("value of {victim}");
-    assert_eq!(damage(cluster.dirs[0].path(), marker.as_bytes()), 1);
+    for v in &victims {
+        let marker = format!("value of {v}");
+        assert_eq!(damage(cluster.dirs[0].path(), marker.as_bytes()), 1);
+    }
     cluster.restart(0).await;
 
-    // The damaged replica answers the other keys and marks this one alone.
+    // The damaged replica answers the other keys and marks the damaged ones alone.
     let mut n0 = DstashClient::connect(format!("http://{}", cluster.addrs[0]))
         .await
         .unwrap();
     let batch = LookupBatch {
         namespace: "kv".into(),
-        keys: keys.clone(),
+        keys: keys[..3].to_vec(),
         batch_id: 1,
     };
     let mut answers = n0
@@ -403,23 +423,20 @@ async fn a_damaged_record_fails_over_for_its_key_alone_and_is_repaired() {
     let flags: Vec<(bool, bool)> = r.iter().map(|x| (x.found, x.damaged)).collect();
     assert_eq!(flags, [(true, false), (false, true), (true, false)]);
 
-    // The client fails over for that key and writes it back to the damaged replica.
+    // The client fails over for each damaged key and writes it back over the damage:
+    // in a batch, and alone.
     let c = cluster.client(2, Some(2)).await;
-    let got = c.get_many("kv", &keys).await.unwrap();
-    let want: Vec<Option<Bytes>> = items.iter().map(|i| Some(i.value.clone())).collect();
+    let got = c.get_many("kv", &keys[..3]).await.unwrap();
+    let want: Vec<Option<Bytes>> = items[..3].iter().map(|i| Some(i.value.clone())).collect();
     assert_eq!(got, want);
-    // Until the repair lands, a unary lookup there answers DATA_LOSS.
-    let ask = LookupRequest {
-        namespace: "kv".into(),
-        key: keys[1].clone(),
-    };
-    let mut healed = None;
-    for _ in 0..200 {
-        if let Ok(r) = n0.lookup(ask.clone()).await {
-            healed = Some(r.into_inner().value);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert_eq!(healed, Some(items[1].value.clone()));
+    assert_eq!(
+        healed(&mut n0, &keys[1]).await,
+        Some(items[1].value.clone())
+    );
+    let alone = c.get("kv", &keys[3]).await.unwrap();
+    assert_eq!(alone, Some(items[3].value.clone()));
+    assert_eq!(
+        healed(&mut n0, &keys[3]).await,
+        Some(items[3].value.clone())
+    );
 }
