@@ -18,12 +18,8 @@ impl Keyspace {
         Ok(self.get_locked(&t, key)?.map(|(v, _)| v))
     }
 
-    /// Looks up every key under one read lock; results are in key order.
-    pub fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Stored>>> {
-        self.get_each(keys).into_iter().collect()
-    }
-
-    /// Like [`get_many`](Self::get_many), but a damaged record fails only its own key.
+    /// Looks up every key under one read lock, in key order; a damaged record fails
+    /// only its own key.
     pub fn get_each(&self, keys: &[&[u8]]) -> Vec<Result<Option<Stored>>> {
         let t = self.tables.read();
         keys.iter().map(|k| self.get_locked(&t, k)).collect()
