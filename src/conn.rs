@@ -33,6 +33,11 @@ pub struct ConnArgs {
     /// Write quorum W [default: a majority of R].
     #[arg(long, env = "DSTASH_WRITE_QUORUM")]
     pub write_quorum: Option<usize>,
+    /// Read quorum: replicas whose answers (a value or a tombstone) a read compares,
+    /// newest version winning; read quorum + W > R reads every acknowledged write
+    /// [default: 1].
+    #[arg(long, env = "DSTASH_READ_QUORUM")]
+    pub read_quorum: Option<usize>,
     /// PEM CA that signed the nodes' certificates: talk TLS.
     #[arg(long, env = "DSTASH_TLS_CA", value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
@@ -63,6 +68,7 @@ impl ConnArgs {
             consul_service: self.consul_service.or(b.consul_service),
             replicas: self.replicas.or(b.replicas),
             write_quorum: self.write_quorum.or(b.write_quorum),
+            read_quorum: self.read_quorum.or(b.read_quorum),
             tls_ca: self.tls_ca.or(b.tls_ca),
             tls_cert: self.tls_cert.or(b.tls_cert),
             tls_key: self.tls_key.or(b.tls_key),
@@ -100,6 +106,10 @@ impl ConnArgs {
         let mut cfg = ClientConfig::new(self.node_specs()?);
         cfg.replicas = self.replicas.unwrap_or(DEFAULT_REPLICAS);
         cfg.write_quorum = self.write_quorum;
+        cfg.read_quorum = match self.read_quorum {
+            Some(0) => bail!("--read-quorum must be at least 1"),
+            q => q.unwrap_or(1),
+        };
         cfg.timeout = Duration::from_secs(self.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS).max(1));
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) => bail!("--tls-cert needs --tls-key"),

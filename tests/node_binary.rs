@@ -18,6 +18,7 @@ fn put(ns: &str, key: &[u8], value: &[u8]) -> PutRequest {
         key: key.to_vec().into(),
         value: value.to_vec().into(),
         ttl_seconds: 0,
+        ..Default::default()
     }
 }
 
@@ -45,6 +46,7 @@ async fn every_rpc_through_the_binary_then_sigterm_closes_clean() {
         .delete(DeleteRequest {
             namespace: "ns".into(),
             key: Bytes::from_static(b"k1"),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -56,6 +58,7 @@ async fn every_rpc_through_the_binary_then_sigterm_closes_clean() {
             key: format!("key-{i:02}").into_bytes().into(),
             value: i.to_be_bytes().to_vec().into(),
             ttl_seconds: 0,
+            ..Default::default()
         })
         .collect();
     let acks: Vec<PutBatchAck> = collect(
@@ -310,6 +313,7 @@ fn crash_batch(round: u32, id: u64) -> PutBatch {
                 key: format!("r{round}-b{id}-k{j}").into_bytes().into(),
                 value: format!("r{round}-b{id}-v{j}").into_bytes().into(),
                 ttl_seconds: 0,
+                ..Default::default()
             })
             .collect(),
         batch_id: id,

@@ -125,6 +125,7 @@ async fn load(c: &mut DstashClient<Channel>, keys: u64) -> Result<(), String> {
                         key: key(k),
                         value: value(k),
                         ttl_seconds: 0,
+                        ..Default::default()
                     })
                     .collect(),
                 batch_id: i,

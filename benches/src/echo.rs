@@ -46,6 +46,7 @@ impl Dstash for Echo {
             b.map(|b| PutBatchAck {
                 batch_id: b.batch_id,
                 written: b.entries.len() as u32,
+                ..Default::default()
             })
         });
         Ok(Response::new(Box::pin(acks)))
@@ -67,6 +68,7 @@ impl Dstash for Echo {
                         value: Bytes::from_static(&[7; 100]),
                         ttl_seconds: 0,
                         damaged: false,
+                        ..Default::default()
                     })
                     .collect(),
             })

@@ -54,6 +54,7 @@ impl Engine for Store {
                 key: &op.key,
                 value: op.value.as_deref().expect("batched writes are puts"),
                 ttl_secs: 0,
+                version: None,
             })
             .collect();
         self.put_many("bench", &entries).expect("put_many");

@@ -77,6 +77,7 @@ async fn dstash_phase(server: &Server, clients: usize, requests: usize, lookup: 
                         key: key(i),
                         value: value(i),
                         ttl_seconds: 0,
+                        ..Default::default()
                     })
                     .await
                     .expect("Put");

@@ -124,6 +124,7 @@ async fn batch_put(
                     key: Bytes::from(k.clone()),
                     value: Bytes::from(v.clone()),
                     ttl_seconds: 0,
+                    ..Default::default()
                 })
                 .collect(),
             batch_id: i as u64,

@@ -172,6 +172,7 @@ async fn stream(
                         key: own_key(s, base + j),
                         value: put_value(s, n, base + j),
                         ttl_seconds: 0,
+                        ..Default::default()
                     })
                     .collect();
                 let t = Instant::now();
@@ -316,6 +317,7 @@ async fn preload(c: &mut DstashClient<Channel>, keys: usize) -> Result<(), Strin
                     key: preloaded_key(i),
                     value: preloaded_value(i),
                     ttl_seconds: 0,
+                    ..Default::default()
                 })
                 .collect(),
             batch_id: n as u64,

@@ -5,10 +5,10 @@
 //! - Writes go to each key's R replicas; a key is written once W of them acknowledged
 //!   the batch holding it. A node that fails mid-stream fails its unacknowledged
 //!   batches, and the keys that then miss their quorum are reported, one by one.
-//! - Reads go to each key's best replica; keys a failed node did not answer, keys it
-//!   lacks and keys it holds damaged are asked of the next replica. A value found on a
-//!   later replica is written back to the replicas that lacked it or held it damaged.
-//!   A key is a miss only if some replica answered that it is not there.
+//! - Reads go to each key's best replica; keys that have not yet had the read quorum of
+//!   answers with a version (a failed node, a replica that holds nothing or a damaged
+//!   record) are asked of the next replica. The newest version wins and is written back
+//!   to the replicas found lagging (`resolve.rs` states the rules).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -24,6 +24,7 @@ use crate::client::{failure, Client};
 use crate::conn::Rpc;
 use crate::error::{is_rejection, Error, NodeFailure, Result};
 use crate::quorum::{Outcome, Tally};
+use crate::resolve::{wire_version, Held, Replies};
 use crate::view::{NodeHandle, View};
 
 /// One key to write.
@@ -150,6 +151,11 @@ impl Client {
                 per_node[n].push(pos);
             }
         }
+        // One version per item, taken now: a later call's writes sort after these.
+        let versions: Vec<_> = items
+            .iter()
+            .map(|_| wire_version(self.next_version()))
+            .collect();
         let chunk = self.cfg.batch_keys.max(1);
         let runs = per_node.iter().enumerate().map(|(n, positions)| {
             let node = view.nodes[n].clone();
@@ -164,6 +170,8 @@ impl Client {
                             key: items[p].key.clone(),
                             value: items[p].value.clone(),
                             ttl_seconds: items[p].ttl_seconds,
+                            version: versions[p],
+                            tombstone: false,
                         })
                         .collect(),
                     batch_id: id as u64,
@@ -213,17 +221,16 @@ impl Client {
         Ok(report)
     }
 
-    /// Looks up every key; results in input order. Fails only if some key could be
-    /// read from none of its replicas, or the input is refused.
+    /// Looks up every key; results in input order. Each key is read as [`Client::get`]
+    /// reads one (read quorum, newest version wins, lagging replicas repaired), rank by
+    /// rank: all keys' best replicas at once, then the next replica of the keys still
+    /// short of their quorum. Fails only if some key could be read from none of its
+    /// replicas, or the input is refused.
     pub async fn get_many(&self, ns: &str, keys: &[Bytes]) -> Result<Vec<Option<Bytes>>> {
         let view = self.view();
         let placed = replicas_of(&view, keys.par_iter().map(|k| k.as_ref()));
-        let mut results: Vec<Option<(Bytes, u32)>> = vec![None; keys.len()];
-        // Replicas that answered "not there" or "damaged" for a key, to repair if a later
-        // one has it; `absent` counts only the "not there" answers.
-        let mut lacking: Vec<Vec<usize>> = vec![Vec::new(); keys.len()];
-        let mut absent: Vec<usize> = vec![0; keys.len()];
-        let mut failures: Vec<Vec<NodeFailure>> = vec![Vec::new(); keys.len()];
+        let mut replies: Vec<Replies<NodeHandle>> =
+            keys.iter().map(|_| Replies::default()).collect();
         let mut pending: Vec<usize> = (0..keys.len()).collect();
         let chunk = self.cfg.batch_keys.max(1);
         for rank in 0..view.r {
@@ -256,22 +263,16 @@ impl Client {
                 }
             });
             let answers = futures_util::future::join_all(runs).await;
-            let mut next = Vec::new();
             for (n, (batches, failed)) in answers.into_iter().enumerate() {
+                let node = &view.nodes[n];
                 let mut answered = 0;
                 for (batch, ps) in batches.iter().zip(per_node[n].chunks(chunk)) {
                     for (r, &p) in batch.results.iter().zip(ps) {
-                        if r.found {
-                            results[p] = Some((r.value.clone(), r.ttl_seconds));
-                            continue;
+                        let held = Held::of(r);
+                        if held == Held::Damaged {
+                            replies[p].failures.push(damaged(node));
                         }
-                        if r.damaged {
-                            failures[p].push(damaged(&view.nodes[n]));
-                        } else {
-                            absent[p] += 1;
-                        }
-                        lacking[p].push(n);
-                        next.push(p);
+                        replies[p].answers.push((node.clone(), held));
                     }
                     answered += ps.len();
                 }
@@ -280,33 +281,16 @@ impl Client {
                         return Err(Error::Rejected(f));
                     }
                     for &p in &per_node[n][answered..] {
-                        failures[p].push(f.clone());
-                        next.push(p);
+                        replies[p].failures.push(f.clone());
                     }
                 }
             }
-            pending = next;
+            pending.retain(|&p| replies[p].informed() < view.q);
         }
-        let mut out = Vec::with_capacity(keys.len());
-        for (p, found) in results.into_iter().enumerate() {
-            match found {
-                Some((value, ttl)) => {
-                    if !lacking[p].is_empty() {
-                        let lacking: Vec<NodeHandle> =
-                            lacking[p].iter().map(|&n| view.nodes[n].clone()).collect();
-                        self.repair(&lacking, ns, &keys[p], value.clone(), ttl);
-                    }
-                    out.push(Some(value));
-                }
-                // A miss only when a replica answered that the key is not there.
-                None if absent[p] == 0 => {
-                    return Err(Error::Unavailable {
-                        failures: std::mem::take(&mut failures[p]),
-                    })
-                }
-                None => out.push(None),
-            }
-        }
-        Ok(out)
+        replies
+            .iter_mut()
+            .zip(keys)
+            .map(|(r, key)| self.settle(ns, key, r))
+            .collect()
     }
 }

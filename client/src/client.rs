@@ -11,6 +11,8 @@ use dstash_proto::v1::*;
 use dstash_proto::Bytes;
 use tonic::{Code, Status};
 
+use dstash_cluster::{Hlc, Version};
+
 use crate::config::ClientConfig;
 use crate::conn::Rpc;
 use crate::error::{Error, NodeFailure, Result};
@@ -20,6 +22,17 @@ use crate::view::{NodeHandle, View};
 pub struct Client {
     pub(crate) cfg: Arc<ClientConfig>,
     view: Arc<RwLock<Arc<View>>>,
+    /// Versions every write of this client carries; moved past every version it reads.
+    pub(crate) hlc: Arc<Hlc>,
+}
+
+/// A writer id for a new client: random, so two clients never share one.
+fn writer_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(dstash_cluster::version::wall_millis() as u128);
+    h.write_u32(std::process::id());
+    h.finish()
 }
 
 pub(crate) fn failure(node: &NodeHandle, s: &Status) -> NodeFailure {
@@ -62,14 +75,20 @@ impl Client {
     }
 
     pub(crate) fn empty_shared(cfg: Arc<ClientConfig>) -> Client {
-        Client {
-            cfg,
-            view: Arc::new(RwLock::new(Arc::new(View::empty()))),
-        }
+        Self::from_parts(cfg, Arc::new(RwLock::new(Arc::new(View::empty()))))
     }
 
     pub(crate) fn from_parts(cfg: Arc<ClientConfig>, view: Arc<RwLock<Arc<View>>>) -> Client {
-        Client { cfg, view }
+        Client {
+            cfg,
+            view,
+            hlc: Arc::new(Hlc::new(writer_id())),
+        }
+    }
+
+    /// The version for a write made now.
+    pub fn next_version(&self) -> Version {
+        self.hlc.now()
     }
 
     pub(crate) fn view_cell(&self) -> Arc<RwLock<Arc<View>>> {

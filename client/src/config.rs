@@ -63,6 +63,10 @@ pub struct ClientConfig {
     pub replicas: usize,
     /// Write quorum W; default ⌊R/2⌋+1.
     pub write_quorum: Option<usize>,
+    /// Replicas whose answers (a value or a tombstone) a read compares before it answers,
+    /// capped at R; default 1. With read quorum + W > R, every read sees the newest
+    /// acknowledged write, whichever replicas fail.
+    pub read_quorum: usize,
     pub tls: Option<TlsOptions>,
     pub token: Option<String>,
     pub connect_timeout: Duration,
@@ -86,6 +90,7 @@ impl ClientConfig {
             nodes,
             replicas: 2,
             write_quorum: None,
+            read_quorum: 1,
             tls: None,
             token: None,
             connect_timeout: Duration::from_secs(3),

@@ -1,7 +1,7 @@
 //! dstash's client: what bulk-load jobs and services embed, and what the `dstash` client
 //! commands are built on.
 //!
-//! - [`placement`]: weighted rendezvous hashing over node ids.
+//! - placement and versions come from `dstash-cluster`, shared with the node.
 //! - [`config`]: nodes, R and W, TLS, token, timeouts.
 //! - [`conn`]: one reused channel per node, with TLS and the bearer token.
 //! - [`health`]: nodes marked down, with backoff, after transport failures.
@@ -28,19 +28,19 @@ pub mod error;
 pub mod health;
 pub mod load;
 pub mod membership;
-pub mod placement;
 pub mod quorum;
 mod read;
+mod resolve;
 pub mod view;
 mod write;
 
 pub use batch::{LoadReport, PutItem};
 pub use client::{Client, NodeStatus};
 pub use config::{ClientConfig, NodeSpec, TlsOptions};
+pub use dstash_cluster::{placement, Hlc, Member, Placement, Version};
 pub use dstash_membership::WatchOptions;
 /// Keys and values: cheap to clone and slice.
 pub use dstash_proto::Bytes;
 pub use error::{Error, NodeFailure, Result};
 pub use load::{LineFormat, LoadOptions, LoadProgress, LoadSummary, OnError};
-pub use placement::{Member, Placement};
 pub use view::{NodeHandle, View};

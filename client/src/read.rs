@@ -10,6 +10,7 @@ use tonic::{Code, Status};
 use crate::client::{failure, rejected, unary, Client};
 use crate::conn::Rpc;
 use crate::error::{Error, Result};
+use crate::resolve::{wire_version, Held, Replies};
 use crate::view::NodeHandle;
 
 /// One replica's reply to a failover read: its answer, or the error (not a rejection)
@@ -72,57 +73,90 @@ impl Client {
         }
     }
 
-    /// Reads `key` from its best replica, failing over to the next on an error or
-    /// timeout. A replica that lacks a key another has, or holds it damaged
-    /// (`DATA_LOSS`), gets it written back.
+    /// Reads `key` from its replicas, best first, until the read quorum of them answered
+    /// with a value or a tombstone (a replica that holds nothing, or fails, moves the
+    /// read on). The newest version wins; replicas found lagging get it written back.
     pub async fn get(&self, ns: &str, key: &[u8]) -> Result<Option<Bytes>> {
         let req = LookupRequest {
             namespace: ns.into(),
             key: Bytes::copy_from_slice(key),
         };
-        let mut lacking = Vec::new();
-        let found = self
-            .failover(
-                key,
-                unary!(req, lookup),
-                |node, r: Reply<'_, LookupResponse>| {
-                    match r {
-                        Reply::Answer(a) if a.found => return Step::Done(a),
-                        Reply::Answer(_) => lacking.push(node.clone()),
-                        Reply::Failed(s) if s.code() == Code::DataLoss => {
-                            lacking.push(node.clone())
-                        }
-                        Reply::Failed(_) => {}
+        let q = self.view().q;
+        let mut replies = Replies::<NodeHandle>::default();
+        self.failover(
+            key,
+            unary!(req, lookup),
+            |node, r: Reply<'_, LookupResponse>| {
+                match r {
+                    Reply::Answer(a) => replies.answers.push((node.clone(), Held::of(&a))),
+                    Reply::Failed(s) if s.code() == Code::DataLoss => {
+                        replies.answers.push((node.clone(), Held::Damaged))
                     }
-                    Step::Next
-                },
-            )
-            .await?;
-        Ok(found.map(|a| {
-            self.repair(&lacking, ns, key, a.value.clone(), a.ttl_seconds);
-            a.value
-        }))
+                    Reply::Failed(_) => {}
+                }
+                match replies.informed() >= q {
+                    true => Step::Done(()),
+                    false => Step::Next,
+                }
+            },
+        )
+        .await?;
+        self.settle(ns, key, &mut replies)
     }
 
-    /// Writes a value back to replicas found lacking it, in the background.
-    pub(crate) fn repair(
+    /// The read's answer from the replies; the winner is written back to the lagging.
+    pub(crate) fn settle(
         &self,
-        lacking: &[NodeHandle],
         ns: &str,
         key: &[u8],
-        value: Bytes,
-        ttl_seconds: u32,
-    ) {
-        for node in lacking {
-            let req = PutRequest {
-                namespace: ns.into(),
-                key: Bytes::copy_from_slice(key),
-                value: value.clone(),
-                ttl_seconds,
-            };
-            let (client, node) = (self.clone(), node.clone());
+        replies: &mut Replies<NodeHandle>,
+    ) -> Result<Option<Bytes>> {
+        if let Some(winner) = replies.winner().cloned() {
+            if let Some(v) = winner.version() {
+                self.hlc.observe(v);
+            }
+            self.repair(&replies.lagging(), ns, key, &winner);
+        }
+        replies.outcome()
+    }
+
+    /// Writes the winning value or tombstone, with its version, back to replicas found
+    /// lagging, in the background. A replica that meanwhile took a newer write keeps it:
+    /// the repair is stale there.
+    pub(crate) fn repair(&self, lagging: &[NodeHandle], ns: &str, key: &[u8], winner: &Held) {
+        for node in lagging {
+            let (client, node, winner) = (self.clone(), node.clone(), winner.clone());
+            let (ns, key) = (ns.to_string(), Bytes::copy_from_slice(key));
             tokio::spawn(async move {
-                if let Err(e) = client.call(&node, true, unary!(req, put)).await {
+                let r = match winner {
+                    Held::Value {
+                        value,
+                        ttl_seconds,
+                        version,
+                    } => {
+                        let req = PutRequest {
+                            namespace: ns,
+                            key,
+                            value,
+                            ttl_seconds,
+                            version: wire_version(version),
+                        };
+                        client.call(&node, true, unary!(req, put)).await.map(drop)
+                    }
+                    Held::Tombstone(version) => {
+                        let req = DeleteRequest {
+                            namespace: ns,
+                            key,
+                            version: wire_version(version),
+                        };
+                        client
+                            .call(&node, true, unary!(req, delete))
+                            .await
+                            .map(drop)
+                    }
+                    Held::Nothing | Held::Damaged => Ok(()),
+                };
+                if let Err(e) = r {
                     tracing::warn!(node = %node.id, "read repair failed: {}", e.message());
                 }
             });

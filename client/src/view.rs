@@ -7,7 +7,7 @@ use crate::config::ClientConfig;
 use crate::conn::Rpc;
 use crate::error::{Error, Result};
 use crate::health::NodeHealth;
-use crate::placement::{Member, Placement};
+use dstash_cluster::{Member, Placement};
 
 /// A node the client talks to.
 #[derive(Clone)]
@@ -38,6 +38,8 @@ pub struct View {
     pub nodes: Vec<NodeHandle>,
     pub r: usize,
     pub w: usize,
+    /// Read quorum: replicas with a version a read compares, at most R.
+    pub q: usize,
 }
 
 impl View {
@@ -47,6 +49,7 @@ impl View {
             nodes: vec![],
             r: 0,
             w: 0,
+            q: 0,
         }
     }
 
@@ -81,6 +84,7 @@ impl View {
             nodes,
             r,
             w,
+            q: cfg.read_quorum.clamp(1, r),
         })
     }
 }

@@ -11,6 +11,7 @@ use crate::client::{failure, rejected, unary, Client};
 use crate::conn::Rpc;
 use crate::error::Result;
 use crate::quorum::{Outcome, Tally};
+use crate::resolve::wire_version;
 
 impl Client {
     /// Sends a write to every replica of `key` at once and returns the answers of the
@@ -66,15 +67,18 @@ impl Client {
             key: Bytes::copy_from_slice(key),
             value: Bytes::copy_from_slice(value),
             ttl_seconds,
+            version: wire_version(self.next_version()),
         };
         self.write(key, true, unary!(req, put)).await.map(drop)
     }
 
-    /// Deletes `key` from its replicas; true when any replica that answered had it.
+    /// Deletes `key` from its replicas, leaving a tombstone of this delete's version on
+    /// each; true when any replica that answered had a live value.
     pub async fn delete(&self, ns: &str, key: &[u8]) -> Result<bool> {
         let req = DeleteRequest {
             namespace: ns.into(),
             key: Bytes::copy_from_slice(key),
+            version: wire_version(self.next_version()),
         };
         let answers = self.write(key, true, unary!(req, delete)).await?;
         Ok(answers.iter().any(|a| a.found))

@@ -65,7 +65,7 @@ pub fn record(data: &[u8]) {
     if let Ok((h, key, value)) = record::decode(data) {
         assert!(h.total_len() <= data.len());
         let mut again = Vec::new();
-        record::encode(&mut again, h.kind, h.seq, h.expires_at, key, value);
+        record::encode(&mut again, h.kind, h.version, h.expires_at, key, value);
         assert_eq!(
             again,
             &data[..h.total_len()],
@@ -281,7 +281,9 @@ async fn one_request(svc: &NodeService, store: &Store, kind: u8, msg: &[u8]) {
             let Ok(r) = PutRequest::decode(msg) else {
                 return;
             };
-            if checked("Put", svc.put(Request::new(r.clone())).await).is_some() {
+            // A stale put (an older version than the one held) changes nothing.
+            let put = checked("Put", svc.put(Request::new(r.clone())).await);
+            if put.is_some_and(|p| !p.into_inner().stale) {
                 let l = svc
                     .lookup(Request::new(LookupRequest {
                         namespace: r.namespace,
@@ -397,9 +399,16 @@ fn put_batch(store: &Store, msg: &[u8]) {
 /// records, index bytes, and one valid message of every request type. The committed
 /// corpus starts from these.
 pub fn seeds(target: &str) -> Vec<Vec<u8>> {
-    let rec = |kind, seq, key: &[u8], value: &[u8]| {
+    let rec = |kind, ts: u64, key: &[u8], value: &[u8]| {
         let mut b = Vec::new();
-        record::encode(&mut b, kind, seq, 0, key, value);
+        record::encode(
+            &mut b,
+            kind,
+            dstash_storage::Version::new(ts, 1),
+            0,
+            key,
+            value,
+        );
         b
     };
     match target {
@@ -430,6 +439,10 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                         key: key.clone(),
                         value: Bytes::from_static(b"value"),
                         ttl_seconds: 5,
+                        version: Some(dstash_proto::v1::Version {
+                            ts: 1 << 40,
+                            writer: 3,
+                        }),
                     }
                     .encode(b)
                     .unwrap()
@@ -438,6 +451,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                     DeleteRequest {
                         namespace: "n".into(),
                         key: key.clone(),
+                        version: None,
                     }
                     .encode(b)
                     .unwrap()
@@ -478,11 +492,13 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                                 key: key.clone(),
                                 value: Bytes::from_static(b"a"),
                                 ttl_seconds: 0,
+                                ..Default::default()
                             },
                             Entry {
                                 key: key.clone(),
                                 value: Bytes::from_static(b"b"),
                                 ttl_seconds: 0,
+                                ..Default::default()
                             },
                         ],
                         batch_id: 1,

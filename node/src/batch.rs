@@ -2,24 +2,45 @@
 //! blocking thread for each message. Each converts the message, makes one store call,
 //! and converts the result; the store checks every limit.
 
-use dstash_proto::v1::*;
+use dstash_proto::v1::{self as wire, *};
 use dstash_proto::Bytes;
-use dstash_storage::{Found, Lookup, PutEntry, Result, Store};
+use dstash_storage::{Applied, Change, DeleteEntry, Found, Lookup, PutEntry, Result, Store};
 
+/// A version from the wire; None (the node stamps one) when the request has none.
+pub fn version_in(v: Option<wire::Version>) -> Option<dstash_storage::Version> {
+    v.map(|v| dstash_storage::Version::new(v.ts, v.writer))
+}
+
+pub fn version_out(v: dstash_storage::Version) -> Option<wire::Version> {
+    Some(wire::Version {
+        ts: v.ts,
+        writer: v.writer,
+    })
+}
+
+/// One store call for the whole batch, puts and tombstones together.
 pub fn put(s: &Store, b: PutBatch) -> Result<PutBatchAck> {
-    let entries: Vec<PutEntry> = b
+    let changes: Vec<Change> = b
         .entries
         .iter()
-        .map(|e| PutEntry {
-            key: &e.key,
-            value: &e.value,
-            ttl_secs: e.ttl_seconds,
+        .map(|e| match e.tombstone {
+            true => Change::Delete(DeleteEntry {
+                key: &e.key,
+                version: version_in(e.version),
+            }),
+            false => Change::Put(PutEntry {
+                key: &e.key,
+                value: &e.value,
+                ttl_secs: e.ttl_seconds,
+                version: version_in(e.version),
+            }),
         })
         .collect();
-    s.put_many(&b.namespace, &entries)?;
+    let applied = s.write_each(&b.namespace, &changes)?;
     Ok(PutBatchAck {
         batch_id: b.batch_id,
-        written: entries.len() as u32,
+        written: applied.len() as u32,
+        stale: applied.iter().filter(|a| **a == Applied::Stale).count() as u32,
     })
 }
 
@@ -29,17 +50,7 @@ pub fn lookup(s: &Store, b: LookupBatch) -> Result<LookupBatchResult> {
     let found = s.lookup_each(&b.namespace, &keys_of(&b.keys))?;
     Ok(LookupBatchResult {
         batch_id: b.batch_id,
-        results: found
-            .into_iter()
-            .map(|l| match l {
-                Lookup::Found(f) => answer(Some(f)),
-                Lookup::Missing => answer(None),
-                Lookup::Damaged(_) => LookupResponse {
-                    damaged: true,
-                    ..LookupResponse::default()
-                },
-            })
-            .collect(),
+        results: found.into_iter().map(answer).collect(),
     })
 }
 
@@ -59,15 +70,30 @@ pub fn count(s: &Store, b: CountBatch) -> Result<CountBatchResult> {
     })
 }
 
-pub fn answer(found: Option<Found>) -> LookupResponse {
-    match found {
-        Some(f) => LookupResponse {
+/// One key's answer: its value, tombstone, absence or damage, with the version held.
+pub fn answer(l: Lookup) -> LookupResponse {
+    match l {
+        Lookup::Found(Found {
+            value,
+            ttl_secs,
+            version,
+        }) => LookupResponse {
             found: true,
-            value: Bytes::from(f.value),
-            ttl_seconds: f.ttl_secs,
-            damaged: false,
+            value: Bytes::from(value),
+            ttl_seconds: ttl_secs,
+            version: version_out(version),
+            ..Default::default()
         },
-        None => LookupResponse::default(),
+        Lookup::Deleted(v) => LookupResponse {
+            tombstone: true,
+            version: version_out(v),
+            ..Default::default()
+        },
+        Lookup::Missing => LookupResponse::default(),
+        Lookup::Damaged(_) => LookupResponse {
+            damaged: true,
+            ..Default::default()
+        },
     }
 }
 

@@ -16,11 +16,12 @@ use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::TokenAuth;
-use crate::batch::{self, answer};
+use crate::batch::{self, answer, version_in};
 use crate::metrics::{Metrics, Rpc};
 use crate::oversize::OversizeIsInvalid;
 use crate::slot::StoreSlot;
 use crate::status::status;
+use dstash_storage::{Applied, DeleteEntry, Lookup, PutEntry};
 use tonic::service::interceptor::InterceptedService;
 
 type Answers<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -162,12 +163,21 @@ impl NodeService {
 impl Dstash for NodeService {
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let r = req.into_inner();
-        self.ctx
+        let applied = self
+            .ctx
             .run(Rpc::Put, 1, move |s| {
-                s.put(&r.namespace, &r.key, &r.value, r.ttl_seconds)
+                let e = PutEntry {
+                    key: &r.key,
+                    value: &r.value,
+                    ttl_secs: r.ttl_seconds,
+                    version: version_in(r.version),
+                };
+                Ok(s.put_many(&r.namespace, &[e])?[0])
             })
             .await?;
-        Ok(Response::new(PutResponse {}))
+        Ok(Response::new(PutResponse {
+            stale: applied == Applied::Stale,
+        }))
     }
 
     async fn lookup(
@@ -175,13 +185,17 @@ impl Dstash for NodeService {
         req: Request<LookupRequest>,
     ) -> Result<Response<LookupResponse>, Status> {
         let r = req.into_inner();
-        let v = self
+        let found = self
             .ctx
             .run(Rpc::Lookup, 1, move |s| {
-                Ok(s.lookup_many(&r.namespace, &[&r.key])?.pop().flatten())
+                match s.lookup_each(&r.namespace, &[&r.key])?.pop() {
+                    // A unary lookup of a damaged record fails with DATA_LOSS.
+                    Some(Lookup::Damaged(e)) => Err(e),
+                    l => Ok(l.unwrap_or(Lookup::Missing)),
+                }
             })
             .await?;
-        Ok(Response::new(answer(v)))
+        Ok(Response::new(answer(found)))
     }
 
     async fn delete(
@@ -189,11 +203,20 @@ impl Dstash for NodeService {
         req: Request<DeleteRequest>,
     ) -> Result<Response<DeleteResponse>, Status> {
         let r = req.into_inner();
-        let found = self
+        let applied = self
             .ctx
-            .run(Rpc::Delete, 1, move |s| s.delete(&r.namespace, &r.key))
+            .run(Rpc::Delete, 1, move |s| {
+                let e = DeleteEntry {
+                    key: &r.key,
+                    version: version_in(r.version),
+                };
+                Ok(s.delete_each(&r.namespace, &[e])?[0])
+            })
             .await?;
-        Ok(Response::new(DeleteResponse { found }))
+        Ok(Response::new(DeleteResponse {
+            found: applied == Applied::Written { existed: true },
+            stale: applied == Applied::Stale,
+        }))
     }
 
     type BatchPutStream = Answers<PutBatchAck>;

@@ -120,6 +120,7 @@ async fn every_bad_input_gets_its_documented_status_and_the_node_keeps_serving()
                 key: Bytes::from(vec![i]),
                 value: Bytes::from(vec![0; 6 << 20]),
                 ttl_seconds: 0,
+                ..Default::default()
             })
             .collect(),
         batch_id: 1,

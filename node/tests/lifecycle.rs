@@ -103,6 +103,7 @@ async fn shutdown_finishes_open_batches_then_closes_the_store_clean() {
                 key: format!("{id}-{i}").into_bytes().into(),
                 value: vec![id as u8; 10].into(),
                 ttl_seconds: 0,
+                ..Default::default()
             })
             .collect(),
         batch_id: id,
@@ -217,6 +218,7 @@ async fn oversized_messages_are_invalid_argument_naming_the_limit() {
                 key: vec![i].into(),
                 value: vec![0; 512 << 10].into(),
                 ttl_seconds: 0,
+                ..Default::default()
             })
             .collect(),
         batch_id: 1,

@@ -62,6 +62,7 @@ async fn unary_put_lookup_delete() {
         .delete(DeleteRequest {
             namespace: "u".into(),
             key: Bytes::from_static(b"alice"),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -87,6 +88,7 @@ async fn batch_streams_answer_every_batch_in_order() {
                     key: format!("k{b}-{i}").into_bytes().into(),
                     value: format!("v{b}-{i}").into_bytes().into(),
                     ttl_seconds: 0,
+                    ..Default::default()
                 })
                 .collect(),
             batch_id: 100 + b,
@@ -232,6 +234,7 @@ async fn keys_streams_glob_limit_and_counters() {
                 key: format!("user:{i}").into_bytes().into(),
                 value: Bytes::from_static(b"v"),
                 ttl_seconds: 0,
+                ..Default::default()
             })
             .collect(),
         batch_id: 1,
@@ -345,6 +348,7 @@ async fn bad_input_gets_invalid_argument_naming_the_rule_and_the_node_keeps_serv
                 key: Bytes::from_static(b"good"),
                 value: Bytes::from_static(b"1"),
                 ttl_seconds: 0,
+                ..Default::default()
             }],
             batch_id: 1,
         },
@@ -354,6 +358,7 @@ async fn bad_input_gets_invalid_argument_naming_the_rule_and_the_node_keeps_serv
                 key: Default::default(),
                 value: Bytes::from_static(b"1"),
                 ttl_seconds: 0,
+                ..Default::default()
             }],
             batch_id: 2,
         },

@@ -17,6 +17,7 @@ fn put_request_fields() {
         key: Bytes::from_static(b"k"),
         value: Bytes::from_static(b"v"),
         ttl_seconds: 5,
+        version: None,
     };
     let want = [
         tag(1, 2),
@@ -42,7 +43,7 @@ fn lookup_and_delete_fields() {
         found: true,
         value: Bytes::from_static(b"x"),
         ttl_seconds: 0,
-        damaged: false,
+        ..Default::default()
     };
     assert_eq!(r.encode_to_vec(), [tag(1, 0), 1, tag(2, 2), 1, b'x']);
     // Added field: the remaining TTL, field 3.
@@ -63,10 +64,15 @@ fn lookup_and_delete_fields() {
     let d = DeleteRequest {
         namespace: "a".into(),
         key: Bytes::from_static(b"k"),
+        version: None,
     };
     assert_eq!(d.encode_to_vec(), [tag(1, 2), 1, b'a', tag(2, 2), 1, b'k']);
     assert_eq!(
-        DeleteResponse { found: true }.encode_to_vec(),
+        DeleteResponse {
+            found: true,
+            stale: false
+        }
+        .encode_to_vec(),
         [tag(1, 0), 1]
     );
 }
@@ -79,6 +85,7 @@ fn batch_messages_fields() {
             key: Bytes::from_static(b"k"),
             value: Bytes::from_static(b"v"),
             ttl_seconds: 2,
+            ..Default::default()
         }],
         batch_id: 7,
     };
@@ -90,7 +97,8 @@ fn batch_messages_fields() {
     assert_eq!(
         PutBatchAck {
             batch_id: 7,
-            written: 3
+            written: 3,
+            stale: 0
         }
         .encode_to_vec(),
         [tag(1, 0), 7, tag(2, 0), 3]
@@ -127,6 +135,62 @@ fn batch_messages_fields() {
         results: vec![LookupResponse::default()],
     };
     assert_eq!(l.encode_to_vec(), [tag(1, 0), 2, tag(2, 2), 0]);
+}
+
+/// Version fields added for replicas that agree: fixed64 (wire type 1) ts and writer.
+#[test]
+fn version_fields() {
+    let v = Version {
+        ts: 0x0102_0304_0506_0708,
+        writer: 9,
+    };
+    let mut vb = vec![tag(1, 1)];
+    vb.extend_from_slice(&v.ts.to_le_bytes());
+    vb.push(tag(2, 1));
+    vb.extend_from_slice(&9u64.to_le_bytes());
+    assert_eq!(v.encode_to_vec(), vb);
+    let nested = |field: u8| {
+        let mut b = vec![tag(field, 2), vb.len() as u8];
+        b.extend_from_slice(&vb);
+        b
+    };
+    let put = PutRequest {
+        version: Some(v),
+        ..Default::default()
+    };
+    assert_eq!(put.encode_to_vec(), nested(5));
+    assert_eq!(PutResponse { stale: true }.encode_to_vec(), [tag(1, 0), 1]);
+    let del = DeleteRequest {
+        version: Some(v),
+        ..Default::default()
+    };
+    assert_eq!(del.encode_to_vec(), nested(3));
+    let del = DeleteResponse {
+        found: false,
+        stale: true,
+    };
+    assert_eq!(del.encode_to_vec(), [tag(2, 0), 1]);
+    let entry = Entry {
+        version: Some(v),
+        tombstone: true,
+        ..Default::default()
+    };
+    let mut want = nested(4);
+    want.extend_from_slice(&[tag(5, 0), 1]);
+    assert_eq!(entry.encode_to_vec(), want);
+    let ack = PutBatchAck {
+        stale: 2,
+        ..Default::default()
+    };
+    assert_eq!(ack.encode_to_vec(), [tag(3, 0), 2]);
+    let found = LookupResponse {
+        version: Some(v),
+        tombstone: true,
+        ..Default::default()
+    };
+    let mut want = nested(5);
+    want.extend_from_slice(&[tag(6, 0), 1]);
+    assert_eq!(found.encode_to_vec(), want);
 }
 
 #[test]

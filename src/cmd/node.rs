@@ -37,6 +37,25 @@ pub struct NodeArgs {
         default_value_t = 60
     )]
     count_retention: u32,
+    /// How long a delete's tombstone is kept, in seconds, so that every replica learns
+    /// of the delete before any forgets it. A node down longer than this must be wiped
+    /// and repaired before it rejoins.
+    #[arg(
+        long,
+        env = "DSTASH_TOMBSTONE_GRACE",
+        value_name = "SECS",
+        default_value_t = dstash_storage::options::DEFAULT_TOMBSTONE_GRACE_SECS
+    )]
+    tombstone_grace: u64,
+    /// Refuse writes whose version is more than this many milliseconds ahead of this
+    /// node's clock (a writer with a clock far ahead would win every later write).
+    #[arg(
+        long,
+        env = "DSTASH_MAX_CLOCK_SKEW",
+        value_name = "MS",
+        default_value_t = dstash_storage::options::DEFAULT_MAX_CLOCK_SKEW_MS
+    )]
+    max_clock_skew: u64,
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long, env = "DSTASH_METRICS_LISTEN", value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
@@ -181,6 +200,8 @@ impl NodeArgs {
         let mut opts = NodeOptions::insecure(data_dir, listen);
         opts.store.sync = self.sync;
         opts.store.retention_secs = self.count_retention;
+        opts.store.tombstone_grace_secs = self.tombstone_grace;
+        opts.store.max_clock_skew_ms = self.max_clock_skew;
         opts.store.max_value_len = self.max_value_bytes;
         opts.service.node_id = node_id;
         opts.service.max_message_bytes = self.max_message_bytes;

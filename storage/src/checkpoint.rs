@@ -5,9 +5,12 @@
 //!
 //! ```text
 //! 0    68  header: magic "DSTCKPT\0", version, fields
-//!          [replay-from position, next seq, live keys, tombstones, index generation, flags]
-//! 68   4   segment count n (u32 LE)
-//! 72   32n per segment: id u32, reserved u32, dead bytes u64, ttl bytes u64, ttl max expiry u64
+//!          [replay-from position, deleted keys, used slots, freed slots, index generation, flags]
+//! 68   8   the largest version timestamp in the log (u64 LE): a reopened store's
+//!          clock starts above it, so its new writes sort after its old ones
+//! 76   4   segment count n (u32 LE)
+//! 80   48n per segment: id u32, out-of-order records u32, dead bytes u64, ttl bytes u64,
+//!          ttl max expiry u64, tombstone bytes u64, tombstones droppable from (Unix s) u64
 //! ..   4   crc32 of bytes 68..
 //! ```
 //! Invariant: every record before the position is durable and applied to the index
@@ -23,17 +26,20 @@ use crate::le::{u32_at, u64_at};
 
 pub const FILE: &str = "CHECKPOINT";
 const FLAG_CLEAN: u64 = 1;
-/// A segment table entry: id u32, reserved u32, then three u64.
+/// A segment table entry: id u32, out-of-order count u32, then five u64.
 const ENTRY_ID_AT: usize = 0;
-const ENTRY_DEAD_AT: usize = ENTRY_ID_AT + 8;
+const ENTRY_OUT_OF_ORDER_AT: usize = ENTRY_ID_AT + 4;
+const ENTRY_DEAD_AT: usize = ENTRY_OUT_OF_ORDER_AT + 4;
 const ENTRY_TTL_BYTES_AT: usize = ENTRY_DEAD_AT + 8;
 const ENTRY_TTL_MAX_AT: usize = ENTRY_TTL_BYTES_AT + 8;
-const ENTRY: usize = ENTRY_TTL_MAX_AT + 8;
+const ENTRY_TOMB_BYTES_AT: usize = ENTRY_TTL_MAX_AT + 8;
+const ENTRY_TOMB_UNTIL_AT: usize = ENTRY_TOMB_BYTES_AT + 8;
+const ENTRY: usize = ENTRY_TOMB_UNTIL_AT + 8;
 
 /// The checkpoint's header fields.
 struct CheckpointHeader {
     position: u64,
-    next_seq: u64,
+    deleted: u64,
     live: u64,
     tombstones: u64,
     index_gen: u64,
@@ -42,11 +48,11 @@ struct CheckpointHeader {
 
 impl header::FileHeader for CheckpointHeader {
     const MAGIC: &'static [u8; 8] = b"DSTCKPT\0";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     fn to_fields(&self) -> [u64; header::FIELDS] {
         [
             self.position,
-            self.next_seq,
+            self.deleted,
             self.live,
             self.tombstones,
             self.index_gen,
@@ -59,7 +65,7 @@ impl header::FileHeader for CheckpointHeader {
         }
         Ok(Self {
             position: f[0],
-            next_seq: f[1],
+            deleted: f[1],
             live: f[2],
             tombstones: f[3],
             index_gen: f[4],
@@ -77,16 +83,29 @@ pub struct SegmentStats {
     pub ttl_bytes: u64,
     /// ...all of which have expired once this time (Unix seconds) has passed.
     pub ttl_max_expiry: u64,
+    /// Bytes of tombstones the index points at...
+    pub tomb_bytes: u64,
+    /// ...all of which are past their grace period once this time has passed.
+    pub tomb_until: u64,
+    /// Records that arrived after a newer version of their key was already in the log
+    /// (a race between concurrent batches). While any exist outside a segment, its
+    /// tombstones are kept: such a record could outlive them.
+    pub out_of_order: u32,
 }
 
 impl SegmentStats {
-    /// Dead bytes at `now`, counting TTL records once all of them have expired.
-    pub fn dead_at(&self, now: u64) -> u64 {
+    /// Dead bytes at `now`, counting TTL records once all of them have expired, and
+    /// tombstones past their grace period when the segment is the oldest (only then
+    /// can compaction drop them).
+    pub fn dead_at(&self, now: u64, oldest: bool) -> u64 {
+        let mut dead = self.dead;
         if self.ttl_bytes > 0 && self.ttl_max_expiry <= now {
-            self.dead + self.ttl_bytes
-        } else {
-            self.dead
+            dead += self.ttl_bytes;
         }
+        if oldest && self.tomb_bytes > 0 && self.tomb_until <= now {
+            dead += self.tomb_bytes;
+        }
+        dead
     }
 }
 
@@ -94,10 +113,13 @@ impl SegmentStats {
 pub struct Checkpoint {
     /// Log position (see `index::Loc`) replay starts from.
     pub position: u64,
-    pub next_seq: u64,
+    /// Index slots pointing at delete records.
+    pub deleted: u64,
     pub live: u64,
     pub tombstones: u64,
     pub index_gen: u64,
+    /// The largest version timestamp of any record applied.
+    pub max_ts: u64,
     /// Written by a clean close: the counts can be trusted without a recount.
     pub clean: bool,
     pub segments: Vec<(u32, SegmentStats)>,
@@ -108,21 +130,24 @@ impl Checkpoint {
         let flags = if self.clean { FLAG_CLEAN } else { 0 };
         let hdr = header::encode(&CheckpointHeader {
             position: self.position,
-            next_seq: self.next_seq,
+            deleted: self.deleted,
             live: self.live,
             tombstones: self.tombstones,
             index_gen: self.index_gen,
             flags,
         });
-        let mut b = Vec::with_capacity(HEADER_LEN + 8 + ENTRY * self.segments.len());
+        let mut b = Vec::with_capacity(HEADER_LEN + 16 + ENTRY * self.segments.len());
         b.extend_from_slice(&hdr);
+        b.extend_from_slice(&self.max_ts.to_le_bytes());
         b.extend_from_slice(&(self.segments.len() as u32).to_le_bytes());
         for (id, s) in &self.segments {
             b.extend_from_slice(&id.to_le_bytes());
-            b.extend_from_slice(&0u32.to_le_bytes());
+            b.extend_from_slice(&s.out_of_order.to_le_bytes());
             b.extend_from_slice(&s.dead.to_le_bytes());
             b.extend_from_slice(&s.ttl_bytes.to_le_bytes());
             b.extend_from_slice(&s.ttl_max_expiry.to_le_bytes());
+            b.extend_from_slice(&s.tomb_bytes.to_le_bytes());
+            b.extend_from_slice(&s.tomb_until.to_le_bytes());
         }
         let crc = crc32fast::hash(&b[HEADER_LEN..]);
         b.extend_from_slice(&crc.to_le_bytes());
@@ -136,10 +161,11 @@ impl Checkpoint {
             reason: reason.to_string(),
         };
         let rest = &b[HEADER_LEN..];
-        let n = u32_at(rest, 0).ok_or_else(|| bad("segment table truncated"))? as usize;
+        let max_ts = u64_at(rest, 0).ok_or_else(|| bad("segment table truncated"))?;
+        let n = u32_at(rest, 8).ok_or_else(|| bad("segment table truncated"))? as usize;
         let body = n
             .checked_mul(ENTRY)
-            .and_then(|x| x.checked_add(4))
+            .and_then(|x| x.checked_add(12))
             .filter(|&len| len.checked_add(4) == Some(rest.len()))
             .ok_or_else(|| bad("segment table length does not match the file"))?;
         let crc = u32_at(rest, body).ok_or_else(|| bad("segment table truncated"))?;
@@ -151,20 +177,24 @@ impl Checkpoint {
                 dead: u64_at(e, ENTRY_DEAD_AT)?,
                 ttl_bytes: u64_at(e, ENTRY_TTL_BYTES_AT)?,
                 ttl_max_expiry: u64_at(e, ENTRY_TTL_MAX_AT)?,
+                tomb_bytes: u64_at(e, ENTRY_TOMB_BYTES_AT)?,
+                tomb_until: u64_at(e, ENTRY_TOMB_UNTIL_AT)?,
+                out_of_order: u32_at(e, ENTRY_OUT_OF_ORDER_AT)?,
             };
             Some((u32_at(e, ENTRY_ID_AT)?, s))
         };
-        let segments = rest[4..body]
+        let segments = rest[12..body]
             .chunks_exact(ENTRY)
             .map(entry)
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| bad("segment table truncated"))?;
         Ok(Self {
             position: h.position,
-            next_seq: h.next_seq,
+            deleted: h.deleted,
             live: h.live,
             tombstones: h.tombstones,
             index_gen: h.index_gen,
+            max_ts,
             clean: h.flags & FLAG_CLEAN != 0,
             segments,
         })
@@ -193,10 +223,11 @@ mod tests {
     fn round_trips_and_rejects_damage() {
         let c = Checkpoint {
             position: 1 << 33 | 77,
-            next_seq: 9,
+            deleted: 9,
             live: 3,
             tombstones: 1,
             index_gen: 2,
+            max_ts: 12,
             clean: true,
             segments: vec![
                 (
@@ -205,6 +236,9 @@ mod tests {
                         dead: 5,
                         ttl_bytes: 6,
                         ttl_max_expiry: 7,
+                        tomb_bytes: 8,
+                        tomb_until: 10,
+                        out_of_order: 11,
                     },
                 ),
                 (4, SegmentStats::default()),

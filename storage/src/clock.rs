@@ -7,6 +7,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Seconds since the Unix epoch. Expiry works at 1-second resolution.
 pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now_secs(&self) -> u64;
+
+    /// Milliseconds, for the versions the store stamps (see `dstash_cluster::Hlc`).
+    fn now_millis(&self) -> u64 {
+        self.now_secs() * 1000
+    }
 }
 
 /// The wall clock.
@@ -19,6 +24,10 @@ impl Clock for SystemClock {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0)
+    }
+
+    fn now_millis(&self) -> u64 {
+        dstash_cluster::version::wall_millis()
     }
 }
 

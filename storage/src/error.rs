@@ -34,6 +34,9 @@ pub enum Error {
         reason: &'static str,
     },
 
+    #[error("the write's version is {ahead_ms} ms ahead of this node's clock (the limit is {max_ms} ms): check the writer's clock")]
+    VersionAhead { ahead_ms: u64, max_ms: u64 },
+
     #[error("corrupt data in {path} at offset {offset}: {reason}")]
     Corrupt {
         path: PathBuf,

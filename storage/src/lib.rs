@@ -42,8 +42,9 @@ pub mod segment;
 mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use dstash_cluster::Version;
 pub use error::{Error, Result};
-pub use keyspace::KeyspaceStats;
+pub use keyspace::{Applied, KeyspaceStats};
 pub use name::validate_namespace;
 pub use options::{Options, SyncMode, MAX_KEY_LEN};
-pub use store::{Found, KeyStream, Lookup, NamespaceStats, PutEntry, Store};
+pub use store::{Change, DeleteEntry, Found, KeyStream, Lookup, NamespaceStats, PutEntry, Store};

@@ -22,6 +22,10 @@ pub const DEFAULT_MAX_VALUE_LEN: usize = 8 << 20;
 pub const DEFAULT_RETENTION_SECS: u32 = 60;
 pub const MIN_RETENTION_SECS: u32 = 1;
 pub const MAX_RETENTION_SECS: u32 = 7 * 24 * 3600;
+/// How long a tombstone is kept (see [`Options::tombstone_grace_secs`]).
+pub const DEFAULT_TOMBSTONE_GRACE_SECS: u64 = 24 * 3600;
+/// How far ahead of this store's clock a write's version may be.
+pub const DEFAULT_MAX_CLOCK_SKEW_MS: u64 = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -44,6 +48,13 @@ pub struct Options {
     pub retention_secs: u32,
     /// Run checkpoints, interval syncs, compaction and counter expiry on a background thread.
     pub background: bool,
+    /// A tombstone (or an expired put) is kept at least this long after its version's
+    /// time (or expiry), so that every replica learns of the delete before any forgets it.
+    pub tombstone_grace_secs: u64,
+    /// A write whose version is further ahead of the clock than this is refused.
+    pub max_clock_skew_ms: u64,
+    /// The writer id of the versions the store stamps itself (writes that carry none).
+    pub writer_id: u64,
     pub clock: Arc<dyn Clock>,
     pub io: Arc<dyn Io>,
 }
@@ -61,6 +72,9 @@ impl Default for Options {
             compaction_bytes_per_sec: 64 << 20,
             retention_secs: DEFAULT_RETENTION_SECS,
             background: true,
+            tombstone_grace_secs: DEFAULT_TOMBSTONE_GRACE_SECS,
+            max_clock_skew_ms: DEFAULT_MAX_CLOCK_SKEW_MS,
+            writer_id: crate::hash::random_seed(),
             clock: Arc::new(SystemClock),
             io: Arc::new(RealIo),
         }

@@ -6,10 +6,17 @@
 //! 5   1  reserved, 0
 //! 6   2  key length (u16 LE, >= 1)
 //! 8   4  value length (u32 LE; 0 for a delete)
-//! 12  8  sequence number (u64 LE)
-//! 20  8  expires at, Unix seconds (u64 LE; 0 = never)
-//! 28     key, then value
+//! 12  8  version timestamp (u64 LE; see `dstash_cluster::version`)
+//! 20  8  version writer id (u64 LE)
+//! 28  8  expires at, Unix seconds (u64 LE; 0 = never)
+//! 36     key, then value
 //! ```
+//!
+//! A delete record is a tombstone: it carries the delete's version, so an older put
+//! that arrives later is refused. Its `expires at` is 0, or for a tombstone compaction
+//! made from an expired put, that put's expiry (the tombstone's grace runs from it).
+
+use dstash_cluster::Version;
 
 use crate::le::{u16_at, u32_at, u64_at};
 use crate::options::MAX_KEY_LEN;
@@ -19,8 +26,9 @@ const KIND_AT: usize = CRC_AT + 4;
 const RESERVED_AT: usize = KIND_AT + 1;
 const KEY_LEN_AT: usize = RESERVED_AT + 1;
 const VALUE_LEN_AT: usize = KEY_LEN_AT + 2;
-const SEQ_AT: usize = VALUE_LEN_AT + 4;
-const EXPIRES_AT: usize = SEQ_AT + 8;
+const VERSION_TS_AT: usize = VALUE_LEN_AT + 4;
+const WRITER_AT: usize = VERSION_TS_AT + 8;
+const EXPIRES_AT: usize = WRITER_AT + 8;
 pub const RECORD_HEADER_LEN: usize = EXPIRES_AT + 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +44,7 @@ pub struct Header {
     pub kind: Kind,
     pub key_len: usize,
     pub value_len: usize,
-    pub seq: u64,
+    pub version: Version,
     pub expires_at: u64,
 }
 
@@ -48,6 +56,18 @@ impl Header {
     /// True when the record has a TTL that has passed at `now`.
     pub fn expired(&self, now: u64) -> bool {
         self.expires_at != 0 && self.expires_at <= now
+    }
+
+    /// True when the record reads as deleted at `now`: a tombstone, or an expired put
+    /// (TTL expiry is an implicit tombstone with the put's version).
+    pub fn deleted_at(&self, now: u64) -> bool {
+        self.kind == Kind::Delete || self.expired(now)
+    }
+
+    /// The Unix second from which a tombstone's grace period runs: the later of its
+    /// version's time and its expiry.
+    pub fn tombstone_since(&self) -> u64 {
+        self.version.secs().max(self.expires_at)
     }
 }
 
@@ -73,7 +93,14 @@ impl DecodeError {
 }
 
 /// Appends the encoded record to `out`.
-pub fn encode(out: &mut Vec<u8>, kind: Kind, seq: u64, expires_at: u64, key: &[u8], value: &[u8]) {
+pub fn encode(
+    out: &mut Vec<u8>,
+    kind: Kind,
+    version: Version,
+    expires_at: u64,
+    key: &[u8],
+    value: &[u8],
+) {
     debug_assert!(!key.is_empty() && key.len() <= MAX_KEY_LEN);
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
@@ -81,7 +108,8 @@ pub fn encode(out: &mut Vec<u8>, kind: Kind, seq: u64, expires_at: u64, key: &[u
     out.push(0);
     out.extend_from_slice(&(key.len() as u16).to_le_bytes());
     out.extend_from_slice(&(value.len() as u32).to_le_bytes());
-    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&version.ts.to_le_bytes());
+    out.extend_from_slice(&version.writer.to_le_bytes());
     out.extend_from_slice(&expires_at.to_le_bytes());
     out.extend_from_slice(key);
     out.extend_from_slice(value);
@@ -111,10 +139,11 @@ pub fn peek_header(buf: &[u8]) -> Result<Header, DecodeError> {
         2 => Kind::Delete,
         _ => return Err(DecodeError::Malformed),
     };
-    let (Some(key_len), Some(value_len), Some(seq), Some(expires_at)) = (
+    let (Some(key_len), Some(value_len), Some(ts), Some(writer), Some(expires_at)) = (
         u16_at(buf, KEY_LEN_AT),
         u32_at(buf, VALUE_LEN_AT),
-        u64_at(buf, SEQ_AT),
+        u64_at(buf, VERSION_TS_AT),
+        u64_at(buf, WRITER_AT),
         u64_at(buf, EXPIRES_AT),
     ) else {
         return Err(DecodeError::Truncated);
@@ -123,7 +152,7 @@ pub fn peek_header(buf: &[u8]) -> Result<Header, DecodeError> {
         kind,
         key_len: key_len as usize,
         value_len: value_len as usize,
-        seq,
+        version: Version::new(ts, writer),
         expires_at,
     };
     if h.key_len == 0 || buf[RESERVED_AT] != 0 || (kind == Kind::Delete && h.value_len != 0) {
@@ -153,7 +182,7 @@ mod tests {
 
     fn one(kind: Kind, key: &[u8], value: &[u8]) -> Vec<u8> {
         let mut b = Vec::new();
-        encode(&mut b, kind, 42, 7, key, value);
+        encode(&mut b, kind, Version::new(42, 9), 7, key, value);
         b
     }
 
@@ -162,7 +191,10 @@ mod tests {
         let b = one(Kind::Put, b"key", b"value");
         assert_eq!(b.len(), encoded_len(b"key", b"value"));
         let (h, k, v) = decode(&b).unwrap();
-        assert_eq!((h.kind, h.seq, h.expires_at), (Kind::Put, 42, 7));
+        assert_eq!(
+            (h.kind, h.version, h.expires_at),
+            (Kind::Put, Version::new(42, 9), 7)
+        );
         assert_eq!((k, v), (&b"key"[..], &b"value"[..]));
         let del = one(Kind::Delete, b"k", b"");
         let (h, _, v) = decode(&del).unwrap();

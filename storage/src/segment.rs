@@ -24,7 +24,7 @@ struct SegmentHeader {
 
 impl header::FileHeader for SegmentHeader {
     const MAGIC: &'static [u8; 8] = b"DSTSEG\0\0";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     fn to_fields(&self) -> [u64; header::FIELDS] {
         [self.id as u64, 0, 0, 0, 0, 0]
     }

@@ -70,11 +70,13 @@ fn limits_are_typed_errors_and_lose_nothing() {
             key: b"a",
             value: b"1",
             ttl_secs: 0,
+            version: None,
         },
         PutEntry {
             key: b"",
             value: b"2",
             ttl_secs: 0,
+            version: None,
         },
     ];
     assert!(s.put_many("ns", &bad).is_err());
@@ -216,7 +218,7 @@ fn the_largest_allowed_record_fits_an_empty_segment() {
     let clock = ManualClock::new(T0);
     // The smallest segment the options accept for this value limit.
     let max_value = 64 << 10;
-    let segment_size = (28 + 65_535 + max_value + 68) as u64;
+    let segment_size = (dstash_storage::record::RECORD_HEADER_LEN + 65_535 + max_value + 68) as u64;
     let o = dstash_storage::Options {
         segment_size,
         max_value_len: max_value,

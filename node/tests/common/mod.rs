@@ -13,6 +13,7 @@ pub fn put(ns: &str, key: &[u8], value: &[u8]) -> PutRequest {
         key: Bytes::copy_from_slice(key),
         value: Bytes::copy_from_slice(value),
         ttl_seconds: 0,
+        ..Default::default()
     }
 }
 

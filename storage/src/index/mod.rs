@@ -2,8 +2,8 @@
 //! to the location of its newest record.
 //!
 //! One file per generation, `index-<gen>.idx`: a 4 KiB header page, then `1 << bits`
-//! slots of 16 bytes. A slot is `[hash u64 LE][loc u64 LE]`; loc 0 is empty and
-//! `u64::MAX` a tombstone. A key's home slot is the top `bits` bits of its hash and
+//! slots of 16 bytes. A slot is `[hash u64 LE][loc u64 LE]`; loc 0 is empty,
+//! `u64::MAX` a freed slot, and bit 63 of any other loc marks a delete record. A key's home slot is the top `bits` bits of its hash and
 //! collisions probe linearly, so the table is ordered by hash up to probe runs; listing
 //! walks it by hash range, which stays correct across a resize.
 //!
@@ -16,4 +16,4 @@ mod table;
 
 pub use table::file_name;
 pub use table::parse_name as parse_name_pub;
-pub use table::{Index, Loc, MIN_BITS, PAGE};
+pub use table::{Entry, Index, Loc, MIN_BITS, PAGE};

@@ -15,7 +15,12 @@ use crate::io::Io;
 pub const PAGE: u64 = 4096;
 const SLOT: u64 = 16;
 const EMPTY: u64 = 0;
+/// A freed slot: probing goes on past it.
 const TOMB: u64 = u64::MAX;
+/// Set in a slot's loc word when the record it points at is a delete (a versioned
+/// tombstone, kept so that older writes are refused): counted apart from live keys,
+/// and skipped by listings without reading the record.
+const DELETED: u64 = 1 << 63;
 pub const MIN_BITS: u32 = 10;
 const MAX_BITS: u32 = 40;
 
@@ -25,7 +30,7 @@ pub struct Loc(pub u64);
 
 impl Loc {
     pub fn new(segment: u32, offset: u64) -> Self {
-        debug_assert!(segment != 0 && offset <= u32::MAX as u64);
+        debug_assert!(segment != 0 && segment < 1 << 31 && offset <= u32::MAX as u64);
         Loc(((segment as u64) << 32) | offset)
     }
     pub fn segment(self) -> u32 {
@@ -45,7 +50,7 @@ struct IndexHeader {
 
 impl header::FileHeader for IndexHeader {
     const MAGIC: &'static [u8; 8] = b"DSTIDX\0\0";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     fn to_fields(&self) -> [u64; header::FIELDS] {
         [self.bits as u64, self.seed, self.gen, 0, 0, 0]
     }
@@ -82,9 +87,32 @@ pub struct Index {
     mask: usize,
     pub seed: u64,
     pub gen: u64,
+    /// Used slots, deletes included.
     live: AtomicU64,
+    /// Freed slots.
     tombstones: AtomicU64,
+    /// Used slots that point at a delete record.
+    deleted: AtomicU64,
     io: Arc<dyn Io>,
+}
+
+/// A used slot's value: where the key's newest record is, and whether it is a delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub loc: Loc,
+    pub deleted: bool,
+}
+
+impl Entry {
+    fn word(self) -> u64 {
+        self.loc.0 | if self.deleted { DELETED } else { 0 }
+    }
+    fn of_word(w: u64) -> Self {
+        Entry {
+            loc: Loc(w & !DELETED),
+            deleted: w & DELETED != 0,
+        }
+    }
 }
 
 impl Index {
@@ -140,6 +168,7 @@ impl Index {
             gen,
             live: AtomicU64::new(0),
             tombstones: AtomicU64::new(0),
+            deleted: AtomicU64::new(0),
             io,
         })
     }
@@ -156,14 +185,27 @@ impl Index {
     pub fn tombstones(&self) -> u64 {
         self.tombstones.load(Ordering::Relaxed)
     }
-    pub fn set_counts(&self, live: u64, tombstones: u64) {
+    /// Used slots pointing at delete records (part of [`live`](Self::live)).
+    pub fn deleted(&self) -> u64 {
+        self.deleted.load(Ordering::Relaxed)
+    }
+    pub fn set_counts(&self, live: u64, tombstones: u64, deleted: u64) {
         self.live.store(live, Ordering::Relaxed);
         self.tombstones.store(tombstones, Ordering::Relaxed);
+        self.deleted.store(deleted, Ordering::Relaxed);
     }
     fn bump(&self, live: i64, tombstones: i64) {
         self.live.fetch_add(live as u64, Ordering::Relaxed);
         self.tombstones
             .fetch_add(tombstones as u64, Ordering::Relaxed);
+    }
+    /// Accounts for a used slot's deleted flag going from `before` to `after`.
+    fn bump_deleted(&self, before: bool, after: bool) {
+        match (before, after) {
+            (false, true) => self.deleted.fetch_add(1, Ordering::Relaxed),
+            (true, false) => self.deleted.fetch_sub(1, Ordering::Relaxed),
+            _ => 0,
+        };
     }
     pub fn disk_bytes(&self) -> u64 {
         PAGE + (SLOT << self.bits)
@@ -201,54 +243,66 @@ impl Index {
 
     /// The location of the key with this hash for which `is_key` holds.
     #[inline]
-    pub fn find(&self, hash: u64, mut is_key: impl FnMut(Loc) -> bool) -> Option<Loc> {
+    pub fn find(&self, hash: u64, is_key: impl FnMut(Loc) -> bool) -> Option<Loc> {
+        self.find_entry(hash, is_key).map(|e| e.loc)
+    }
+
+    /// The entry of the key with this hash for which `is_key` holds.
+    #[inline]
+    pub fn find_entry(&self, hash: u64, mut is_key: impl FnMut(Loc) -> bool) -> Option<Entry> {
         let mut i = self.home(hash);
         loop {
-            let loc = self.loc_at(i);
-            if loc == EMPTY {
+            let w = self.loc_at(i);
+            if w == EMPTY {
                 return None;
             }
-            if loc != TOMB && self.hash_at(i) == hash && is_key(Loc(loc)) {
-                return Some(Loc(loc));
+            if w != TOMB && self.hash_at(i) == hash {
+                let e = Entry::of_word(w);
+                if is_key(e.loc) {
+                    return Some(e);
+                }
             }
             i = (i + 1) & self.mask;
         }
     }
 
-    /// Points the key at `loc`, returning where it pointed before. With `dedup` (replay),
-    /// also clears any later copy of the key a crash may have left in its probe run.
+    /// Points the key at `to`, returning its entry before. With `dedup` (replay), also
+    /// clears any later copy of the key a crash may have left in its probe run.
     /// The caller keeps the table below three-quarters full, so a probe run always ends.
     pub fn upsert(
         &self,
         hash: u64,
-        loc: Loc,
+        to: Entry,
         mut is_key: impl FnMut(Loc) -> bool,
         dedup: bool,
-    ) -> Option<Loc> {
+    ) -> Option<Entry> {
         let mut i = self.home(hash);
         let mut free = None;
-        let mut old = None;
+        let mut old: Option<Entry> = None;
         loop {
-            let cur = self.loc_at(i);
-            if cur == EMPTY {
+            let w = self.loc_at(i);
+            if w == EMPTY {
                 break;
             }
-            if cur == TOMB {
+            let cur = Entry::of_word(w);
+            if w == TOMB {
                 free.get_or_insert(i);
-            } else if self.hash_at(i) == hash && is_key(Loc(cur)) {
+            } else if self.hash_at(i) == hash && is_key(cur.loc) {
                 if old.is_none() {
                     // Replay after a kill mostly finds the slot already right: leaving it
                     // untouched spares a write fault on a clean page.
-                    if cur != loc.0 {
-                        self.set_loc(i, loc.0);
+                    if w != to.word() {
+                        self.set_loc(i, to.word());
                     }
-                    old = Some(Loc(cur));
+                    self.bump_deleted(cur.deleted, to.deleted);
+                    old = Some(cur);
                     if !dedup {
                         return old;
                     }
                 } else {
                     self.set_loc(i, TOMB);
                     self.bump(-1, 1);
+                    self.bump_deleted(cur.deleted, false);
                 }
             }
             i = (i + 1) & self.mask;
@@ -265,69 +319,58 @@ impl Index {
         };
         // Hash first, loc last: a slot is in use only once its loc is set.
         self.set_hash(slot, hash);
-        self.set_loc(slot, loc.0);
+        self.set_loc(slot, to.word());
         self.bump(1, 0);
+        self.bump_deleted(false, to.deleted);
         None
     }
 
-    /// Removes the key (and any stray copy of it), returning where it pointed.
-    pub fn remove(&self, hash: u64, mut is_key: impl FnMut(Loc) -> bool) -> Option<Loc> {
-        let mut i = self.home(hash);
-        let mut old = None;
-        loop {
-            let cur = self.loc_at(i);
-            if cur == EMPTY {
-                return old;
-            }
-            if cur != TOMB && self.hash_at(i) == hash && is_key(Loc(cur)) {
-                self.set_loc(i, TOMB);
-                self.bump(-1, 1);
-                old.get_or_insert(Loc(cur));
-            }
-            i = (i + 1) & self.mask;
-        }
-    }
-
     /// Moves the entry pointing at `from` to `to`; false when the key moved on meanwhile.
-    pub fn relocate(&self, hash: u64, from: Loc, to: Loc) -> bool {
-        self.swap_loc(hash, from, to.0)
+    pub fn relocate(&self, hash: u64, from: Loc, to: Entry) -> bool {
+        self.swap_loc(hash, from, Some(to))
     }
 
     /// Removes the entry pointing at `loc`, if it still does.
     pub fn remove_loc(&self, hash: u64, loc: Loc) -> bool {
-        let done = self.swap_loc(hash, loc, TOMB);
+        let done = self.swap_loc(hash, loc, None);
         if done {
             self.bump(-1, 1);
         }
         done
     }
 
-    fn swap_loc(&self, hash: u64, from: Loc, to: u64) -> bool {
+    /// Replaces the entry pointing at `from` with `to` (None frees the slot).
+    fn swap_loc(&self, hash: u64, from: Loc, to: Option<Entry>) -> bool {
         let mut i = self.home(hash);
         loop {
-            let cur = self.loc_at(i);
-            if cur == EMPTY {
+            let w = self.loc_at(i);
+            if w == EMPTY {
                 return false;
             }
-            if cur == from.0 && self.hash_at(i) == hash {
-                self.set_loc(i, to);
+            let cur = Entry::of_word(w);
+            if w != TOMB && cur.loc == from && self.hash_at(i) == hash {
+                self.set_loc(i, to.map_or(TOMB, Entry::word));
+                self.bump_deleted(cur.deleted, to.is_some_and(|e| e.deleted));
                 return true;
             }
             i = (i + 1) & self.mask;
         }
     }
 
-    /// Counts live entries and tombstones by walking every slot.
+    /// Counts used, freed and deleted slots by walking every slot.
     pub fn recount(&self) {
-        let (mut live, mut tomb) = (0, 0);
+        let (mut live, mut tomb, mut deleted) = (0, 0, 0);
         for i in 0..=self.mask {
             match self.loc_at(i) {
                 EMPTY => {}
                 TOMB => tomb += 1,
-                _ => live += 1,
+                w => {
+                    live += 1;
+                    deleted += (w & DELETED != 0) as u64;
+                }
             }
         }
-        self.set_counts(live, tomb);
+        self.set_counts(live, tomb, deleted);
     }
 
     /// Copies every live entry into a new generation sized for them plus `extra` more
@@ -349,6 +392,7 @@ impl Index {
                 next.set_hash(j, h);
                 next.set_loc(j, loc);
                 next.bump(1, 0);
+                next.bump_deleted(false, loc & DELETED != 0);
             }
         }
         Ok(next)
@@ -376,9 +420,9 @@ impl ProbeTable for Index {
 }
 
 impl Index {
-    /// Calls `f(hash, loc)` for every entry whose hash is in `[lo, hi)`, each exactly once.
-    pub fn scan_range(&self, lo: u64, hi: u128, mut f: impl FnMut(u64, Loc)) {
-        ProbeTable::scan_range(self, lo, hi, |i, h| f(h, Loc(self.loc_at(i))));
+    /// Calls `f(hash, entry)` for every entry whose hash is in `[lo, hi)`, each exactly once.
+    pub fn scan_range(&self, lo: u64, hi: u128, mut f: impl FnMut(u64, Entry)) {
+        ProbeTable::scan_range(self, lo, hi, |i, h| f(h, Entry::of_word(self.loc_at(i))));
     }
 
     pub fn hash_span(&self, slots: u64) -> u128 {
@@ -402,6 +446,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ix = idx(dir.path());
         let mut model: HashMap<u64, u64> = HashMap::new();
+        let mut deleted: HashMap<u64, bool> = HashMap::new();
         // Keys are the low bits of loc; hashes collide in groups of 8 to force probing.
         let key_of = |l: Loc| l.offset() % 1000;
         for step in 0u64..700 {
@@ -409,22 +454,40 @@ mod tests {
             let hash = (key / 8).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
             let loc = Loc::new(1, key + 1000 * (step % 3 + 1));
             if step % 5 == 4 {
-                let got = ix.remove(hash, |l| key_of(l) == key);
-                assert_eq!(got.map(|l| l.0), model.remove(&key));
+                let got = ix.find(hash, |l| key_of(l) == key);
+                assert_eq!(got.map(|l| l.0), model.get(&key).copied());
+                if let Some(l) = got {
+                    assert!(ix.remove_loc(hash, l));
+                    model.remove(&key);
+                    deleted.remove(&key);
+                }
             } else {
-                let got = ix.upsert(hash, loc, |l| key_of(l) == key, false);
-                assert_eq!(got.map(|l| l.0), model.insert(key, loc.0));
+                let to = Entry {
+                    loc,
+                    deleted: step % 7 == 0,
+                };
+                let got = ix.upsert(hash, to, |l| key_of(l) == key, false);
+                assert_eq!(got.map(|e| e.loc.0), model.insert(key, loc.0));
+                deleted.insert(key, to.deleted);
             }
         }
         assert_eq!(ix.live(), model.len() as u64);
+        let want_deleted = deleted.values().filter(|d| **d).count() as u64;
+        assert_eq!(ix.deleted(), want_deleted);
         let mut seen = 0;
-        ix.scan_range(0, 1u128 << 64, |_, l| {
-            assert_eq!(model.get(&key_of(l)), Some(&l.0));
+        ix.scan_range(0, 1u128 << 64, |_, e| {
+            assert_eq!(model.get(&key_of(e.loc)), Some(&e.loc.0));
+            assert_eq!(deleted.get(&key_of(e.loc)), Some(&e.deleted));
             seen += 1;
         });
         assert_eq!(seen, model.len());
         let next = ix.rebuilt(dir.path(), 2, 0).unwrap();
-        assert_eq!(next.live(), ix.live());
+        assert_eq!((next.live(), next.deleted()), (ix.live(), want_deleted));
+        ix.recount();
+        assert_eq!(
+            (ix.live(), ix.deleted()),
+            (model.len() as u64, want_deleted)
+        );
     }
 
     #[test]
@@ -433,7 +496,11 @@ mod tests {
         let ix = idx(dir.path());
         for k in 0u64..700 {
             let h = xxhash_rust::xxh3::xxh3_64(&k.to_le_bytes());
-            ix.upsert(h, Loc::new(1, k + 100), |_| false, false);
+            let to = Entry {
+                loc: Loc::new(1, k + 100),
+                deleted: false,
+            };
+            ix.upsert(h, to, |_| false, false);
         }
         let mut total = 0;
         let step = ix.hash_span(37);

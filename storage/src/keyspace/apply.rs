@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{key_at, record_at, Keyspace, Pending, Tables};
+use super::{header_at, key_at, record_at, supersedes, Applied, Keyspace, Pending, Tables};
 use crate::checkpoint::SegmentStats;
-use crate::index::Loc;
-use crate::record::{self, Kind};
+use crate::index::{Entry, Loc};
+use crate::record::{Header, Kind};
 use crate::segment::Segment;
 
 impl Keyspace {
@@ -19,36 +19,41 @@ impl Keyspace {
         pending: &[Pending],
         end: u64,
         dedup: bool,
-    ) -> Vec<bool> {
-        let now = self.now();
+    ) -> Vec<Applied> {
+        let ctx = ApplyCtx {
+            now: self.now(),
+            grace: self.opts.tombstone_grace_secs,
+            dedup,
+        };
         let mut out = Vec::with_capacity(pending.len());
         for p in pending {
-            out.push(apply_one(t, p, dedup, now));
+            out.push(apply_one(t, p, &ctx));
         }
         t.applied_end = t.applied_end.max(end);
         out
     }
 }
 
+struct ApplyCtx {
+    now: u64,
+    grace: u64,
+    dedup: bool,
+}
+
 impl Pending {
     /// The index change that a put or delete record at `loc` makes.
-    pub(super) fn of_record(kind: Kind, hash: u64, loc: Loc, len: u32, expires_at: u64) -> Self {
-        match kind {
-            Kind::Put => Pending::Put {
-                hash,
-                loc,
-                len,
-                expires_at,
-            },
-            Kind::Delete => Pending::Delete { hash, loc, len },
+    pub(super) fn of_record(kind: Kind, hash: u64, loc: Loc, len: u32) -> Self {
+        Pending::Record {
+            hash,
+            loc,
+            len,
+            deleted: kind == Kind::Delete,
         }
     }
 
     pub(super) fn len(&self) -> u64 {
         match *self {
-            Pending::Put { len, .. }
-            | Pending::Delete { len, .. }
-            | Pending::Relocate { len, .. } => len as u64,
+            Pending::Record { len, .. } | Pending::Relocate { len, .. } => len as u64,
             Pending::Unindex { .. } => 0,
         }
     }
@@ -63,80 +68,123 @@ fn record_len(segments: &BTreeMap<u32, Arc<Segment>>, loc: Loc) -> u64 {
     record_at(segments, loc).map_or(0, |r| r.len() as u64)
 }
 
+fn stats_of(stats: &mut BTreeMap<u32, SegmentStats>, loc: Loc) -> Option<&mut SegmentStats> {
+    stats.get_mut(&loc.segment())
+}
+
 fn add_dead(stats: &mut BTreeMap<u32, SegmentStats>, loc: Loc, bytes: u64) {
-    if let Some(s) = stats.get_mut(&loc.segment()) {
+    if let Some(s) = stats_of(stats, loc) {
         s.dead += bytes;
     }
 }
 
-fn add_ttl(stats: &mut BTreeMap<u32, SegmentStats>, loc: Loc, bytes: u64, expires_at: u64) {
-    if expires_at != 0 {
-        if let Some(s) = stats.get_mut(&loc.segment()) {
-            s.ttl_bytes += bytes;
-            s.ttl_max_expiry = s.ttl_max_expiry.max(expires_at);
+/// Accounts for the record now indexed at `loc`: a TTL put's bytes are garbage once it
+/// expires, a tombstone's once its grace period is over.
+fn add_indexed(
+    stats: &mut BTreeMap<u32, SegmentStats>,
+    loc: Loc,
+    len: u64,
+    h: &Header,
+    grace: u64,
+) {
+    let Some(s) = stats_of(stats, loc) else {
+        return;
+    };
+    if h.kind == Kind::Delete {
+        s.tomb_bytes += len;
+        s.tomb_until = s.tomb_until.max(h.tombstone_since().saturating_add(grace));
+    } else if h.expires_at != 0 {
+        s.ttl_bytes += len;
+        s.ttl_max_expiry = s.ttl_max_expiry.max(h.expires_at);
+    }
+}
+
+/// One index change.
+fn apply_one(t: &mut Tables, p: &Pending, ctx: &ApplyCtx) -> Applied {
+    match *p {
+        Pending::Record {
+            hash,
+            loc,
+            len,
+            deleted,
+        } => apply_record(t, hash, loc, len, deleted, ctx),
+        Pending::Relocate {
+            hash,
+            from,
+            to,
+            len,
+            deleted,
+        } => {
+            let Tables {
+                index,
+                segments,
+                stats,
+                ..
+            } = t;
+            if index.relocate(hash, from, Entry { loc: to, deleted }) {
+                add_dead(stats, from, record_len(segments, from));
+                if let Some(h) = header_at(segments, to) {
+                    add_indexed(stats, to, len as u64, &h, ctx.grace);
+                }
+                Applied::Written { existed: true }
+            } else {
+                add_dead(stats, to, len as u64);
+                Applied::Stale
+            }
+        }
+        Pending::Unindex { hash, loc } => {
+            if t.index.remove_loc(hash, loc) {
+                Applied::Written { existed: true }
+            } else {
+                Applied::Stale
+            }
         }
     }
 }
 
-/// One index change; returns whether a live key was there before.
-fn apply_one(t: &mut Tables, p: &Pending, dedup: bool, now: u64) -> bool {
+/// Indexes the record at `loc` if its version is newer than the key's indexed one.
+fn apply_record(
+    t: &mut Tables,
+    hash: u64,
+    loc: Loc,
+    len: u32,
+    deleted: bool,
+    ctx: &ApplyCtx,
+) -> Applied {
     let Tables {
         index,
         segments,
         stats,
         ..
     } = t;
-    let live = |loc: Loc| {
-        record_at(segments, loc)
-            .and_then(|r| record::peek_header(r).ok())
-            .is_some_and(|h| !h.expired(now))
+    let (Some(h), Some(key)) = (header_at(segments, loc), key_at(segments, loc)) else {
+        return Applied::Stale;
     };
-    match *p {
-        Pending::Put {
-            hash,
-            loc,
-            len,
-            expires_at,
-        } => {
-            let Some(key) = key_at(segments, loc) else {
-                return false;
-            };
-            let old = index.upsert(hash, loc, |l| key_at(segments, l) == Some(key), dedup);
-            let existed = old.is_some_and(|o| o != loc && live(o));
-            if let Some(o) = old.filter(|&o| o != loc) {
-                add_dead(stats, o, record_len(segments, o));
-            }
-            add_ttl(stats, loc, len as u64, expires_at);
-            existed
-        }
-        Pending::Delete { hash, loc, len } => {
-            let Some(key) = key_at(segments, loc) else {
-                return false;
-            };
-            let old = index.remove(hash, |l| key_at(segments, l) == Some(key));
-            let existed = old.is_some_and(live);
-            if let Some(o) = old {
-                add_dead(stats, o, record_len(segments, o));
-            }
+    let is_key = |l: Loc| key_at(segments, l) == Some(key);
+    let current = index.find_entry(hash, is_key);
+    if let Some(cur) = current.filter(|c| c.loc != loc) {
+        if !supersedes(segments, cur.loc, h.version) {
             add_dead(stats, loc, len as u64);
-            existed
-        }
-        Pending::Relocate {
-            hash,
-            from,
-            to,
-            len,
-            expires_at,
-        } => {
-            if index.relocate(hash, from, to) {
-                add_dead(stats, from, len as u64);
-                add_ttl(stats, to, len as u64, expires_at);
-                true
-            } else {
-                add_dead(stats, to, len as u64);
-                false
+            if cur.loc < loc {
+                // An older version after a newer one in the log: tombstones must not be
+                // dropped while this record exists (see compaction).
+                if let Some(s) = stats_of(stats, loc) {
+                    s.out_of_order = s.out_of_order.saturating_add(1);
+                }
             }
+            return Applied::Stale;
         }
-        Pending::Unindex { hash, loc } => index.remove_loc(hash, loc),
     }
+    let old = index.upsert(hash, Entry { loc, deleted }, is_key, ctx.dedup);
+    let Some(old) = old.filter(|o| o.loc != loc) else {
+        if old.is_none() {
+            add_indexed(stats, loc, len as u64, &h, ctx.grace);
+        }
+        return Applied::Written { existed: false };
+    };
+    let existed =
+        !old.deleted && header_at(segments, old.loc).is_some_and(|o| !o.deleted_at(ctx.now));
+    add_dead(stats, old.loc, record_len(segments, old.loc));
+    add_indexed(stats, loc, len as u64, &h, ctx.grace);
+    Applied::Written { existed }
 }

@@ -13,24 +13,21 @@ impl Keyspace {
     /// replays only what comes after.
     pub fn checkpoint(&self, clean: bool) -> Result<()> {
         let mut ck = self.ckpt.lock();
-        let (mut snap, index) = {
+        let (snap, index) = {
             let t = self.tables.read();
             let snap = Checkpoint {
                 position: t.applied_end,
-                next_seq: 0,
+                deleted: t.index.deleted(),
                 live: t.index.live(),
                 tombstones: t.index.tombstones(),
                 index_gen: t.index.gen,
+                max_ts: self.max_ts.load(Ordering::Relaxed),
                 clean,
                 segments: t.stats.iter().map(|(id, s)| (*id, *s)).collect(),
             };
             (snap, t.index.clone())
         };
-        let active = {
-            let w = self.writer.lock();
-            snap.next_seq = w.next_seq;
-            w.active.clone()
-        };
+        let active = self.writer.lock().active.clone();
         // Sealed segments were synced when sealed; the active one holds the rest.
         if let Err(e) = active.sync() {
             self.writer

@@ -3,19 +3,28 @@
 //! Invariants:
 //! - Only segments wholly before the last checkpoint are compacted, so replay never
 //!   reads them: a delete marker dropped here cannot let an older put come back.
-//! - Copies are byte-for-byte (same sequence number and crc) and go through the normal
-//!   commit path, so they are durable before the index points at them.
+//! - Copies are byte-for-byte (same version and crc) and go through the normal
+//!   commit path, so they are durable before the index points at them. An expired put
+//!   is copied as a tombstone of the same version (TTL expiry is an implicit delete).
 //! - An index entry moves only if it still points at the original (the key may have
-//!   changed meanwhile); expired entries are removed from the index.
+//!   changed meanwhile).
+//! - A tombstone (or expired put) is dropped only after its grace period, only from
+//!   the oldest segment, and only while no other segment holds an out-of-order record.
+//!   Every older record of its key then lies in this segment, before it (a write older
+//!   than the indexed version is never appended, except in a race, which apply counts
+//!   as out of order), so it goes with this segment and no full reindex can bring an
+//!   older value back.
 //! - The segment file is removed only after a checkpoint that covers the copies.
 
 use std::sync::atomic::Ordering;
 
-use super::{key_at, Keyspace, Pending};
+use dstash_cluster::Version;
+
+use super::{Keyspace, Pending, Tables};
 use crate::error::Result;
 use crate::hash::key_hash;
 use crate::index::Loc;
-use crate::record::{self, Kind};
+use crate::record::{self, Header, Kind};
 use crate::segment::DATA_START;
 
 /// Bytes of a segment examined per step: bounds how long writers wait on compaction.
@@ -32,11 +41,44 @@ pub struct CompactionReport {
     pub finished: bool,
 }
 
+/// What compaction does with an indexed record.
+enum Action {
+    /// Copy it to the tail as it is.
+    Move { deleted: bool },
+    /// An expired put: copy it as a tombstone of its version.
+    Tombstone { version: Version, expires_at: u64 },
+    /// Past its grace period: take it out of the index.
+    Drop,
+}
+
 struct Live {
     loc: Loc,
     hash: u64,
     len: u32,
-    expires_at: u64,
+    action: Action,
+}
+
+/// Whether tombstones of the segment being compacted may be dropped at `now`.
+struct DropRule {
+    now: u64,
+    grace: u64,
+    allowed: bool,
+}
+
+impl DropRule {
+    fn action(&self, h: &Header) -> Action {
+        let deleted = h.deleted_at(self.now);
+        if deleted && self.allowed && h.tombstone_since().saturating_add(self.grace) <= self.now {
+            Action::Drop
+        } else if h.kind == Kind::Put && deleted {
+            Action::Tombstone {
+                version: h.version,
+                expires_at: h.expires_at,
+            }
+        } else {
+            Action::Move { deleted }
+        }
+    }
 }
 
 impl Keyspace {
@@ -46,12 +88,17 @@ impl Keyspace {
         let before = self.ckpt.lock().segment;
         let active = self.writer.lock().active.id;
         let t = self.tables.read();
+        let oldest = t.segments.keys().next().copied();
         t.segments
             .iter()
             .filter(|(id, _)| **id < before && **id != active)
             .filter_map(|(id, seg)| {
                 let size = seg.len().saturating_sub(DATA_START);
-                let dead = t.stats.get(id).map_or(0, |s| s.dead_at(now)).min(size);
+                let dead = t
+                    .stats
+                    .get(id)
+                    .map_or(0, |s| s.dead_at(now, Some(*id) == oldest))
+                    .min(size);
                 let ratio = if size == 0 {
                     1.0
                 } else {
@@ -129,15 +176,19 @@ impl Keyspace {
         Ok(report)
     }
 
-    /// Reads one step of records from `off`: the live ones (and expired ones still indexed,
-    /// marked by `expires_at == u64::MAX`), the count of dead ones, and where the step ended.
+    /// Reads one step of records from `off`: the indexed ones with what to do with each,
+    /// the count of dead ones, and where the step ended.
     fn scan_step(
         &self,
         seg: &crate::segment::Segment,
         off: u64,
     ) -> Result<(Vec<Live>, u64, Option<u64>)> {
-        let now = self.now();
         let t = self.tables.read();
+        let rule = DropRule {
+            now: self.now(),
+            grace: self.opts.tombstone_grace_secs,
+            allowed: may_drop_tombstones(&t, seg.id),
+        };
         let (mut live, mut dead) = (Vec::new(), 0);
         let mut at = off;
         while at < seg.len() && at - off < STEP_BYTES {
@@ -153,24 +204,19 @@ impl Keyspace {
             let len = h.total_len() as u32;
             at += len as u64;
             let hash = key_hash(self.seed, key);
-            let indexed = h.kind == Kind::Put
-                && t.index.find(hash, |l| key_at(&t.segments, l) == Some(key)) == Some(loc);
-            if !indexed {
-                dead += 1;
-            } else if h.expired(now) {
+            let indexed = t
+                .index
+                .find(hash, |l| super::key_at(&t.segments, l) == Some(key))
+                == Some(loc);
+            if indexed {
                 live.push(Live {
                     loc,
                     hash,
                     len,
-                    expires_at: u64::MAX,
+                    action: rule.action(&h),
                 });
             } else {
-                live.push(Live {
-                    loc,
-                    hash,
-                    len,
-                    expires_at: h.expires_at,
-                });
+                dead += 1;
             }
         }
         Ok((live, dead, Some(at)))
@@ -189,28 +235,57 @@ impl Keyspace {
         }
         let mut pending = Vec::with_capacity(live.len());
         for l in live {
-            if l.expires_at == u64::MAX {
-                pending.push(Pending::Unindex {
-                    hash: l.hash,
-                    loc: l.loc,
-                });
-                report.dropped_records += 1;
-                continue;
-            }
-            let Some(bytes) = seg.read(l.loc.offset(), l.len as usize) else {
-                continue;
+            let (to, len, deleted) = match l.action {
+                Action::Drop => {
+                    pending.push(Pending::Unindex {
+                        hash: l.hash,
+                        loc: l.loc,
+                    });
+                    report.dropped_records += 1;
+                    continue;
+                }
+                Action::Move { deleted } => {
+                    let Some(bytes) = seg.read(l.loc.offset(), l.len as usize) else {
+                        continue;
+                    };
+                    let to = self.stage(&mut w, |buf| buf.extend_from_slice(bytes))?;
+                    (to, l.len, deleted)
+                }
+                Action::Tombstone {
+                    version,
+                    expires_at,
+                } => {
+                    let Some(key) = seg
+                        .read(l.loc.offset(), l.len as usize)
+                        .and_then(record::key_of)
+                    else {
+                        continue;
+                    };
+                    let to = self.stage(&mut w, |buf| {
+                        record::encode(buf, Kind::Delete, version, expires_at, key, &[])
+                    })?;
+                    (to, record::encoded_len(key, &[]) as u32, true)
+                }
             };
-            let to = self.stage(&mut w, |buf| buf.extend_from_slice(bytes))?;
             pending.push(Pending::Relocate {
                 hash: l.hash,
                 from: l.loc,
                 to,
-                len: l.len,
-                expires_at: l.expires_at,
+                len,
+                deleted,
             });
             report.moved_records += 1;
-            report.moved_bytes += l.len as u64;
+            report.moved_bytes += len as u64;
         }
         self.commit(w, &pending).map(|_| ())
     }
+}
+
+/// Tombstones in segment `id` may go only if it is the oldest segment and no other
+/// segment holds a record that arrived out of order (see the module's invariants).
+fn may_drop_tombstones(t: &Tables, id: u32) -> bool {
+    t.segments.keys().next() == Some(&id)
+        && t.stats
+            .iter()
+            .all(|(sid, s)| *sid == id || s.out_of_order == 0)
 }

@@ -34,8 +34,11 @@ impl KeyLister {
             {
                 let t = self.ks.tables.read();
                 let hi = (self.next + t.index.hash_span(CHUNK_SLOTS)).min(END);
-                t.index.scan_range(self.next as u64, hi, |_, loc| {
-                    let Some(rec) = record_at(&t.segments, loc) else {
+                t.index.scan_range(self.next as u64, hi, |_, e| {
+                    if e.deleted {
+                        return;
+                    }
+                    let Some(rec) = record_at(&t.segments, e.loc) else {
                         return;
                     };
                     let Ok(h) = record::peek_header(rec) else {

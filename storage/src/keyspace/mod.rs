@@ -14,6 +14,7 @@ mod read;
 mod replay;
 mod write;
 
+pub use compaction::CompactionReport;
 pub use listing::KeyLister;
 
 use std::collections::BTreeMap;
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use dstash_cluster::Version;
 use parking_lot::{Mutex, RwLock};
 
 use crate::checkpoint::SegmentStats;
@@ -28,10 +30,11 @@ use crate::commit::{GroupCommit, Turnstile};
 use crate::error::{Error, Result};
 use crate::index::{Index, Loc};
 use crate::options::Options;
-use crate::record::{self, RECORD_HEADER_LEN};
+use crate::record::{self, Header, RECORD_HEADER_LEN};
 use crate::segment::Segment;
 
-/// One change to the keyspace.
+/// One change to the keyspace, with its version: it takes effect only if newer than
+/// what the keyspace holds for the key.
 #[derive(Debug, Clone, Copy)]
 pub enum Write<'a> {
     Put {
@@ -39,39 +42,42 @@ pub enum Write<'a> {
         value: &'a [u8],
         /// Unix seconds; 0 = never.
         expires_at: u64,
+        version: Version,
     },
-    Delete {
-        key: &'a [u8],
-    },
+    /// Writes a tombstone, whether or not the key is present.
+    Delete { key: &'a [u8], version: Version },
+}
+
+/// What one write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The write is now the key's newest version; `existed` when a live value was there.
+    Written { existed: bool },
+    /// The keyspace already holds this version or a newer one: nothing changed.
+    Stale,
 }
 
 /// An index change waiting for its records to be durable.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Pending {
-    Put {
+    /// A put or delete record: indexed if newer than the key's current one.
+    Record {
         hash: u64,
         loc: Loc,
         len: u32,
-        expires_at: u64,
+        deleted: bool,
     },
-    Delete {
-        hash: u64,
-        loc: Loc,
-        len: u32,
-    },
-    /// Compaction moved a live record.
+    /// Compaction moved (or turned into a tombstone) the record the index points at.
     Relocate {
         hash: u64,
         from: Loc,
         to: Loc,
         len: u32,
-        expires_at: u64,
+        /// The new record is a tombstone.
+        deleted: bool,
     },
-    /// Compaction found an expired record still indexed.
-    Unindex {
-        hash: u64,
-        loc: Loc,
-    },
+    /// Compaction dropped a record past its grace period.
+    Unindex { hash: u64, loc: Loc },
 }
 
 pub(crate) struct Tables {
@@ -85,7 +91,6 @@ pub(crate) struct Tables {
 
 struct Writer {
     active: Arc<Segment>,
-    next_seq: u64,
     next_ticket: u64,
     buf: Vec<u8>,
     poisoned: Option<String>,
@@ -109,13 +114,25 @@ pub struct KeyspaceMetrics {
     pub replayed_records: AtomicU64,
 }
 
-/// A live value and its expiry time in seconds (0: none).
-pub type Stored = (Vec<u8>, u64);
+/// What the keyspace holds for a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// A value, with its expiry in Unix seconds (0: none).
+    Value {
+        value: Vec<u8>,
+        expires_at: u64,
+        version: Version,
+    },
+    /// A tombstone, or a put whose TTL has passed.
+    Deleted(Version),
+}
 
 /// A point-in-time view for metrics and status.
 #[derive(Debug, Clone, Default)]
 pub struct KeyspaceStats {
     pub keys: u64,
+    /// Tombstones still held (deleted keys within or awaiting their grace period).
+    pub tombstones: u64,
     pub segments: u64,
     pub data_bytes: u64,
     pub dead_bytes: u64,
@@ -143,6 +160,8 @@ pub struct Keyspace {
     replay_unsaved: AtomicBool,
     /// Index entries appended but not yet applied (group commit in progress).
     in_flight: AtomicU64,
+    /// The largest version timestamp in the log (checkpointed, and raised by replay).
+    max_ts: AtomicU64,
     pub metrics: KeyspaceMetrics,
 }
 
@@ -153,6 +172,29 @@ pub(crate) fn record_at(segments: &BTreeMap<u32, Arc<Segment>>, loc: Loc) -> Opt
     let head = seg.read(loc.offset(), RECORD_HEADER_LEN)?;
     let h = record::peek_header(head).ok()?;
     seg.read(loc.offset(), h.total_len())
+}
+
+/// The header of the record at `loc`.
+#[inline]
+pub(crate) fn header_at(segments: &BTreeMap<u32, Arc<Segment>>, loc: Loc) -> Option<Header> {
+    let seg = segments.get(&loc.segment())?;
+    record::peek_header(seg.read(loc.offset(), RECORD_HEADER_LEN)?).ok()
+}
+
+/// True when a record of `version` should replace the one at `cur`: it is newer, or
+/// the same version over a damaged copy (a repair).
+pub(crate) fn supersedes(
+    segments: &BTreeMap<u32, Arc<Segment>>,
+    cur: Loc,
+    version: Version,
+) -> bool {
+    match header_at(segments, cur) {
+        Some(h) if h.version == version => {
+            record_at(segments, cur).is_none_or(|r| record::decode(r).is_err())
+        }
+        Some(h) => h.version < version,
+        None => true,
+    }
 }
 
 #[inline]
@@ -169,6 +211,12 @@ impl Keyspace {
         self.opts.clock.now_secs()
     }
 
+    /// The largest version timestamp of any record written: a clock that stamps new
+    /// writes must start above it.
+    pub fn max_version_ts(&self) -> u64 {
+        self.max_ts.load(Ordering::Relaxed)
+    }
+
     fn poisoned(&self, cause: &str) -> Error {
         Error::Poisoned {
             ns: self.ns.clone(),
@@ -180,11 +228,17 @@ impl Keyspace {
         let now = self.now();
         let t = self.tables.read();
         let m = &self.metrics;
+        let oldest = t.segments.keys().next().copied();
         KeyspaceStats {
-            keys: t.index.live(),
+            keys: t.index.live().saturating_sub(t.index.deleted()),
+            tombstones: t.index.deleted(),
             segments: t.segments.len() as u64,
             data_bytes: t.segments.values().map(|s| s.len()).sum(),
-            dead_bytes: t.stats.values().map(|s| s.dead_at(now)).sum(),
+            dead_bytes: t
+                .stats
+                .iter()
+                .map(|(id, s)| s.dead_at(now, Some(*id) == oldest))
+                .sum(),
             index_bytes: t.index.disk_bytes(),
             index_slots: t.index.capacity() as u64,
             corrupt_records: m.corrupt_records.load(Ordering::Relaxed),

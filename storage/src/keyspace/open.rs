@@ -52,13 +52,10 @@ pub(super) fn open(dir: &Path, ns: &str, opts: Arc<Options>) -> Result<Keyspace>
     );
     let active = active_segment(dir, &mut tables, &opts)?;
     let ckpt = start.ckpt;
-    let ks = Keyspace::assemble(dir, ns, opts, tables, active, ckpt.next_seq);
+    let ks = Keyspace::assemble(dir, ns, opts, tables, active);
     ks.restore_counts(&ckpt);
-    let max_seq = ks.replay(start.position, last_id)?;
-    {
-        let mut w = ks.writer.lock();
-        w.next_seq = w.next_seq.max(max_seq + 1);
-    }
+    ks.max_ts.store(ckpt.max_ts, Ordering::Relaxed);
+    ks.replay(start.position, last_id)?;
     ks.mark_open(&ckpt, start.position, start.reindex)?;
     Ok(ks)
 }
@@ -235,7 +232,6 @@ impl Keyspace {
         opts: Arc<Options>,
         tables: Tables,
         active: Arc<Segment>,
-        next_seq: u64,
     ) -> Keyspace {
         Keyspace {
             ns: ns.to_string(),
@@ -245,7 +241,6 @@ impl Keyspace {
             tables: RwLock::new(tables),
             writer: Mutex::new(Writer {
                 active,
-                next_seq: next_seq.max(1),
                 next_ticket: 1,
                 buf: Vec::with_capacity(1 << 16),
                 poisoned: None,
@@ -255,6 +250,7 @@ impl Keyspace {
             ckpt: Mutex::new(CheckpointState::default()),
             replay_unsaved: AtomicBool::new(false),
             in_flight: Default::default(),
+            max_ts: Default::default(),
             metrics: KeyspaceMetrics::default(),
         }
     }
@@ -265,7 +261,7 @@ impl Keyspace {
     fn restore_counts(&self, ckpt: &Checkpoint) {
         let t = self.tables.read();
         if ckpt.clean {
-            t.index.set_counts(ckpt.live, ckpt.tombstones);
+            t.index.set_counts(ckpt.live, ckpt.tombstones, ckpt.deleted);
         } else {
             t.index.recount();
         }

@@ -15,11 +15,14 @@ impl Keyspace {
     /// The value stored under `key`, if present and unexpired.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let t = self.tables.read();
-        Ok(self.get_locked(&t, key)?.map(|(v, _)| v))
+        Ok(match self.get_locked(&t, key)? {
+            Some(Stored::Value { value, .. }) => Some(value),
+            _ => None,
+        })
     }
 
-    /// Looks up every key under one read lock, in key order; a damaged record fails
-    /// only its own key.
+    /// Looks up every key under one read lock, in key order, tombstones included; a
+    /// damaged record fails only its own key.
     pub fn get_each(&self, keys: &[&[u8]]) -> Vec<Result<Option<Stored>>> {
         let t = self.tables.read();
         keys.iter().map(|k| self.get_locked(&t, k)).collect()
@@ -33,10 +36,16 @@ impl Keyspace {
         let rec = record_at(&t.segments, loc).unwrap_or(&[]);
         match record::decode(rec) {
             // The clock is read only for records that carry a TTL.
-            Ok((h, _, value)) if h.kind == Kind::Put => Ok((h.expires_at == 0
-                || !h.expired(self.now()))
-            .then(|| (value.to_vec(), h.expires_at))),
-            Ok(_) => Ok(None),
+            Ok((h, _, value))
+                if h.kind == Kind::Put && (h.expires_at == 0 || !h.expired(self.now())) =>
+            {
+                Ok(Some(Stored::Value {
+                    value: value.to_vec(),
+                    expires_at: h.expires_at,
+                    version: h.version,
+                }))
+            }
+            Ok((h, _, _)) => Ok(Some(Stored::Deleted(h.version))),
             Err(e) => Err(self.corrupt(&t.segments, loc, e.describe())),
         }
     }

@@ -26,15 +26,14 @@ impl Keyspace {
     }
 
     /// Re-applies every record from `start` to the end of the log, cutting a torn tail.
-    /// Returns the largest sequence number seen.
-    pub(super) fn replay(&self, start: Loc, last: Option<u32>) -> Result<u64> {
+    /// Versions make this idempotent: a record no newer than the indexed one is a no-op.
+    pub(super) fn replay(&self, start: Loc, last: Option<u32>) -> Result<()> {
         let mut t = self.tables.write();
         let segs: Vec<Arc<Segment>> = t
             .segments
             .range(start.segment()..)
             .map(|(_, s)| s.clone())
             .collect();
-        let mut max_seq = 0;
         let mut replayed = 0u64;
         for seg in segs {
             let mut off = if seg.id == start.segment() {
@@ -53,8 +52,8 @@ impl Keyspace {
                         let loc = Loc::new(seg.id, off);
                         let hash = key_hash(self.seed, key);
                         let len = h.total_len() as u32;
-                        batch.push(Pending::of_record(h.kind, hash, loc, len, h.expires_at));
-                        max_seq = max_seq.max(h.seq);
+                        batch.push(Pending::of_record(h.kind, hash, loc, len));
+                        self.max_ts.fetch_max(h.version.ts, Ordering::Relaxed);
                         off += len as u64;
                         if batch.len() >= REPLAY_CHUNK {
                             replayed +=
@@ -99,7 +98,7 @@ impl Keyspace {
         if replayed > 0 {
             tracing::info!(ns = %self.ns, records = replayed, "replayed the log after the checkpoint");
         }
-        Ok(max_seq)
+        Ok(())
     }
 }
 

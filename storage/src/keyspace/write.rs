@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use parking_lot::MutexGuard;
 
-use super::{Keyspace, Pending, Tables, Write, Writer};
+use super::{key_at, supersedes, Applied, Keyspace, Pending, Tables, Write, Writer};
 use crate::checkpoint::SegmentStats;
 use crate::error::{Error, Result};
 use crate::hash::key_hash;
@@ -18,8 +18,8 @@ use crate::segment::{Segment, WritePath};
 impl Keyspace {
     /// Applies `writes` atomically with respect to durability: under `Always`, one fsync
     /// covers the batch (shared with concurrent batches) before anything becomes visible.
-    /// Returns, per write, whether the key was present before.
-    pub fn write(&self, writes: &[Write<'_>]) -> Result<Vec<bool>> {
+    /// A write no newer than what the key holds is [`Applied::Stale`] and appends nothing.
+    pub fn write(&self, writes: &[Write<'_>]) -> Result<Vec<Applied>> {
         if writes.is_empty() {
             return Ok(Vec::new());
         }
@@ -27,27 +27,58 @@ impl Keyspace {
         if let Some(cause) = &w.poisoned {
             return Err(self.poisoned(cause));
         }
-        self.reserve(writes.len() as u64)?;
+        let fresh = self.fresh(writes);
+        self.reserve(fresh.iter().filter(|f| **f).count() as u64)?;
         let mut pending = Vec::with_capacity(writes.len());
-        for write in writes {
-            let (kind, key, value, expires_at) = match *write {
+        for (write, _) in writes.iter().zip(&fresh).filter(|(_, f)| **f) {
+            let (kind, key, value, expires_at, version) = match *write {
                 Write::Put {
                     key,
                     value,
                     expires_at,
-                } => (Kind::Put, key, value, expires_at),
-                Write::Delete { key } => (Kind::Delete, key, &[][..], 0),
+                    version,
+                } => (Kind::Put, key, value, expires_at, version),
+                Write::Delete { key, version } => (Kind::Delete, key, &[][..], 0, version),
             };
-            let seq = w.next_seq;
-            w.next_seq += 1;
             let loc = self.stage(&mut w, |buf| {
-                record::encode(buf, kind, seq, expires_at, key, value)
+                record::encode(buf, kind, version, expires_at, key, value)
             })?;
+            self.max_ts.fetch_max(version.ts, Ordering::Relaxed);
             let hash = key_hash(self.seed, key);
             let len = record::encoded_len(key, value) as u32;
-            pending.push(Pending::of_record(kind, hash, loc, len, expires_at));
+            pending.push(Pending::of_record(kind, hash, loc, len));
         }
-        self.commit(w, &pending)
+        if pending.is_empty() {
+            return Ok(vec![Applied::Stale; writes.len()]);
+        }
+        let mut applied = self.commit(w, &pending)?.into_iter();
+        Ok(fresh
+            .iter()
+            .map(|&f| match f {
+                true => applied.next().unwrap_or(Applied::Stale),
+                false => Applied::Stale,
+            })
+            .collect())
+    }
+
+    /// Per write, whether it is newer than the key's indexed record. Apply checks again:
+    /// batches still in group commit are not indexed yet.
+    fn fresh(&self, writes: &[Write<'_>]) -> Vec<bool> {
+        let t = self.tables.read();
+        writes
+            .iter()
+            .map(|w| {
+                let (key, version) = match *w {
+                    Write::Put { key, version, .. } | Write::Delete { key, version } => {
+                        (key, version)
+                    }
+                };
+                let hash = key_hash(self.seed, key);
+                t.index
+                    .find(hash, |l| key_at(&t.segments, l) == Some(key))
+                    .is_none_or(|l| supersedes(&t.segments, l, version))
+            })
+            .collect()
     }
 
     /// Encodes one record into the writer's buffer, first flushing and rolling the segment
@@ -108,7 +139,7 @@ impl Keyspace {
         &self,
         mut w: MutexGuard<'_, Writer>,
         pending: &[Pending],
-    ) -> Result<Vec<bool>> {
+    ) -> Result<Vec<Applied>> {
         self.flush_buf(&mut w)?;
         let end = Loc::new(w.active.id, w.active.len()).0;
         let bytes: u64 = pending.iter().map(Pending::len).sum();

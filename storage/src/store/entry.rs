@@ -1,5 +1,7 @@
 //! What the store's API takes and gives back.
 
+use dstash_cluster::Version;
+
 use crate::counters::{CounterLister, CounterStats};
 use crate::error::Result;
 use crate::keyspace::{KeyLister, KeyspaceStats};
@@ -11,12 +13,32 @@ pub struct PutEntry<'a> {
     pub value: &'a [u8],
     /// Seconds to live; 0 = no TTL.
     pub ttl_secs: u32,
+    /// The write's version; None: the store stamps one from its own clock.
+    pub version: Option<Version>,
+}
+
+/// One entry of a batch delete.
+#[derive(Debug, Clone, Copy)]
+pub struct DeleteEntry<'a> {
+    pub key: &'a [u8],
+    /// The delete's version; None: the store stamps one from its own clock.
+    pub version: Option<Version>,
+}
+
+/// One change of a mixed batch ([`Store::write_each`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Change<'a> {
+    Put(PutEntry<'a>),
+    Delete(DeleteEntry<'a>),
 }
 
 /// One key's answer from [`Store::lookup_each`].
 #[derive(Debug)]
 pub enum Lookup {
     Found(Found),
+    /// A tombstone, or a value whose TTL passed: deleted at this version.
+    Deleted(Version),
+    /// Nothing is stored for the key.
     Missing,
     /// The key's record is damaged (`Error::Corrupt`): another replica may have it.
     Damaged(crate::Error),
@@ -28,6 +50,7 @@ pub struct Found {
     pub value: Vec<u8>,
     /// Seconds left to live; 0 when the key never expires.
     pub ttl_secs: u32,
+    pub version: Version,
 }
 
 /// Figures for one namespace.

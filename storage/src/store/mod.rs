@@ -7,7 +7,7 @@ mod entry;
 mod limits;
 mod registry;
 
-pub use entry::{Found, KeyStream, Lookup, NamespaceStats, PutEntry};
+pub use entry::{Change, DeleteEntry, Found, KeyStream, Lookup, NamespaceStats, PutEntry};
 
 use std::fs::File;
 use std::path::Path;
@@ -20,13 +20,17 @@ use registry::{lock_dir, Registry};
 
 use crate::error::{Error, IoContext, Result};
 use crate::glob::Glob;
-use crate::keyspace::{KeyLister, Write};
+use dstash_cluster::{Hlc, Version};
+
+use crate::keyspace::{Applied, KeyLister, Stored, Write};
 use crate::name::validate_namespace;
 use crate::namespace::Namespace;
 use crate::options::{Options, MAX_RETENTION_SECS, MIN_RETENTION_SECS};
 
 pub struct Store {
     registry: Arc<Registry>,
+    /// Stamps writes that carry no version, and is moved past every version seen.
+    hlc: Hlc,
     background: Option<Background>,
     _lock: File,
     closed: AtomicBool,
@@ -40,7 +44,12 @@ impl Store {
         std::fs::create_dir_all(&dir).at(&dir)?;
         let lock = lock_dir(&dir)?;
         let background = opts.background;
+        let clock = opts.clock.clone();
+        let hlc = Hlc::with_source(opts.writer_id, Box::new(move || clock.now_millis()));
         let registry = Arc::new(Registry::open(dir, Arc::new(opts))?);
+        for n in registry.all() {
+            hlc.observe(Version::new(n.kv.max_version_ts(), 0));
+        }
         let background = if background {
             Some(Background::start(registry.clone())?)
         } else {
@@ -48,6 +57,7 @@ impl Store {
         };
         Ok(Self {
             registry,
+            hlc,
             background,
             _lock: lock,
             closed: AtomicBool::new(false),
@@ -82,6 +92,26 @@ impl Store {
         }
     }
 
+    /// The version a write takes: its own, if not too far ahead of this store's clock
+    /// (the clock then moves past it), or a new one from the clock.
+    fn stamp(&self, version: Option<Version>) -> Result<Version> {
+        let Some(v) = version else {
+            return Ok(self.hlc.now());
+        };
+        let max_ms = self.registry.opts.max_clock_skew_ms;
+        let ahead_ms = self.hlc.ahead_ms(v);
+        if ahead_ms > max_ms {
+            return Err(Error::VersionAhead { ahead_ms, max_ms });
+        }
+        self.hlc.observe(v);
+        Ok(v)
+    }
+
+    /// A new version from this store's clock.
+    pub fn next_version(&self) -> Version {
+        self.hlc.now()
+    }
+
     pub fn put(&self, ns: &str, key: &[u8], value: &[u8], ttl_secs: u32) -> Result<()> {
         self.put_many(
             ns,
@@ -89,25 +119,47 @@ impl Store {
                 key,
                 value,
                 ttl_secs,
+                version: None,
             }],
         )
+        .map(drop)
     }
 
-    /// Writes every entry, or none if any breaks a limit. One fsync under `Always`.
-    pub fn put_many(&self, ns: &str, entries: &[PutEntry<'_>]) -> Result<()> {
+    /// Writes every entry, or none if any breaks a limit. One fsync under `Always`. An
+    /// entry no newer than the key's stored version is [`Applied::Stale`] and changes
+    /// nothing.
+    pub fn put_many(&self, ns: &str, entries: &[PutEntry<'_>]) -> Result<Vec<Applied>> {
+        let changes: Vec<Change<'_>> = entries.iter().map(|e| Change::Put(*e)).collect();
+        self.write_each(ns, &changes)
+    }
+
+    /// Applies puts and deletes together, or none if any breaks a limit or carries a
+    /// version too far ahead: one fsync under `Always`. Per change, what it did.
+    pub fn write_each(&self, ns: &str, changes: &[Change<'_>]) -> Result<Vec<Applied>> {
         let opts = &self.registry.opts;
-        check_batch(opts, entries.len())?;
-        entries.iter().try_for_each(|e| check_put(opts, e))?;
-        let n = self.namespace(ns)?;
-        let writes: Vec<Write<'_>> = entries
-            .iter()
-            .map(|e| Write::Put {
-                key: e.key,
-                value: e.value,
-                expires_at: self.expires_at(e.ttl_secs),
-            })
-            .collect();
-        n.kv.write(&writes).map(|_| ())
+        check_batch(opts, changes.len())?;
+        let mut writes = Vec::with_capacity(changes.len());
+        for c in changes {
+            writes.push(match *c {
+                Change::Put(e) => {
+                    check_put(opts, &e)?;
+                    Write::Put {
+                        key: e.key,
+                        value: e.value,
+                        expires_at: self.expires_at(e.ttl_secs),
+                        version: self.stamp(e.version)?,
+                    }
+                }
+                Change::Delete(e) => {
+                    check_key(e.key)?;
+                    Write::Delete {
+                        key: e.key,
+                        version: self.stamp(e.version)?,
+                    }
+                }
+            });
+        }
+        self.namespace(ns)?.kv.write(&writes)
     }
 
     pub fn get(&self, ns: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -134,7 +186,7 @@ impl Store {
             .into_iter()
             .map(|l| match l {
                 Lookup::Found(f) => Ok(Some(f)),
-                Lookup::Missing => Ok(None),
+                Lookup::Deleted(_) | Lookup::Missing => Ok(None),
                 Lookup::Damaged(e) => Err(e),
             })
             .collect()
@@ -153,7 +205,11 @@ impl Store {
             .get_each(keys)
             .into_iter()
             .map(|r| match r {
-                Ok(Some((value, expires_at))) => Lookup::Found(Found {
+                Ok(Some(Stored::Value {
+                    value,
+                    expires_at,
+                    version,
+                })) => Lookup::Found(Found {
                     value,
                     // An unexpired key has at least a second left.
                     ttl_secs: if expires_at == 0 {
@@ -161,7 +217,9 @@ impl Store {
                     } else {
                         expires_at.saturating_sub(now).clamp(1, u32::MAX as u64) as u32
                     },
+                    version,
                 }),
+                Ok(Some(Stored::Deleted(v))) => Lookup::Deleted(v),
                 Ok(None) => Lookup::Missing,
                 Err(e) => Lookup::Damaged(e),
             })
@@ -173,13 +231,26 @@ impl Store {
         Ok(self.delete_many(ns, &[key])?[0])
     }
 
+    /// Deletes every key with a version from this store's clock; per key, true when a
+    /// live value was there.
     pub fn delete_many(&self, ns: &str, keys: &[&[u8]]) -> Result<Vec<bool>> {
-        check_keys(&self.registry.opts, keys.iter().copied())?;
-        let Some(n) = self.existing(ns)? else {
-            return Ok(vec![false; keys.len()]);
-        };
-        let writes: Vec<Write<'_>> = keys.iter().map(|&key| Write::Delete { key }).collect();
-        n.kv.write(&writes)
+        let entries: Vec<DeleteEntry<'_>> = keys
+            .iter()
+            .map(|&key| DeleteEntry { key, version: None })
+            .collect();
+        Ok(self
+            .delete_each(ns, &entries)?
+            .into_iter()
+            .map(|a| a == Applied::Written { existed: true })
+            .collect())
+    }
+
+    /// Writes a tombstone for every key, present or not, so that an older write that
+    /// arrives later (a lagging replica, a repair) is refused. A delete no newer than
+    /// the key's stored version is [`Applied::Stale`].
+    pub fn delete_each(&self, ns: &str, entries: &[DeleteEntry<'_>]) -> Result<Vec<Applied>> {
+        let changes: Vec<Change<'_>> = entries.iter().map(|e| Change::Delete(*e)).collect();
+        self.write_each(ns, &changes)
     }
 
     /// Records `n` entries (0 counts as 1) for `key` now; returns the count over the retention.

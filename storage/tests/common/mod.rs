@@ -85,6 +85,7 @@ pub fn entries<'a>(keys: &'a [Vec<u8>], values: &'a [Vec<u8>]) -> Vec<PutEntry<'
             key: k,
             value: v,
             ttl_secs: 0,
+            version: None,
         })
         .collect()
 }

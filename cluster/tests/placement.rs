@@ -1,7 +1,7 @@
 //! Placement is part of the on-disk contract: a key must map to the same nodes in every
 //! process and every version, or data written by one client is not found by another.
 
-use dstash_client::{Member, Placement};
+use dstash_cluster::{Member, Placement};
 
 fn cluster(ids: &[&str]) -> Placement {
     Placement::new(
