@@ -62,6 +62,8 @@ enum Command {
     Lookup(lookup::LookupArgs),
     /// One line per node: id, address, health, keys, disk bytes.
     Status(status::StatusArgs),
+    /// Bring every replica of every key to its newest version: one full pass.
+    Repair(repair::RepairArgs),
     /// Run a throwaway 3-node cluster end to end.
     Demo(demo::DemoArgs),
     /// Ask a node's grpc.health.v1 whether it serves (exit 0 if so): for health checks.
@@ -97,6 +99,7 @@ fn main() -> ExitCode {
             Command::Load(a) => load::run(a, before).await,
             Command::Lookup(a) => lookup::run(a, before).await,
             Command::Status(a) => status::run(a, before).await,
+            Command::Repair(a) => repair::run(a, before).await,
             Command::Demo(a) => demo::run(a).await.map(|()| true),
             Command::Health(a) => health::run(a).await,
             Command::Completions(a) => completions::run(a),

@@ -227,6 +227,17 @@ impl Client {
     /// short of their quorum. Fails only if some key could be read from none of its
     /// replicas, or the input is refused.
     pub async fn get_many(&self, ns: &str, keys: &[Bytes]) -> Result<Vec<Option<Bytes>>> {
+        let q = self.view().q;
+        self.get_many_quorum(ns, keys, q).await
+    }
+
+    /// [`get_many`](Self::get_many) with read quorum `q` (capped at R).
+    pub(crate) async fn get_many_quorum(
+        &self,
+        ns: &str,
+        keys: &[Bytes],
+        q: usize,
+    ) -> Result<Vec<Option<Bytes>>> {
         let view = self.view();
         let placed = replicas_of(&view, keys.par_iter().map(|k| k.as_ref()));
         let mut replies: Vec<Replies<NodeHandle>> =
@@ -285,7 +296,7 @@ impl Client {
                     }
                 }
             }
-            pending.retain(|&p| replies[p].informed() < view.q);
+            pending.retain(|&p| replies[p].informed() < q);
         }
         replies
             .iter_mut()

@@ -4,11 +4,13 @@
 
 use std::collections::BTreeSet;
 use std::future::Future;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use dstash_proto::v1::*;
 use dstash_proto::Bytes;
+use tokio::task::JoinHandle;
 use tonic::{Code, Status};
 
 use dstash_cluster::{Hlc, Version};
@@ -24,6 +26,11 @@ pub struct Client {
     view: Arc<RwLock<Arc<View>>>,
     /// Versions every write of this client carries; moved past every version it reads.
     pub(crate) hlc: Arc<Hlc>,
+    /// Read repairs still running in the background.
+    repairs: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// Replica writes read repair started, and those that failed.
+    pub(crate) repairs_started: Arc<AtomicU64>,
+    pub(crate) repairs_failed: Arc<AtomicU64>,
 }
 
 /// A writer id for a new client: random, so two clients never share one.
@@ -36,8 +43,12 @@ fn writer_id() -> u64 {
 }
 
 pub(crate) fn failure(node: &NodeHandle, s: &Status) -> NodeFailure {
+    failure_of(&node.id, s)
+}
+
+pub(crate) fn failure_of(node: &str, s: &Status) -> NodeFailure {
     NodeFailure {
-        node: node.id.clone(),
+        node: node.to_string(),
         code: s.code(),
         message: s.message().to_string(),
     }
@@ -83,6 +94,34 @@ impl Client {
             cfg,
             view,
             hlc: Arc::new(Hlc::new(writer_id())),
+            repairs: Arc::default(),
+            repairs_started: Arc::default(),
+            repairs_failed: Arc::default(),
+        }
+    }
+
+    /// Runs a read repair in the background; [`finish_repairs`](Self::finish_repairs)
+    /// waits for it.
+    pub(crate) fn spawn_repair(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let mut tasks = self.repairs.lock().unwrap_or_else(|e| e.into_inner());
+        if tasks.len() >= 1024 {
+            tasks.retain(|t| !t.is_finished());
+        }
+        tasks.push(tokio::spawn(task));
+    }
+
+    /// Waits for the read repairs started so far: what a process that is about to exit
+    /// calls, so the repairs its reads found needed are not cut short.
+    pub async fn finish_repairs(&self) {
+        loop {
+            let tasks =
+                std::mem::take(&mut *self.repairs.lock().unwrap_or_else(|e| e.into_inner()));
+            if tasks.is_empty() {
+                return;
+            }
+            for t in tasks {
+                let _ = t.await;
+            }
         }
     }
 

@@ -2,6 +2,7 @@
 //! or timeout; a value found after replicas that lacked it is written back to them.
 
 use std::future::Future;
+use std::sync::atomic::Ordering;
 
 use dstash_proto::v1::*;
 use dstash_proto::Bytes;
@@ -115,7 +116,10 @@ impl Client {
             if let Some(v) = winner.version() {
                 self.hlc.observe(v);
             }
-            self.repair(&replies.lagging(), ns, key, &winner);
+            let lagging = replies.lagging();
+            self.repairs_started
+                .fetch_add(lagging.len() as u64, Ordering::Relaxed);
+            self.repair(&lagging, ns, key, &winner);
         }
         replies.outcome()
     }
@@ -127,7 +131,7 @@ impl Client {
         for node in lagging {
             let (client, node, winner) = (self.clone(), node.clone(), winner.clone());
             let (ns, key) = (ns.to_string(), Bytes::copy_from_slice(key));
-            tokio::spawn(async move {
+            self.spawn_repair(async move {
                 let r = match winner {
                     Held::Value {
                         value,
@@ -157,6 +161,7 @@ impl Client {
                     Held::Nothing | Held::Damaged => Ok(()),
                 };
                 if let Err(e) = r {
+                    client.repairs_failed.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(node = %node.id, "read repair failed: {}", e.message());
                 }
             });

@@ -20,7 +20,9 @@ pub struct GetArgs {
 
 pub async fn run(a: GetArgs, before: &ConnArgs) -> Result<bool> {
     let c = a.conn.or(before).connect().await?;
-    match c.get(&a.ns, a.key.as_bytes()).await? {
+    let found = c.get(&a.ns, a.key.as_bytes()).await?;
+    c.finish_repairs().await;
+    match found {
         Some(v) => {
             let mut out = std::io::stdout().lock();
             out.write_all(&v)?;

@@ -76,6 +76,7 @@ pub async fn run(a: LookupArgs, before: &ConnArgs) -> Result<bool> {
         }
     }
     out.flush()?;
+    c.finish_repairs().await;
     if missing > 0 {
         eprintln!("dstash: {missing} of {total} keys not found");
     }

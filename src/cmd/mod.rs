@@ -13,6 +13,7 @@ pub mod load;
 pub mod lookup;
 pub mod node;
 pub mod put;
+pub mod repair;
 pub mod status;
 
 use std::io::{BufRead, BufReader};
