@@ -2,7 +2,10 @@
 //!
 //! - [`version`]: the order of writes to one key, from a hybrid logical clock and a
 //!   writer id. The engine keeps the newest; replicas converge on it.
-//! - [`placement`]: which nodes hold a key (weighted rendezvous hashing over node ids).
+//! - [`partition`]: keys cut into fixed partitions and digest leaves, and the digest
+//!   item of a (key, version) that anti-entropy compares.
+//! - [`placement`]: which nodes hold a partition (weighted rendezvous hashing over node
+//!   ids).
 
 // Library code returns errors; it does not panic.
 #![cfg_attr(
@@ -10,8 +13,10 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod partition;
 pub mod placement;
 pub mod version;
 
+pub use partition::{digest_item, partition_of, PARTITIONS};
 pub use placement::{Member, Placement};
 pub use version::{Hlc, Version};

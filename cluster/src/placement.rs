@@ -1,14 +1,19 @@
-//! Where a key lives: weighted rendezvous hashing over node ids.
+//! Where a key lives: weighted rendezvous hashing of partitions over node ids.
 //!
-//! Each node scores each key; the key's replicas are the R highest scores. The score is
-//! `weight / -ln(u)` with `u` a 53-bit uniform from xxh3-64 of the key seeded by the
-//! node id, so scores are 64-bit-fine (no ties to speak of, unlike dstash's ~4,000
-//! distinct values), a node's share follows its weight, and adding or removing a node
-//! moves only the keys it gains or loses. Identity is the node id, never the address,
-//! so a node that moves keeps its keys. The result depends only on ids, weights and the
-//! key: the same in every process and version (`tests/placement.rs` pins it).
+//! A key belongs to a fixed partition ([`crate::partition`]); each node scores each
+//! partition and the partition's replicas are the R highest scores. Every key of a
+//! partition therefore has the same replicas, which is what lets anti-entropy compare a
+//! partition's digest between them and lets a layout change move whole partitions. The
+//! score is `weight / -ln(u)` with `u` a 53-bit uniform from xxh3-64 of the partition
+//! seeded by the node id, so a node's share follows its weight, and adding or removing
+//! a node moves only the partitions it gains or loses. Identity is the node id, never
+//! the address, so a node that moves keeps its data. The result depends only on ids,
+//! weights and the key: the same in every process and version (`tests/placement.rs`
+//! pins it).
 
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
+
+use crate::partition::{partition_of, PARTITIONS};
 
 /// A node as placement sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,7 +25,8 @@ pub struct Member {
 #[derive(Debug, Clone)]
 pub struct Placement {
     members: Vec<Member>,
-    seeds: Vec<u64>,
+    /// For each partition, every member index, best first.
+    order: Vec<Vec<u16>>,
 }
 
 impl Placement {
@@ -28,8 +34,10 @@ impl Placement {
     pub fn new(mut members: Vec<Member>) -> Self {
         members.sort_by(|a, b| a.id.cmp(&b.id));
         members.dedup_by(|a, b| a.id == b.id);
-        let seeds = members.iter().map(|m| xxh3_64(m.id.as_bytes())).collect();
-        Self { members, seeds }
+        members.truncate(u16::MAX as usize);
+        let seeds: Vec<u64> = members.iter().map(|m| xxh3_64(m.id.as_bytes())).collect();
+        let order = (0..PARTITIONS).map(|p| rank(&members, &seeds, p)).collect();
+        Self { members, order }
     }
 
     pub fn members(&self) -> &[Member] {
@@ -44,22 +52,17 @@ impl Placement {
         self.members.is_empty()
     }
 
-    fn score(&self, i: usize, key: &[u8]) -> f64 {
-        let h = xxh3_64_with_seed(key, self.seeds[i]);
-        // (0, 1): never 0 (ln undefined) and never 1 (score infinite).
-        let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-        self.members[i].weight / -u.ln()
+    /// Indexes into [`Placement::members`] of the `r` best nodes for `partition`.
+    pub fn partition_replicas(&self, partition: u32, r: usize) -> Vec<usize> {
+        self.order
+            .get(partition as usize)
+            .map(|o| o.iter().take(r).map(|&i| i as usize).collect())
+            .unwrap_or_default()
     }
 
     /// Indexes into [`Placement::members`] of the `r` best nodes for `key`, best first.
     pub fn replicas(&self, key: &[u8], r: usize) -> Vec<usize> {
-        let mut scored: Vec<(f64, usize)> = (0..self.members.len())
-            .map(|i| (self.score(i, key), i))
-            .collect();
-        // Highest score first; equal scores (vanishingly rare) by id order.
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        scored.truncate(r);
-        scored.into_iter().map(|(_, i)| i).collect()
+        self.partition_replicas(partition_of(key), r)
     }
 
     /// The ids of the `r` best nodes for `key`, best first.
@@ -69,6 +72,40 @@ impl Placement {
             .map(|i| self.members[i].id.as_str())
             .collect()
     }
+
+    /// The partitions whose `r` replicas include both members `a` and `b`.
+    pub fn shared_partitions(&self, a: usize, b: usize, r: usize) -> Vec<u32> {
+        (0..PARTITIONS)
+            .filter(|&p| {
+                let reps = self.partition_replicas(p, r);
+                reps.contains(&a) && reps.contains(&b)
+            })
+            .collect()
+    }
+
+    /// The index of the member with `id`.
+    pub fn position(&self, id: &str) -> Option<usize> {
+        self.members.iter().position(|m| m.id == id)
+    }
+}
+
+/// Every member ranked for `partition`, highest score first; equal scores (vanishingly
+/// rare) by id order.
+fn rank(members: &[Member], seeds: &[u64], partition: u32) -> Vec<u16> {
+    let key = partition.to_le_bytes();
+    let mut scored: Vec<(f64, u16)> = members
+        .iter()
+        .zip(seeds)
+        .enumerate()
+        .map(|(i, (m, &seed))| {
+            let h = xxh3_64_with_seed(&key, seed);
+            // (0, 1): never 0 (ln undefined) and never 1 (score infinite).
+            let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+            (m.weight / -u.ln(), i as u16)
+        })
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    scored.into_iter().map(|(_, i)| i).collect()
 }
 
 #[cfg(test)]

@@ -26,11 +26,37 @@ fn placement_is_pinned_by_test_vectors() {
 }
 
 const VECTORS: [&str; 5] = [
-    "node-1,node-0,node-4",
+    "node-1,node-4,node-3",
     "node-2,node-3,node-4",
-    "node-2,node-3,node-1",
-    "node-4,node-2,node-3",
-    "node-4,node-2,node-3",
+    "node-2,node-4,node-3",
+    "node-1,node-2,node-4",
+    "node-0,node-2,node-3",
+];
+
+#[test]
+fn partitions_and_digest_items_are_pinned() {
+    use dstash_cluster::{digest_item, partition_of, Version};
+    let got: Vec<(u32, u32, u64)> = ["", "a", "user:42"]
+        .iter()
+        .map(|k| {
+            let (leaf, item) = digest_item(
+                k.as_bytes(),
+                Version {
+                    ts: 7 << 16,
+                    writer: 3,
+                },
+            );
+            (partition_of(k.as_bytes()), leaf, item)
+        })
+        .collect();
+    // If this changes, replicas of different versions see every leaf as different.
+    assert_eq!(got, ITEMS, "partitioning or digest items changed");
+}
+
+const ITEMS: [(u32, u32, u64); 3] = [
+    (506, 32441, 12648980247111252506),
+    (233, 14947, 15978479872939761153),
+    (216, 13853, 13007773805226519545),
 ];
 
 #[test]

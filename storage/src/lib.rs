@@ -44,7 +44,7 @@ mod store;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use dstash_cluster::Version;
 pub use error::{Error, Result};
-pub use keyspace::{Applied, KeyspaceStats};
+pub use keyspace::{Applied, KeyspaceStats, LeafEntry};
 pub use name::validate_namespace;
 pub use options::{Options, SyncMode, MAX_KEY_LEN};
 pub use store::{Change, DeleteEntry, Found, KeyStream, Lookup, NamespaceStats, PutEntry, Store};

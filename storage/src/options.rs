@@ -53,6 +53,8 @@ pub struct Options {
     pub tombstone_grace_secs: u64,
     /// A write whose version is further ahead of the clock than this is refused.
     pub max_clock_skew_ms: u64,
+    /// How fast the digest rebuild after open scans the index, in slots per second.
+    pub digest_scan_slots_per_sec: u64,
     /// The writer id of the versions the store stamps itself (writes that carry none).
     pub writer_id: u64,
     pub clock: Arc<dyn Clock>,
@@ -74,6 +76,7 @@ impl Default for Options {
             background: true,
             tombstone_grace_secs: DEFAULT_TOMBSTONE_GRACE_SECS,
             max_clock_skew_ms: DEFAULT_MAX_CLOCK_SKEW_MS,
+            digest_scan_slots_per_sec: 8 << 20,
             writer_id: crate::hash::random_seed(),
             clock: Arc::new(SystemClock),
             io: Arc::new(RealIo),

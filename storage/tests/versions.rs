@@ -7,6 +7,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::*;
+use dstash_cluster::partition::{digest_item, LEAVES, PARTITIONS};
 use dstash_storage::{
     Applied, Clock, DeleteEntry, Lookup, ManualClock, Options, PutEntry, Store, Version,
 };
@@ -32,13 +33,29 @@ fn version(clock: &ManualClock, back: u16, writer: u8) -> Version {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Put { k: u8, back: u16, w: u8, ttl: u8 },
-    Delete { k: u8, back: u16, w: u8 },
-    Advance { secs: u8 },
+    Put {
+        k: u8,
+        back: u16,
+        w: u8,
+        ttl: u8,
+    },
+    Delete {
+        k: u8,
+        back: u16,
+        w: u8,
+    },
+    Advance {
+        secs: u8,
+    },
     Checkpoint,
     Compact,
     Reopen,
     Crash,
+    /// One step of the digest rebuild after open, over this many index slots.
+    RebuildStep {
+        slots: u8,
+    },
+    CheckDigest,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -52,6 +69,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Compact),
         1 => Just(Op::Reopen),
         1 => Just(Op::Crash),
+        2 => (1u8..=255).prop_map(|slots| Op::RebuildStep { slots }),
+        1 => Just(Op::CheckDigest),
     ]
 }
 
@@ -134,6 +153,34 @@ fn write(model: &mut HashMap<u8, Newest>, k: u8, new: Newest, applied: Applied, 
     }
 }
 
+/// The digest the store maintains, and the one its listing gives, are the XOR of the
+/// model's (key, newest version) items, tombstones included.
+fn check_digest(s: &Store, model: &HashMap<u8, Newest>) {
+    let all: Vec<u32> = (0..PARTITIONS).collect();
+    let got = s.digests("m", &all, true).unwrap().unwrap();
+    let mut want = vec![0u64; LEAVES as usize];
+    for (k, n) in model {
+        let (leaf, item) = digest_item(&[*k], n.version);
+        want[leaf as usize] ^= item;
+    }
+    let differing = (0..LEAVES as usize).filter(|&l| got[l] != want[l]).count();
+    assert_eq!(
+        differing, 0,
+        "{differing} digest leaves differ from the model"
+    );
+    let leaves: Vec<u32> = (0..LEAVES).collect();
+    let mut listed: Vec<(u8, Version)> = s
+        .leaf_entries("m", &leaves)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.key[0], e.version))
+        .collect();
+    listed.sort();
+    let mut held: Vec<(u8, Version)> = model.iter().map(|(k, n)| (*k, n.version)).collect();
+    held.sort();
+    assert_eq!(listed, held, "leaf listing");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
     #[test]
@@ -173,13 +220,19 @@ proptest! {
                     s.take().unwrap().crash();
                     s = Some(open_small(dir.path(), &clock));
                 }
+                Op::RebuildStep { slots } => {
+                    st.rebuild_digest_partially_for_test("m", slots as u64);
+                }
+                Op::CheckDigest => check_digest(st, &model),
             }
             check_all(s.as_ref().unwrap(), &mut model, clock.now_secs());
         }
+        check_digest(s.as_ref().unwrap(), &model);
         let now = clock.now_secs();
         s.take().unwrap().crash();
         let s = open_small(dir.path(), &clock);
         check_all(&s, &mut model, now);
+        check_digest(&s, &model);
     }
 }
 

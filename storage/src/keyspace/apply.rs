@@ -119,9 +119,11 @@ fn apply_one(t: &mut Tables, p: &Pending, ctx: &ApplyCtx) -> Applied {
                 index,
                 segments,
                 stats,
+                digest,
                 ..
             } = t;
             if index.relocate(hash, from, Entry { loc: to, deleted }) {
+                digest.moved(from, to);
                 add_dead(stats, from, record_len(segments, from));
                 if let Some(h) = header_at(segments, to) {
                     add_indexed(stats, to, len as u64, &h, ctx.grace);
@@ -133,7 +135,11 @@ fn apply_one(t: &mut Tables, p: &Pending, ctx: &ApplyCtx) -> Applied {
             }
         }
         Pending::Unindex { hash, loc } => {
+            let item = header_at(&t.segments, loc).zip(key_at(&t.segments, loc));
             if t.index.remove_loc(hash, loc) {
+                if let Some((h, key)) = item {
+                    t.digest.toggle(hash, loc, key, h.version);
+                }
                 Applied::Written { existed: true }
             } else {
                 Applied::Stale
@@ -155,6 +161,7 @@ fn apply_record(
         index,
         segments,
         stats,
+        digest,
         ..
     } = t;
     let (Some(h), Some(key)) = (header_at(segments, loc), key_at(segments, loc)) else {
@@ -179,11 +186,16 @@ fn apply_record(
     let Some(old) = old.filter(|o| o.loc != loc) else {
         if old.is_none() {
             add_indexed(stats, loc, len as u64, &h, ctx.grace);
+            digest.toggle(hash, loc, key, h.version);
         }
         return Applied::Written { existed: false };
     };
-    let existed =
-        !old.deleted && header_at(segments, old.loc).is_some_and(|o| !o.deleted_at(ctx.now));
+    let old_header = header_at(segments, old.loc);
+    if let Some(o) = &old_header {
+        digest.toggle(hash, old.loc, key, o.version);
+    }
+    digest.toggle(hash, loc, key, h.version);
+    let existed = !old.deleted && old_header.is_some_and(|o| !o.deleted_at(ctx.now));
     add_dead(stats, old.loc, record_len(segments, old.loc));
     add_indexed(stats, loc, len as u64, &h, ctx.grace);
     Applied::Written { existed }

@@ -8,6 +8,7 @@
 mod apply;
 mod checkpointing;
 mod compaction;
+mod digest;
 mod listing;
 mod open;
 mod read;
@@ -15,6 +16,7 @@ mod replay;
 mod write;
 
 pub use compaction::CompactionReport;
+pub use digest::LeafEntry;
 pub use listing::KeyLister;
 
 use std::collections::BTreeMap;
@@ -87,6 +89,7 @@ pub(crate) struct Tables {
     /// Log position up to which the index reflects the log.
     pub applied_end: u64,
     pub next_index_gen: u64,
+    pub digest: digest::Digest,
 }
 
 struct Writer {

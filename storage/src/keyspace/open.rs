@@ -192,6 +192,7 @@ fn build_tables(
         stats,
         applied_end: start.0,
         next_index_gen: next_gen.max(gen + 1),
+        digest: super::digest::Digest::rebuilding(),
     }
 }
 

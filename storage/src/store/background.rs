@@ -93,6 +93,7 @@ fn tick_namespace(registry: &Registry, stop: &Stop, n: &Namespace, sync_due: boo
             tracing::error!(ns = %name, "checkpoint failed: {e}");
         }
     }
+    rebuild_digest(registry, stop, n);
     if let Err(e) = n.counters.expire() {
         tracing::error!(ns = %name, "counter expiry failed: {e}");
     }
@@ -109,5 +110,17 @@ fn tick_namespace(registry: &Registry, stop: &Stop, n: &Namespace, sync_due: boo
         if let Err(e) = n.kv.compact(id, &mut pace) {
             tracing::error!(ns = %name, segment = id, "compaction failed: {e}");
         }
+    }
+}
+
+/// One tick's share of the paced digest rebuild after open.
+fn rebuild_digest(registry: &Registry, stop: &Stop, n: &Namespace) {
+    let per_tick = (registry.opts.digest_scan_slots_per_sec / 10).max(1);
+    let mut done = 0;
+    while done < per_tick && !stop.stopping() {
+        if n.kv.rebuild_digest_step(super::digests::REBUILD_STEP_SLOTS) {
+            return;
+        }
+        done += super::digests::REBUILD_STEP_SLOTS;
     }
 }

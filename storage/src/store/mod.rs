@@ -3,6 +3,7 @@
 //! thread in [`background`].
 
 mod background;
+mod digests;
 mod entry;
 mod limits;
 mod registry;
