@@ -107,4 +107,24 @@ impl Dstash for Echo {
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         unimplemented()
     }
+
+    async fn digest(&self, _: Request<DigestRequest>) -> Result<Response<DigestResponse>, Status> {
+        unimplemented()
+    }
+
+    type LeafEntriesStream = Answers<LeafEntriesChunk>;
+    async fn leaf_entries(
+        &self,
+        _: Request<LeafEntriesRequest>,
+    ) -> Result<Response<Self::LeafEntriesStream>, Status> {
+        unimplemented()
+    }
+
+    type RepairStream = Answers<RepairProgress>;
+    async fn repair(
+        &self,
+        _: Request<RepairRequest>,
+    ) -> Result<Response<Self::RepairStream>, Status> {
+        unimplemented()
+    }
 }

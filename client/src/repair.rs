@@ -1,68 +1,114 @@
-//! A full repair pass driven by the client: every key any node lists is read from all
-//! of its replicas, and the newest version (value or tombstone) is written to every
-//! replica that lags. Convergence, not efficiency: it reads every key once per replica.
-//! (Digest-based anti-entropy between nodes, whose traffic grows with the differences
-//! only, is not built yet.)
+//! `repair`: asks every node to run one anti-entropy pass against the co-replicas
+//! whose ids sort after its own, so that each pair of replicas is compared once, and
+//! adds up what they report. The nodes compare partition digests and move only the
+//! records that differ; see the node's `sync` module.
 
-use std::sync::atomic::Ordering;
-
-use dstash_proto::Bytes;
+use dstash_proto::v1::{Member, RepairProgress as Progress, RepairRequest};
+use futures_util::StreamExt;
 
 use crate::client::Client;
-use crate::error::{Error, Result};
 
-/// What a repair pass did.
+/// What a repair pass did, summed over the nodes.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RepairReport {
-    pub namespaces: u64,
-    pub keys: u64,
-    /// Replica writes made to bring lagging replicas up to the newest version.
+    pub nodes: u64,
+    pub partitions_total: u64,
+    pub partitions_done: u64,
+    pub partitions_differing: u64,
+    pub keys_compared: u64,
     pub pushed: u64,
-    /// Of those, the ones that failed (the pass must run again).
+    pub pulled: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// Sessions (or whole nodes) that failed: the pass must run again.
     pub failed: u64,
+    /// One line per failure.
+    pub errors: Vec<String>,
+}
+
+impl RepairReport {
+    fn add(&mut self, p: &Progress) {
+        self.partitions_total += p.partitions_total;
+        self.partitions_done += p.partitions_done;
+        self.partitions_differing += p.partitions_differing;
+        self.keys_compared += p.keys_compared;
+        self.pushed += p.pushed;
+        self.pulled += p.pulled;
+        self.bytes_sent += p.bytes_sent;
+        self.bytes_received += p.bytes_received;
+        self.failed += p.failed;
+    }
 }
 
 /// Told how far a repair pass got.
-pub trait RepairProgress {
-    fn keys(&self, ns: &str, done: u64, total: u64);
+pub trait RepairProgress: Sync {
+    fn update(&self, so_far: &RepairReport);
 }
 
 impl Client {
-    /// Repairs every namespace on every node; see the module docs. Fails when some
-    /// node cannot be asked (a pass over part of the cluster proves nothing).
-    pub async fn repair_all(
-        &self,
-        chunk: usize,
-        progress: &dyn RepairProgress,
-    ) -> Result<RepairReport> {
-        let mut namespaces = std::collections::BTreeSet::new();
-        let mut failures = Vec::new();
-        for n in self.status().await {
-            match n.status {
-                Ok(s) => namespaces.extend(s.namespaces.into_iter().map(|ns| ns.name)),
-                Err(e) => failures.push(crate::client::failure_of(&n.id, &e)),
+    /// One anti-entropy pass over the whole cluster; see the module docs. Never fails
+    /// as a whole: a node that cannot be asked is counted in `failed`.
+    pub async fn repair_all(&self, progress: &dyn RepairProgress) -> RepairReport {
+        let view = self.view();
+        let members: Vec<Member> = view
+            .nodes
+            .iter()
+            .map(|n| Member {
+                id: n.id.clone(),
+                address: n.addr.clone(),
+            })
+            .collect();
+        let mut latest = vec![Progress::default(); view.nodes.len()];
+        let mut errors = Vec::new();
+        let mut streams =
+            futures_util::stream::select_all(view.nodes.iter().enumerate().map(|(i, n)| {
+                let mut rpc = n.rpc.clone();
+                let req = RepairRequest {
+                    members: members.clone(),
+                    replicas: view.r as u32,
+                    higher_peers_only: true,
+                };
+                let id = n.id.clone();
+                futures_util::stream::once(async move { (i, id, rpc.repair(req).await) })
+                    .flat_map(|(i, id, r)| match r {
+                        Ok(s) => s
+                            .into_inner()
+                            .map(move |p| (i, p.map_err(|e| format!("{id}: {}", e.message()))))
+                            .boxed(),
+                        Err(e) => futures_util::stream::once(async move {
+                            (i, Err(format!("{id}: {}", e.message())))
+                        })
+                        .boxed(),
+                    })
+                    .boxed()
+            }));
+        while let Some((i, p)) = streams.next().await {
+            match p {
+                Ok(p) => {
+                    if p.done && p.failed > 0 {
+                        errors.push(format!("{}: {}", view.nodes[i].id, p.error));
+                    }
+                    latest[i] = p;
+                }
+                Err(e) => {
+                    latest[i].failed += 1;
+                    errors.push(e);
+                }
             }
+            progress.update(&sum(&latest, &errors));
         }
-        if !failures.is_empty() {
-            return Err(Error::Unavailable { failures });
-        }
-        let started = self.repairs_started.load(Ordering::Relaxed);
-        let failed = self.repairs_failed.load(Ordering::Relaxed);
-        let r = self.view().r;
-        let mut report = RepairReport::default();
-        for ns in &namespaces {
-            let keys: Vec<Bytes> = self.keys(ns, "", false).await?.into_iter().collect();
-            let total = keys.len() as u64;
-            for (i, part) in keys.chunks(chunk.max(1)).enumerate() {
-                self.get_many_quorum(ns, part, r).await?;
-                progress.keys(ns, (i * chunk.max(1) + part.len()) as u64, total);
-            }
-            report.keys += total;
-            report.namespaces += 1;
-        }
-        self.finish_repairs().await;
-        report.pushed = self.repairs_started.load(Ordering::Relaxed) - started;
-        report.failed = self.repairs_failed.load(Ordering::Relaxed) - failed;
-        Ok(report)
+        sum(&latest, &errors)
     }
+}
+
+fn sum(latest: &[Progress], errors: &[String]) -> RepairReport {
+    let mut r = RepairReport {
+        nodes: latest.len() as u64,
+        errors: errors.to_vec(),
+        ..Default::default()
+    };
+    for p in latest {
+        r.add(p);
+    }
+    r
 }

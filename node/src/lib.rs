@@ -8,6 +8,7 @@
 //! - [`oversize`]: oversized request messages answered as `INVALID_ARGUMENT`.
 //! - [`slot`]: the store while recovering, serving and shutting down.
 //! - [`metrics`]: Prometheus metrics and their `/metrics` listener.
+//! - [`sync`]: anti-entropy with co-replicas, in the background and on demand.
 //! - [`tls`]: TLS and mTLS settings from PEM files.
 //! - [`server`]: a running node: listeners, health, recovery and draining shutdown.
 
@@ -26,6 +27,7 @@ pub mod server;
 pub mod service;
 pub mod slot;
 pub mod status;
+pub mod sync;
 pub mod tls;
 
 pub use auth::TokenAuth;
@@ -34,4 +36,5 @@ pub use metrics::Metrics;
 pub use server::{Node, NodeOptions, Termination};
 pub use service::{NodeConfig, NodeService};
 pub use slot::StoreSlot;
+pub use sync::{Peer, SyncOptions};
 pub use tls::TlsFiles;

@@ -16,6 +16,7 @@ use prometheus_client::registry::Registry;
 use tonic::Code;
 
 use crate::slot::StoreSlot;
+use crate::sync::metrics::SyncMetrics;
 
 /// The RPCs, as they are labelled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -31,6 +32,8 @@ pub enum Rpc {
     BatchCount,
     Keys,
     Status,
+    Digest,
+    LeafEntries,
 }
 
 impl Rpc {
@@ -47,6 +50,8 @@ impl Rpc {
             Rpc::BatchCount => "BatchCount",
             Rpc::Keys => "Keys",
             Rpc::Status => "Status",
+            Rpc::Digest => "Digest",
+            Rpc::LeafEntries => "LeafEntries",
         }
     }
 }
@@ -69,6 +74,7 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     latency: Family<RpcLabels, Histogram>,
     recovery_seconds: Gauge<f64, AtomicU64>,
+    pub sync: Arc<SyncMetrics>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -114,6 +120,8 @@ impl Metrics {
             recovery_seconds.clone(),
         );
         registry.register_collector(Box::new(StoreCollector { slot }));
+        let sync = Arc::new(SyncMetrics::default());
+        sync.register(&mut registry);
         Self {
             registry,
             requests,
@@ -121,6 +129,7 @@ impl Metrics {
             errors,
             latency,
             recovery_seconds,
+            sync,
         }
     }
 

@@ -27,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::metrics::{self, Metrics};
 use crate::service::{NodeConfig, NodeService};
 use crate::slot::StoreSlot;
+use crate::sync::{SyncOptions, Syncer};
 use crate::tls::TlsFiles;
 use crate::TokenAuth;
 
@@ -42,6 +43,8 @@ pub struct NodeOptions {
     pub metrics_listen: Option<SocketAddr>,
     /// How long in-flight calls may run after a shutdown starts.
     pub drain_timeout: Duration,
+    /// Co-replicas and anti-entropy.
+    pub sync: SyncOptions,
 }
 
 impl NodeOptions {
@@ -57,6 +60,7 @@ impl NodeOptions {
             auth: TokenAuth::disabled(),
             metrics_listen: None,
             drain_timeout: Duration::from_secs(10),
+            sync: SyncOptions::default(),
         }
     }
 }
@@ -73,6 +77,7 @@ pub struct Node {
     stop_metrics: Option<oneshot::Sender<()>>,
     metrics_task: Option<JoinHandle<Result<()>>>,
     serving: tokio::sync::watch::Sender<bool>,
+    sync_task: JoinHandle<()>,
 }
 
 type Served = DstashServer<NodeService>;
@@ -117,7 +122,19 @@ impl Node {
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::NotServing).await;
 
-        let service = NodeService::new(slot.clone(), metrics.clone(), opts.service.clone());
+        let syncer = Arc::new(
+            Syncer::new(
+                opts.service.node_id.clone(),
+                opts.sync.clone(),
+                slot.clone(),
+                metrics.sync.clone(),
+                opts.service.max_message_bytes,
+            )
+            .map_err(Error::Auth)?,
+        );
+        let sync_task = tokio::spawn(syncer.clone().background());
+        let service = NodeService::new(slot.clone(), metrics.clone(), opts.service.clone())
+            .with_syncer(syncer);
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = tls {
             builder = builder.tls_config(tls)?;
@@ -181,6 +198,7 @@ impl Node {
             stop_metrics,
             metrics_task,
             serving,
+            sync_task,
         })
     }
 
@@ -214,6 +232,7 @@ impl Node {
         // A store still recovering is opened to completion so that it closes cleanly.
         let recovered = self.ready().await;
         self.serving.send_replace(false);
+        self.sync_task.abort();
         let _ = self.stop_grpc.send(());
         match tokio::time::timeout(self.drain_timeout, &mut self.grpc).await {
             Ok(joined) => joined.map_err(|e| Error::Task(e.to_string()))??,

@@ -21,10 +21,11 @@ use crate::metrics::{Metrics, Rpc};
 use crate::oversize::OversizeIsInvalid;
 use crate::slot::StoreSlot;
 use crate::status::status;
+use crate::sync::{serve, Syncer};
 use dstash_storage::{Applied, DeleteEntry, Lookup, PutEntry};
 use tonic::service::interceptor::InterceptedService;
 
-type Answers<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+pub type Answers<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 /// Settings the service needs beyond the store.
 #[derive(Debug, Clone)]
@@ -54,11 +55,12 @@ pub struct NodeService {
     ctx: Ctx,
     config: Arc<NodeConfig>,
     started: Instant,
+    syncer: Option<Arc<Syncer>>,
 }
 
 /// What every handler needs: the store (once recovered) and the metrics it records.
 #[derive(Clone)]
-struct Ctx {
+pub struct Ctx {
     slot: StoreSlot,
     metrics: Arc<Metrics>,
 }
@@ -70,7 +72,7 @@ fn join_error(e: tokio::task::JoinError) -> Status {
 impl Ctx {
     /// Runs a store call on a blocking thread (the engine is synchronous and may fsync)
     /// and records it as one request of `rpc` touching `keys` keys.
-    async fn run<T: Send + 'static>(
+    pub(crate) async fn run<T: Send + 'static>(
         &self,
         rpc: Rpc,
         keys: usize,
@@ -120,7 +122,14 @@ impl NodeService {
             ctx: Ctx { slot, metrics },
             config: Arc::new(config),
             started: Instant::now(),
+            syncer: None,
         }
+    }
+
+    /// Serves `Repair` with this syncer; without one, `Repair` is `UNIMPLEMENTED`.
+    pub fn with_syncer(mut self, syncer: Arc<Syncer>) -> Self {
+        self.syncer = Some(syncer);
+        self
     }
 
     /// The tonic service, with the configured message size limits, behind `auth`.
@@ -363,6 +372,31 @@ impl Dstash for NodeService {
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
+    }
+
+    async fn digest(
+        &self,
+        req: Request<DigestRequest>,
+    ) -> Result<Response<DigestResponse>, Status> {
+        serve::digest(&self.ctx, req.into_inner()).await
+    }
+
+    type LeafEntriesStream = Answers<LeafEntriesChunk>;
+
+    async fn leaf_entries(
+        &self,
+        req: Request<LeafEntriesRequest>,
+    ) -> Result<Response<Self::LeafEntriesStream>, Status> {
+        serve::leaf_entries(&self.ctx, req.into_inner()).await
+    }
+
+    type RepairStream = Answers<RepairProgress>;
+
+    async fn repair(
+        &self,
+        req: Request<RepairRequest>,
+    ) -> Result<Response<Self::RepairStream>, Status> {
+        serve::repair(self.syncer.clone(), req.into_inner()).await
     }
 
     async fn status(

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
 use crate::error::{Error, Result};
 
@@ -38,6 +38,22 @@ impl TlsFiles {
         if let Some(ca) = &self.client_ca {
             config = config.client_ca_root(Certificate::from_pem(pem(ca)?));
         }
+        Ok(config)
+    }
+}
+
+impl TlsFiles {
+    /// TLS for calls to peers: trust `ca` (or the client CA), and present this node's
+    /// own certificate, so that peers requiring mTLS accept it.
+    pub fn peer_config(&self, ca: Option<&Path>) -> Result<ClientTlsConfig> {
+        let mut config =
+            ClientTlsConfig::new().identity(Identity::from_pem(pem(&self.cert)?, pem(&self.key)?));
+        let ca = ca.or(self.client_ca.as_deref()).ok_or_else(|| {
+            Error::Tls(
+                "calls to peers need a CA to trust: pass --peer-ca or --tls-client-ca".into(),
+            )
+        })?;
+        config = config.ca_certificate(Certificate::from_pem(pem(ca)?));
         Ok(config)
     }
 }

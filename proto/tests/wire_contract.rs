@@ -273,8 +273,69 @@ fn service_name_and_method_paths() {
         "BatchCount",
         "Keys",
         "Status",
+        "Digest",
+        "LeafEntries",
+        "Repair",
     ] {
         let path = format!("\"/dstash.v1.Dstash/{method}\"");
         assert!(generated.contains(&path), "missing {path}");
     }
+}
+
+#[test]
+fn anti_entropy_fields() {
+    let d = DigestRequest {
+        namespace: "n".into(),
+        partitions: vec![3],
+        leaves: true,
+    };
+    assert_eq!(
+        d.encode_to_vec(),
+        [tag(1, 2), 1, b'n', tag(2, 2), 1, 3, tag(3, 0), 1]
+    );
+    let r = DigestResponse {
+        digests: vec![7],
+        ready: true,
+    };
+    let mut want = vec![tag(1, 2), 8];
+    want.extend_from_slice(&7u64.to_le_bytes());
+    want.extend_from_slice(&[tag(2, 0), 1]);
+    assert_eq!(r.encode_to_vec(), want);
+    let l = LeafEntriesRequest {
+        namespace: "n".into(),
+        leaves: vec![5],
+    };
+    assert_eq!(l.encode_to_vec(), [tag(1, 2), 1, b'n', tag(2, 2), 1, 5]);
+    let e = LeafEntry {
+        key: Bytes::from_static(b"k"),
+        version: None,
+        tombstone: true,
+        value_len: 4,
+    };
+    assert_eq!(
+        e.encode_to_vec(),
+        [tag(1, 2), 1, b'k', tag(3, 0), 1, tag(4, 0), 4]
+    );
+    let m = Member {
+        id: "a".into(),
+        address: "b".into(),
+    };
+    assert_eq!(m.encode_to_vec(), [tag(1, 2), 1, b'a', tag(2, 2), 1, b'b']);
+    let q = RepairRequest {
+        members: vec![],
+        replicas: 3,
+        higher_peers_only: true,
+    };
+    assert_eq!(q.encode_to_vec(), [tag(2, 0), 3, tag(3, 0), 1]);
+    let p = RepairProgress {
+        pushed: 1,
+        pulled: 2,
+        failed: 3,
+        done: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        p.encode_to_vec(),
+        [tag(5, 0), 1, tag(6, 0), 2, tag(9, 0), 3, tag(10, 0), 1]
+    );
 }

@@ -118,6 +118,8 @@ pub struct NodeArgs {
         default_value_t = 10
     )]
     drain_timeout: u64,
+    #[command(flatten)]
+    cluster: super::cluster_args::ClusterArgs,
     /// Classic form: the data directory.
     #[arg(value_name = "DATA_DIR", conflicts_with = "data_dir")]
     classic_dir: Option<PathBuf>,
@@ -156,6 +158,14 @@ fn check_node_id(id: &str) -> Result<()> {
 }
 
 impl NodeArgs {
+    /// `--consul`, or `CONSUL_HTTP_ADDR`.
+    fn consul_url(&self) -> Option<String> {
+        self.consul
+            .clone()
+            .or_else(|| std::env::var("CONSUL_HTTP_ADDR").ok())
+            .filter(|u| !u.trim().is_empty())
+    }
+
     fn options(&self) -> Result<NodeOptions> {
         let data_dir = self
             .data_dir
@@ -209,6 +219,17 @@ impl NodeArgs {
         opts.auth = auth;
         opts.metrics_listen = self.metrics_listen;
         opts.drain_timeout = Duration::from_secs(self.drain_timeout);
+        let advertised = self.advertise.clone().unwrap_or_else(|| listen.to_string());
+        opts.sync = self.cluster.sync_options(
+            &opts.service.node_id,
+            advertised,
+            opts.tls.as_ref(),
+            self.auth_token_file.as_deref(),
+        )?;
+        if let Some(url) = self.consul_url() {
+            opts.sync.peers =
+                super::cluster_args::consul_peers(Consul::new(&url)?, &self.consul_service);
+        }
         Ok(opts)
     }
 }
@@ -219,12 +240,7 @@ fn registration(
     id: &str,
     bound: SocketAddr,
 ) -> Result<Option<(Consul, Registration)>> {
-    let Some(url) = args
-        .consul
-        .clone()
-        .or_else(|| std::env::var("CONSUL_HTTP_ADDR").ok())
-        .filter(|u| !u.trim().is_empty())
-    else {
+    let Some(url) = args.consul_url() else {
         return Ok(None);
     };
     let consul = Consul::new(&url)?;

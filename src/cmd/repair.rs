@@ -1,9 +1,9 @@
-//! `dstash repair`: one full repair pass over the cluster. Exit code 0 when every
-//! replica of every key listed holds the newest version; 1 when some repair failed.
+//! `dstash repair`: one anti-entropy pass over the cluster. Exit code 0 when every
+//! node compared every partition with its co-replicas and moved every difference.
 
 use anyhow::Result;
 use clap::Args;
-use dstash_client::RepairProgress;
+use dstash_client::{RepairProgress, RepairReport};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::conn::ConnArgs;
@@ -12,39 +12,51 @@ use crate::conn::ConnArgs;
 pub struct RepairArgs {
     #[command(flatten)]
     conn: ConnArgs,
-    /// Keys read per batch.
-    #[arg(long, default_value_t = 5_000)]
-    chunk: usize,
 }
 
 /// A bar on a terminal (indicatif draws nothing otherwise).
 struct Bar(ProgressBar);
 
 impl RepairProgress for Bar {
-    fn keys(&self, ns: &str, done: u64, total: u64) {
-        self.0.set_length(total);
-        self.0.set_position(done);
-        self.0.set_message(ns.to_string());
+    fn update(&self, r: &RepairReport) {
+        self.0.set_length(r.partitions_total);
+        self.0.set_position(r.partitions_done);
+        self.0.set_message(format!(
+            "{} keys compared, {} moved",
+            r.keys_compared,
+            r.pushed + r.pulled
+        ));
     }
 }
 
 pub async fn run(a: RepairArgs, before: &ConnArgs) -> Result<bool> {
     let c = a.conn.or(before).connect().await?;
     let bar = ProgressBar::new(0);
-    if let Ok(style) = ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} keys") {
+    if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} partitions {msg}") {
         bar.set_style(style);
     }
-    let report = c.repair_all(a.chunk, &Bar(bar.clone())).await?;
+    let r = c.repair_all(&Bar(bar.clone())).await;
     bar.finish_and_clear();
     println!(
-        "namespaces={} keys compared={} replica writes pushed={} failed={}",
-        report.namespaces, report.keys, report.pushed, report.failed
+        "nodes={} partitions compared={} differing={} keys compared={} pushed={} pulled={} bytes sent={} received={} failed={}",
+        r.nodes,
+        r.partitions_done,
+        r.partitions_differing,
+        r.keys_compared,
+        r.pushed,
+        r.pulled,
+        r.bytes_sent,
+        r.bytes_received,
+        r.failed
     );
-    if report.failed > 0 {
+    for e in &r.errors {
+        eprintln!("dstash: repair: {e}");
+    }
+    if r.failed > 0 {
         eprintln!(
-            "dstash: {} repairs failed; run dstash repair again",
-            report.failed
+            "dstash: {} repair sessions failed; run dstash repair again",
+            r.failed
         );
     }
-    Ok(report.failed == 0)
+    Ok(r.failed == 0)
 }

@@ -45,6 +45,8 @@ pub struct LeafEntry {
     pub key: Vec<u8>,
     pub version: Version,
     pub tombstone: bool,
+    /// Bytes of the value (0 for a tombstone).
+    pub value_len: u32,
 }
 
 impl Digest {
@@ -169,11 +171,12 @@ impl Keyspace {
                 if !wanted[leaf_of_point(point(key)) as usize] {
                     return;
                 }
-                if let Ok((h, key, _)) = record::decode(rec) {
+                if let Ok((h, key, value)) = record::decode(rec) {
                     out.push(LeafEntry {
                         key: key.to_vec(),
                         version: h.version,
                         tombstone: h.kind == record::Kind::Delete,
+                        value_len: value.len() as u32,
                     });
                 }
             });

@@ -1,0 +1,115 @@
+//! The anti-entropy handlers: convert, delegate to the store or the syncer, answer.
+
+use std::sync::Arc;
+
+use dstash_proto::v1::*;
+use dstash_proto::Bytes;
+use tonic::{Response, Status};
+
+use super::pass::{PassPlan, Syncer};
+use super::{Peer, Tally};
+use crate::batch::version_out;
+use crate::metrics::Rpc;
+use crate::service::{Answers, Ctx};
+
+/// Entries per `LeafEntriesChunk`.
+const ENTRIES_PER_CHUNK: usize = 2000;
+
+pub async fn digest(ctx: &Ctx, r: DigestRequest) -> Result<Response<DigestResponse>, Status> {
+    let n = r.partitions.len();
+    let d = ctx
+        .run(Rpc::Digest, n, move |s| {
+            s.digests(&r.namespace, &r.partitions, r.leaves)
+        })
+        .await?;
+    Ok(Response::new(DigestResponse {
+        ready: d.is_some(),
+        digests: d.unwrap_or_default(),
+    }))
+}
+
+pub async fn leaf_entries(
+    ctx: &Ctx,
+    r: LeafEntriesRequest,
+) -> Result<Response<Answers<LeafEntriesChunk>>, Status> {
+    let n = r.leaves.len();
+    let found = ctx
+        .run(Rpc::LeafEntries, n, move |s| {
+            s.leaf_entries(&r.namespace, &r.leaves)
+        })
+        .await?;
+    let mut chunks = Vec::new();
+    for part in found.chunks(ENTRIES_PER_CHUNK) {
+        let entries = part
+            .iter()
+            .map(|e| LeafEntry {
+                key: Bytes::copy_from_slice(&e.key),
+                version: version_out(e.version),
+                tombstone: e.tombstone,
+                value_len: e.value_len,
+            })
+            .collect();
+        chunks.push(Ok(LeafEntriesChunk { entries }));
+    }
+    Ok(Response::new(Box::pin(futures_util::stream::iter(chunks))))
+}
+
+pub async fn repair(
+    syncer: Option<Arc<Syncer>>,
+    r: RepairRequest,
+) -> Result<Response<Answers<RepairProgress>>, Status> {
+    let syncer = syncer.ok_or_else(|| Status::unimplemented("this node runs no anti-entropy"))?;
+    let members: Vec<Peer> = if r.members.is_empty() {
+        syncer.opts.peers.borrow().clone()
+    } else {
+        r.members
+            .into_iter()
+            .map(|m| Peer {
+                id: m.id,
+                addr: m.address,
+            })
+            .collect()
+    };
+    if members.is_empty() {
+        return Err(Status::failed_precondition(
+            "no members given and this node has no --peers",
+        ));
+    }
+    let plan = PassPlan {
+        members,
+        replicas: match r.replicas {
+            0 => syncer.opts.replicas,
+            n => n as usize,
+        },
+        higher_peers_only: r.higher_peers_only,
+        keys_per_sec: 0,
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        let last = syncer
+            .run(plan, |t| {
+                let _ = tx.try_send(Ok(progress(t, false)));
+            })
+            .await;
+        let _ = tx.send(Ok(progress(&last, true))).await;
+    });
+    Ok(Response::new(Box::pin(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+    )))
+}
+
+fn progress(t: &Tally, done: bool) -> RepairProgress {
+    RepairProgress {
+        partitions_total: t.partitions_total,
+        partitions_done: t.partitions_done,
+        partitions_differing: t.partitions_differing,
+        keys_compared: t.keys_compared,
+        pushed: t.pushed,
+        pulled: t.pulled,
+        bytes_sent: t.bytes_sent,
+        bytes_received: t.bytes_received,
+        failed: t.failed,
+        done,
+        error: t.error.clone(),
+    }
+}
