@@ -40,6 +40,7 @@ mod kill;
 mod latency;
 mod loopback;
 mod redis_side;
+mod repair;
 mod scaling;
 mod soak;
 mod svg;
@@ -66,6 +67,8 @@ enum Section {
     Node(loopback::Args),
     /// The client's replicated bulk load and batch lookup over local nodes.
     Cluster(cluster::Args),
+    /// `dstash repair` over 3 nodes with a few keys differing, against a full copy.
+    Repair(repair::Args),
     /// Many concurrent streams against one node, checked answer by answer.
     Soak(soak::Args),
     /// One node in a memory cgroup far smaller than its data.
@@ -102,6 +105,7 @@ fn main() {
         Section::Engine(a) => engine::run(a),
         Section::Node(a) => loopback::run(a),
         Section::Cluster(a) => cluster::run(a),
+        Section::Repair(a) => repair::run(a),
         Section::Soak(a) => soak::run(a),
         Section::LargerThanRam(a) => bigger::run(a),
         Section::Counts(a) => counts::run(a),

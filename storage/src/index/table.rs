@@ -273,9 +273,26 @@ impl Index {
         &self,
         hash: u64,
         to: Entry,
-        mut is_key: impl FnMut(Loc) -> bool,
+        is_key: impl FnMut(Loc) -> bool,
         dedup: bool,
     ) -> Option<Entry> {
+        match self.upsert_unless(hash, to, is_key, dedup, |_| false) {
+            Ok(old) => old,
+            Err(kept) => Some(kept),
+        }
+    }
+
+    /// [`Index::upsert`] in one probe run, unless `keep` says the key's current entry
+    /// (other than `to` itself) stays: then nothing is written and it is returned as
+    /// `Err`.
+    pub fn upsert_unless(
+        &self,
+        hash: u64,
+        to: Entry,
+        mut is_key: impl FnMut(Loc) -> bool,
+        dedup: bool,
+        mut keep: impl FnMut(Entry) -> bool,
+    ) -> Result<Option<Entry>, Entry> {
         let mut i = self.home(hash);
         let mut free = None;
         let mut old: Option<Entry> = None;
@@ -289,6 +306,9 @@ impl Index {
                 free.get_or_insert(i);
             } else if self.hash_at(i) == hash && is_key(cur.loc) {
                 if old.is_none() {
+                    if cur.loc != to.loc && keep(cur) {
+                        return Err(cur);
+                    }
                     // Replay after a kill mostly finds the slot already right: leaving it
                     // untouched spares a write fault on a clean page.
                     if w != to.word() {
@@ -297,7 +317,7 @@ impl Index {
                     self.bump_deleted(cur.deleted, to.deleted);
                     old = Some(cur);
                     if !dedup {
-                        return old;
+                        return Ok(old);
                     }
                 } else {
                     self.set_loc(i, TOMB);
@@ -308,7 +328,7 @@ impl Index {
             i = (i + 1) & self.mask;
         }
         if old.is_some() {
-            return old;
+            return Ok(old);
         }
         let slot = match free {
             Some(s) => {
@@ -322,7 +342,7 @@ impl Index {
         self.set_loc(slot, to.word());
         self.bump(1, 0);
         self.bump_deleted(false, to.deleted);
-        None
+        Ok(None)
     }
 
     /// Moves the entry pointing at `from` to `to`; false when the key moved on meanwhile.

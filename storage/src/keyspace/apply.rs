@@ -168,9 +168,10 @@ fn apply_record(
         return Applied::Stale;
     };
     let is_key = |l: Loc| key_at(segments, l) == Some(key);
-    let current = index.find_entry(hash, is_key);
-    if let Some(cur) = current.filter(|c| c.loc != loc) {
-        if !supersedes(segments, cur.loc, h.version) {
+    let newer = |cur: Entry| !supersedes(segments, cur.loc, h.version);
+    let old = match index.upsert_unless(hash, Entry { loc, deleted }, is_key, ctx.dedup, newer) {
+        Ok(old) => old,
+        Err(cur) => {
             add_dead(stats, loc, len as u64);
             if cur.loc < loc {
                 // An older version after a newer one in the log: tombstones must not be
@@ -181,8 +182,7 @@ fn apply_record(
             }
             return Applied::Stale;
         }
-    }
-    let old = index.upsert(hash, Entry { loc, deleted }, is_key, ctx.dedup);
+    };
     let Some(old) = old.filter(|o| o.loc != loc) else {
         if old.is_none() {
             add_indexed(stats, loc, len as u64, &h, ctx.grace);
