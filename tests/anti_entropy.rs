@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::{run_with, spawn_node, NodeProcess};
+use support::{figure, key_lines, run_with, spawn_node, tsv, NodeProcess};
 
 struct Cluster {
     nodes: Vec<Option<NodeProcess>>,
@@ -92,29 +92,6 @@ impl Cluster {
         assert_eq!(code, 0, "dstash {args:?}: {err}");
         out
     }
-}
-
-fn tsv(keys: std::ops::Range<u32>, tag: &str) -> Vec<u8> {
-    keys.map(|i| format!("key-{i}\t{tag}-{i}\n"))
-        .collect::<String>()
-        .into_bytes()
-}
-
-fn key_lines(keys: std::ops::Range<u32>) -> Vec<u8> {
-    keys.map(|i| format!("key-{i}\n"))
-        .collect::<String>()
-        .into_bytes()
-}
-
-fn figure(out: &str, name: &str) -> u64 {
-    let at = out
-        .find(&format!("{name}="))
-        .unwrap_or_else(|| panic!("no {name} in {out}"));
-    out[at + name.len() + 1..]
-        .split_whitespace()
-        .next()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("bad {name} in {out}"))
 }
 
 /// Lines of node `i`'s own answer for `keys` that hold `tag`.

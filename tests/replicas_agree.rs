@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use dstash_proto::v1::LookupRequest;
 use dstash_proto::Bytes;
-use support::{run_with, spawn_loopback, NodeProcess, DSTASH};
+use support::{key_lines, moved, run_with, spawn_loopback, tsv, NodeProcess, DSTASH};
 
 struct Cluster {
     nodes: Vec<Option<NodeProcess>>,
@@ -86,35 +86,6 @@ impl Cluster {
         let ts = r.version.map_or(0, |v| v.ts);
         (r.found.then_some(r.value), r.tombstone, ts)
     }
-}
-
-/// A figure from `dstash repair`'s summary line, such as `pushed`.
-fn figure(out: &str, name: &str) -> u64 {
-    let at = out
-        .find(&format!("{name}="))
-        .unwrap_or_else(|| panic!("no {name} in {out}"));
-    out[at + name.len() + 1..]
-        .split_whitespace()
-        .next()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("bad {name} in {out}"))
-}
-
-/// Records the pass moved between replicas.
-fn moved(out: &str) -> u64 {
-    figure(out, "pushed") + figure(out, "pulled")
-}
-
-fn tsv(keys: std::ops::Range<u32>, tag: &str) -> Vec<u8> {
-    keys.map(|i| format!("key-{i}\t{tag}-{i}\n"))
-        .collect::<String>()
-        .into_bytes()
-}
-
-fn key_lines(keys: std::ops::Range<u32>) -> Vec<u8> {
-    keys.map(|i| format!("key-{i}\n"))
-        .collect::<String>()
-        .into_bytes()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

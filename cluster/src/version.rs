@@ -106,7 +106,18 @@ impl Hlc {
 
     /// A new version, above every one this clock made or observed.
     pub fn now(&self) -> Version {
-        let wall = Version::ts_at_millis((self.now_ms)());
+        self.now_at((self.now_ms)())
+    }
+
+    /// This clock's wall time in milliseconds: read once for a batch of writes, then
+    /// passed to [`Hlc::now_at`] and [`Hlc::ahead_ms_at`].
+    pub fn wall_ms(&self) -> u64 {
+        (self.now_ms)()
+    }
+
+    /// [`Hlc::now`] with the wall time already read.
+    pub fn now_at(&self, wall_ms: u64) -> Version {
+        let wall = Version::ts_at_millis(wall_ms);
         let prev = self
             .last
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
@@ -124,7 +135,12 @@ impl Hlc {
 
     /// How many milliseconds `v` is ahead of this clock's wall time (0 if not ahead).
     pub fn ahead_ms(&self, v: Version) -> u64 {
-        v.millis().saturating_sub((self.now_ms)())
+        self.ahead_ms_at(v, (self.now_ms)())
+    }
+
+    /// [`Hlc::ahead_ms`] with the wall time already read.
+    pub fn ahead_ms_at(&self, v: Version, wall_ms: u64) -> u64 {
+        v.millis().saturating_sub(wall_ms)
     }
 }
 

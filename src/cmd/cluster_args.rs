@@ -16,7 +16,7 @@ pub struct ClusterArgs {
     #[arg(long, env = "DSTASH_PEERS", value_name = "ID=HOST:PORT,...")]
     peers: Option<String>,
     /// Copies of each key in the cluster: the co-replicas anti-entropy compares.
-    #[arg(long, env = "DSTASH_REPLICAS", default_value_t = 3)]
+    #[arg(long, env = "DSTASH_REPLICAS", default_value_t = 2)]
     replicas: usize,
     /// Seconds between background anti-entropy passes; 0 turns them off.
     #[arg(

@@ -1,5 +1,5 @@
 //! The put and get hot paths alone, for profilers: `cargo run -p dstash-storage
-//! --release --example hot_path -- [puts|gets] N`.
+//! --release --example hot_path -- [puts|gets|deletes|batches] N`.
 
 use std::time::Instant;
 
@@ -13,6 +13,10 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir_in(".").unwrap();
+    if phase == "batches" {
+        batches(dir.path(), n);
+        return;
+    }
     let store = Store::open(
         dir.path(),
         Options {
@@ -32,6 +36,18 @@ fn main() {
     if phase == "puts" {
         return;
     }
+    if phase == "deletes" {
+        let t = Instant::now();
+        for i in 0..n / 10 {
+            let k = format!("key-{:012}", (i * 7_919) % n);
+            store.delete("p", k.as_bytes()).unwrap();
+        }
+        eprintln!(
+            "deletes: {:.0}/s",
+            (n / 10) as f64 / t.elapsed().as_secs_f64()
+        );
+        return;
+    }
     let t = Instant::now();
     let mut found = 0;
     for i in 0..n {
@@ -40,4 +56,30 @@ fn main() {
     }
     assert_eq!(found, n);
     eprintln!("gets: {:.0}/s", n as f64 / t.elapsed().as_secs_f64());
+}
+
+/// Durable batches of 1,000 new keys in random order.
+fn batches(dir: &std::path::Path, n: u64) {
+    let store = Store::open(dir, Options::default()).unwrap();
+    let value = vec![7u8; 100];
+    let keys: Vec<Vec<u8>> = (0..n)
+        .map(|i| format!("key-{:012}", i.wrapping_mul(0x9E37_79B9) % (n * 16)).into_bytes())
+        .collect();
+    let t = Instant::now();
+    for chunk in keys.chunks(1000) {
+        let entries: Vec<dstash_storage::PutEntry> = chunk
+            .iter()
+            .map(|k| dstash_storage::PutEntry {
+                key: k,
+                value: &value,
+                ttl_secs: 0,
+                version: None,
+            })
+            .collect();
+        store.put_many("p", &entries).unwrap();
+    }
+    eprintln!(
+        "durable batched puts: {:.0}/s",
+        n as f64 / t.elapsed().as_secs_f64()
+    );
 }

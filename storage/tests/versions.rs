@@ -408,3 +408,28 @@ fn versions_too_far_ahead_are_refused() {
         "the store's own delete is newer"
     );
 }
+
+/// A clean close saves the digest, so a clean open needs no rebuild scan; after a
+/// crash the saved one is not trusted and the scan rebuilds it, to the same leaves.
+#[test]
+fn a_clean_restart_keeps_the_digest_and_a_crash_rebuilds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let all: Vec<u32> = (0..PARTITIONS).collect();
+    let s = open_small(dir.path(), &clock);
+    for k in 0..50u8 {
+        s.put("m", &[k], b"v", 0).unwrap();
+    }
+    let before = s.digests("m", &all, true).unwrap().unwrap();
+    s.close().unwrap();
+    let s = open_small(dir.path(), &clock);
+    assert!(s.digests_ready(), "a clean open loads the saved digest");
+    assert_eq!(s.digests("m", &all, true).unwrap().unwrap(), before);
+    s.put("m", b"new", b"v", 0).unwrap();
+    s.crash();
+    let s = open_small(dir.path(), &clock);
+    assert!(!s.digests_ready(), "after a crash the digest is rebuilt");
+    let after = s.digests("m", &all, true).unwrap().unwrap();
+    let differing = (0..after.len()).filter(|&i| after[i] != before[i]).count();
+    assert_eq!(differing, 1, "only the new key's leaf changed");
+}

@@ -179,3 +179,34 @@ impl Rng {
         self.next() % n.max(1)
     }
 }
+
+/// `key-I<TAB>TAG-I` lines for `dstash load`.
+pub fn tsv(keys: std::ops::Range<u32>, tag: &str) -> Vec<u8> {
+    keys.map(|i| format!("key-{i}\t{tag}-{i}\n"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+/// `key-I` lines for `dstash lookup`.
+pub fn key_lines(keys: std::ops::Range<u32>) -> Vec<u8> {
+    keys.map(|i| format!("key-{i}\n"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+/// A figure from a `name=N` summary line, such as `dstash repair`'s `pushed`.
+pub fn figure(out: &str, name: &str) -> u64 {
+    let at = out
+        .find(&format!("{name}="))
+        .unwrap_or_else(|| panic!("no {name} in {out}"));
+    out[at + name.len() + 1..]
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("bad {name} in {out}"))
+}
+
+/// Records a `dstash repair` pass moved between replicas.
+pub fn moved(out: &str) -> u64 {
+    figure(out, "pushed") + figure(out, "pulled")
+}

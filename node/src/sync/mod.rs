@@ -51,7 +51,7 @@ pub struct SyncOptions {
 impl Default for SyncOptions {
     fn default() -> Self {
         Self {
-            replicas: 3,
+            replicas: 2,
             peers: watch::channel(Vec::new()).1,
             interval: Duration::from_secs(60),
             keys_per_sec: 20_000,

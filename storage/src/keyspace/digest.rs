@@ -21,6 +21,7 @@ use dstash_cluster::Version;
 use parking_lot::RwLockUpgradableReadGuard;
 
 use super::{record_at, Keyspace, Tables};
+use crate::digest_file;
 use crate::index::Loc;
 use crate::record;
 
@@ -62,6 +63,15 @@ impl Digest {
         }
     }
 
+    /// A digest as a clean close saved it.
+    pub(crate) fn loaded(leaves: Vec<u64>) -> Self {
+        Self {
+            leaves,
+            rebuild: None,
+            damaged: HashSet::new(),
+        }
+    }
+
     pub(crate) fn ready(&self) -> bool {
         self.rebuild.is_none()
     }
@@ -69,7 +79,7 @@ impl Digest {
     /// Adds or removes (they are the same) the item of `key` at `version`, indexed
     /// under `hash` at `loc`. A damaged record was never added, so it is not removed.
     pub(crate) fn toggle(&mut self, hash: u64, loc: Loc, key: &[u8], version: Version) {
-        if self.damaged.remove(&loc) {
+        if !self.damaged.is_empty() && self.damaged.remove(&loc) {
             return;
         }
         let (leaf, item) = digest_item(key, version);
@@ -90,6 +100,30 @@ impl Digest {
 }
 
 impl Keyspace {
+    /// Saves the digest for the next open; called on a clean close, after the clean
+    /// checkpoint. A digest that is not ready, or knows of damage, is not saved.
+    pub(super) fn save_digest(&self) {
+        let t = self.tables.read();
+        if !t.digest.ready() || !t.digest.damaged.is_empty() {
+            return;
+        }
+        let io = self.opts.io.as_ref();
+        let r = digest_file::write(io, &self.dir, t.applied_end, t.index.gen, &t.digest.leaves);
+        if let Err(e) = r {
+            tracing::warn!(ns = %self.ns, "saving the digest failed (the next open rebuilds it): {e}");
+        }
+    }
+
+    /// Takes the saved digest after a clean close with nothing replayed.
+    pub(super) fn restore_digest(&self, position: u64) {
+        let mut t = self.tables.write();
+        match digest_file::read(&self.dir, position, t.index.gen, LEAVES as usize) {
+            Ok(Some(leaves)) => t.digest = Digest::loaded(leaves),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(ns = %self.ns, "reading the saved digest: {e}"),
+        }
+    }
+
     /// Rebuilds the next `slots` slots' worth of hash range; true once the digest is
     /// ready. Holds an upgradable read lock while scanning: readers go on, writes wait.
     pub fn rebuild_digest_step(&self, slots: u64) -> bool {

@@ -56,6 +56,10 @@ pub(super) fn open(dir: &Path, ns: &str, opts: Arc<Options>) -> Result<Keyspace>
     ks.restore_counts(&ckpt);
     ks.max_ts.store(ckpt.max_ts, Ordering::Relaxed);
     ks.replay(start.position, last_id)?;
+    let replayed = ks.metrics.replayed_records.load(Ordering::Relaxed);
+    if ckpt.clean && !start.reindex && replayed == 0 {
+        ks.restore_digest(start.position.0);
+    }
     ks.mark_open(&ckpt, start.position, start.reindex)?;
     Ok(ks)
 }

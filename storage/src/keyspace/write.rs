@@ -62,8 +62,11 @@ impl Keyspace {
     }
 
     /// Per write, whether it is newer than the key's indexed record. Apply checks again:
-    /// batches still in group commit are not indexed yet.
+    /// batches still in group commit are not indexed yet. A version above every one the
+    /// log holds (`max_ts`, read under the writer lock) needs no index probe: the usual
+    /// case, since writers' clocks move forward.
     fn fresh(&self, writes: &[Write<'_>]) -> Vec<bool> {
+        let mut newest = self.max_ts.load(Ordering::Relaxed);
         let t = self.tables.read();
         writes
             .iter()
@@ -73,6 +76,10 @@ impl Keyspace {
                         (key, version)
                     }
                 };
+                if version.ts > newest {
+                    newest = version.ts;
+                    return true;
+                }
                 let hash = key_hash(self.seed, key);
                 t.index
                     .find(hash, |l| key_at(&t.segments, l) == Some(key))
@@ -220,6 +227,8 @@ impl Keyspace {
     pub fn close(&self) -> Result<()> {
         let active = self.writer.lock().active.clone();
         active.seal()?;
-        self.checkpoint(true)
+        self.checkpoint(true)?;
+        self.save_digest();
+        Ok(())
     }
 }

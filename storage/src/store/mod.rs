@@ -95,12 +95,12 @@ impl Store {
 
     /// The version a write takes: its own, if not too far ahead of this store's clock
     /// (the clock then moves past it), or a new one from the clock.
-    fn stamp(&self, version: Option<Version>) -> Result<Version> {
+    fn stamp(&self, version: Option<Version>, wall_ms: u64) -> Result<Version> {
         let Some(v) = version else {
-            return Ok(self.hlc.now());
+            return Ok(self.hlc.now_at(wall_ms));
         };
         let max_ms = self.registry.opts.max_clock_skew_ms;
-        let ahead_ms = self.hlc.ahead_ms(v);
+        let ahead_ms = self.hlc.ahead_ms_at(v, wall_ms);
         if ahead_ms > max_ms {
             return Err(Error::VersionAhead { ahead_ms, max_ms });
         }
@@ -140,6 +140,7 @@ impl Store {
         let opts = &self.registry.opts;
         check_batch(opts, changes.len())?;
         let mut writes = Vec::with_capacity(changes.len());
+        let wall_ms = self.hlc.wall_ms();
         for c in changes {
             writes.push(match *c {
                 Change::Put(e) => {
@@ -148,14 +149,14 @@ impl Store {
                         key: e.key,
                         value: e.value,
                         expires_at: self.expires_at(e.ttl_secs),
-                        version: self.stamp(e.version)?,
+                        version: self.stamp(e.version, wall_ms)?,
                     }
                 }
                 Change::Delete(e) => {
                     check_key(e.key)?;
                     Write::Delete {
                         key: e.key,
-                        version: self.stamp(e.version)?,
+                        version: self.stamp(e.version, wall_ms)?,
                     }
                 }
             });
