@@ -37,7 +37,9 @@ impl Cluster {
         let list: Vec<String> = (0..3)
             .map(|i| format!("n{i}=127.0.0.1:{}", ports[i]))
             .collect();
-        let extra = match peers {
+        // The cluster's replication factor, as the CLI below writes with.
+        let mut extra = vec!["--replicas".to_string(), "3".to_string()];
+        extra.extend(match peers {
             true => vec![
                 "--peers".to_string(),
                 list.join(","),
@@ -45,7 +47,7 @@ impl Cluster {
                 "1".to_string(),
             ],
             false => vec!["--anti-entropy-interval".to_string(), "0".to_string()],
-        };
+        });
         let mut c = Cluster {
             nodes: vec![None, None, None],
             dirs,
@@ -199,4 +201,23 @@ fn repair_traffic_follows_the_differences() {
         "{bytes} bytes exchanged, full copy {full_copy}: {out}"
     );
     assert_eq!(held_with(&c, 2, 0..20, "w"), 20);
+}
+
+#[test]
+fn repair_with_a_node_down_fails_and_names_it() {
+    let mut c = Cluster::start(false);
+    c.ok(None, &["load", "kv", "-"], &tsv(0..100, "v"));
+    let n2 = c.list(Some(2));
+    c.nodes[2].take().unwrap().kill9();
+    // The node is still named (ID=ADDR), so the pass must cover it and cannot.
+    let nodes = format!("{},{n2}", c.list(None));
+    let (code, out, err) = run_with(
+        &["--replicas", "3", "repair"],
+        b"",
+        &[("DSTASH_NODES", &nodes)],
+    );
+    let out = String::from_utf8_lossy(&out);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("n2"), "{err}");
+    assert!(figure(&out, "failed") > 0, "{out}");
 }

@@ -96,12 +96,18 @@ impl Syncer {
             .filter(|(_, parts)| !parts.is_empty())
             .collect();
         let mut namespaces: BTreeSet<String> = store.namespaces().into_iter().collect();
-        for (peer, _) in &work {
+        let mut reachable = Vec::with_capacity(work.len());
+        for (peer, parts) in work {
             match self.peer_namespaces(peer).await {
-                Ok(ns) => namespaces.extend(ns),
+                Ok(ns) => {
+                    namespaces.extend(ns);
+                    reachable.push((peer, parts));
+                }
+                // An unreachable peer fails once, not once per namespace.
                 Err(e) => self.fail(tally, peer, &e),
             }
         }
+        let work = reachable;
         tally.partitions_total =
             (work.iter().map(|(_, p)| p.len()).sum::<usize>() * namespaces.len()) as u64;
         progress(tally);

@@ -70,30 +70,37 @@ impl Session {
     }
 
     /// [`Session::compare`], waiting while either side still rebuilds its digests
-    /// after a start (a few seconds per million keys).
+    /// after a start (a few seconds per million keys). Other failures end the session.
     async fn differing(&mut self, partitions: Vec<u32>, leaves: bool) -> Result<Vec<u32>, Status> {
         let deadline = tokio::time::Instant::now() + NOT_READY_WAIT;
         loop {
-            match self.compare(partitions.clone(), leaves).await {
-                Err(e)
-                    if e.code() == tonic::Code::Unavailable
-                        && tokio::time::Instant::now() < deadline =>
-                {
+            match self.compare(partitions.clone(), leaves).await? {
+                Some(d) => return Ok(d),
+                None if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                r => return r,
+                None => {
+                    return Err(Status::unavailable(
+                        "digests still being rebuilt after two minutes",
+                    ))
+                }
             }
         }
     }
 
     /// The partitions (or, with `leaves`, the leaves of the partitions) whose digests
-    /// differ between the two sides.
-    async fn compare(&mut self, partitions: Vec<u32>, leaves: bool) -> Result<Vec<u32>, Status> {
+    /// differ between the two sides; None while either side's are being rebuilt.
+    async fn compare(
+        &mut self,
+        partitions: Vec<u32>,
+        leaves: bool,
+    ) -> Result<Option<Vec<u32>>, Status> {
         let ns = self.ns.clone();
         let asked = partitions.clone();
-        let local = blocking(&self.store, move |s| s.digests(&ns, &asked, leaves))
-            .await?
-            .ok_or_else(|| Status::unavailable("this node's digests are still being rebuilt"))?;
+        let Some(local) = blocking(&self.store, move |s| s.digests(&ns, &asked, leaves)).await?
+        else {
+            return Ok(None);
+        };
         let req = DigestRequest {
             namespace: self.ns.clone(),
             partitions: partitions.clone(),
@@ -103,9 +110,7 @@ impl Session {
         let resp = self.remote.digest(req).await?.into_inner();
         self.tally.bytes_received += resp.encoded_len() as u64;
         if !resp.ready {
-            return Err(Status::unavailable(
-                "the peer's digests are still being rebuilt",
-            ));
+            return Ok(None);
         }
         if resp.digests.len() != local.len() {
             return Err(Status::internal(format!(
@@ -123,10 +128,12 @@ impl Session {
             true => first_leaf(partitions[i / per]) + (i % per) as u32,
             false => partitions[i],
         };
-        Ok((0..local.len())
-            .filter(|&i| local[i] != resp.digests[i])
-            .map(id)
-            .collect())
+        Ok(Some(
+            (0..local.len())
+                .filter(|&i| local[i] != resp.digests[i])
+                .map(id)
+                .collect(),
+        ))
     }
 
     /// Lists both sides' records in `leaves` and moves each key's newer record across.
