@@ -39,18 +39,19 @@ fn items(n: usize) -> Vec<PutItem> {
         .collect()
 }
 
-async fn client(servers: &[Server], replicas: usize) -> Client {
-    let specs = servers
+/// A client of `nodes` (id, server) writing `replicas` copies, all of them acknowledged.
+pub async fn client(nodes: &[(&str, &Server)], replicas: usize) -> Client {
+    let specs = nodes
         .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            format!("n{i}={}", s.addr)
+        .map(|(id, s)| {
+            format!("{id}={}", s.addr)
                 .parse::<NodeSpec>()
                 .expect("spec")
         })
         .collect();
     let mut cfg = ClientConfig::new(specs);
     cfg.replicas = replicas;
+    cfg.write_quorum = Some(replicas);
     Client::connect(cfg).await.expect("connect")
 }
 
@@ -95,15 +96,18 @@ pub fn run(mut a: Args) -> Result<(), String> {
         let spawn =
             |name: String| Server::spawn(&["serve-node", tmp.path().join(name).to_str().unwrap()]);
         let cluster: Vec<Server> = (0..3).map(|i| spawn(format!("c{i}"))).collect();
-        let single = vec![spawn("single".into())];
+        let single = spawn("single".into());
         rt.block_on(async {
-            let c = client(&cluster, 2).await;
+            let ids: Vec<String> = (0..cluster.len()).map(|i| format!("n{i}")).collect();
+            let nodes: Vec<(&str, &Server)> =
+                ids.iter().map(String::as_str).zip(&cluster).collect();
+            let c = client(&nodes, 2).await;
             three.0.push(a.keys as f64 / load(&c, &all).await);
             let t = Instant::now();
             let got = c.get_many("bench", &lookup_keys).await.expect("get_many");
             lookup.0.push(t.elapsed().as_secs_f64() * 1e3);
             assert!(got.iter().all(Option::is_some), "a key went missing");
-            let c = client(&single, 1).await;
+            let c = client(&[("n0", &single)], 1).await;
             one.0.push(a.keys as f64 / load(&c, &all).await);
         });
     }

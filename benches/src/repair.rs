@@ -10,8 +10,11 @@
 
 use std::time::Instant;
 
-use dstash_client::{Bytes, Client, ClientConfig, NodeSpec, PutItem, RepairProgress, RepairReport};
+use dstash_client::{Bytes, Client, PutItem, RepairProgress, RepairReport};
 
+use dstash_proto::v1::RepairProgress as Totals;
+
+use crate::cluster::client;
 use crate::loopback::Server;
 
 #[derive(Debug, clap::Args)]
@@ -27,21 +30,6 @@ struct Quiet;
 
 impl RepairProgress for Quiet {
     fn update(&self, _: &RepairReport) {}
-}
-
-async fn client(servers: &[(&str, &Server)], replicas: usize) -> Client {
-    let specs = servers
-        .iter()
-        .map(|(id, s)| {
-            format!("{id}={}", s.addr)
-                .parse::<NodeSpec>()
-                .expect("spec")
-        })
-        .collect();
-    let mut cfg = ClientConfig::new(specs);
-    cfg.replicas = replicas;
-    cfg.write_quorum = Some(replicas);
-    Client::connect(cfg).await.expect("connect")
 }
 
 fn items(n: usize, tag: u8) -> Vec<PutItem> {
@@ -68,11 +56,11 @@ async fn load(c: &Client, items: &[PutItem]) -> f64 {
     t.elapsed().as_secs_f64()
 }
 
-async fn pass(c: &Client) -> (f64, RepairReport) {
+async fn pass(c: &Client) -> (f64, Totals) {
     let t = Instant::now();
     let r = c.repair_all(&Quiet).await;
-    assert_eq!(r.failed, 0, "repair failed: {:?}", r.errors);
-    (t.elapsed().as_secs_f64(), r)
+    assert_eq!(r.totals.failed, 0, "repair failed: {:?}", r.errors);
+    (t.elapsed().as_secs_f64(), r.totals)
 }
 
 fn row(what: &str, secs: f64, bytes: u64, moved: u64) {

@@ -12,32 +12,11 @@ use crate::client::Client;
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RepairReport {
     pub nodes: u64,
-    pub partitions_total: u64,
-    pub partitions_done: u64,
-    pub partitions_differing: u64,
-    pub keys_compared: u64,
-    pub pushed: u64,
-    pub pulled: u64,
-    pub bytes_sent: u64,
-    pub bytes_received: u64,
-    /// Sessions (or whole nodes) that failed: the pass must run again.
-    pub failed: u64,
+    /// The nodes' counts added up; `failed` counts sessions (or whole nodes) that
+    /// failed: the pass must run again.
+    pub totals: Progress,
     /// One line per failure.
     pub errors: Vec<String>,
-}
-
-impl RepairReport {
-    fn add(&mut self, p: &Progress) {
-        self.partitions_total += p.partitions_total;
-        self.partitions_done += p.partitions_done;
-        self.partitions_differing += p.partitions_differing;
-        self.keys_compared += p.keys_compared;
-        self.pushed += p.pushed;
-        self.pulled += p.pulled;
-        self.bytes_sent += p.bytes_sent;
-        self.bytes_received += p.bytes_received;
-        self.failed += p.failed;
-    }
 }
 
 /// Told how far a repair pass got.
@@ -102,13 +81,14 @@ impl Client {
 }
 
 fn sum(latest: &[Progress], errors: &[String]) -> RepairReport {
-    let mut r = RepairReport {
-        nodes: latest.len() as u64,
-        errors: errors.to_vec(),
-        ..Default::default()
-    };
+    let mut totals = Progress::default();
     for p in latest {
-        r.add(p);
+        totals.add(p);
     }
-    r
+    totals.error.clear();
+    RepairReport {
+        nodes: latest.len() as u64,
+        totals,
+        errors: errors.to_vec(),
+    }
 }

@@ -17,3 +17,22 @@ pub mod v1 {
 pub use bytes::Bytes;
 pub use v1::dstash_client::DstashClient;
 pub use v1::dstash_server::{Dstash, DstashServer};
+
+impl v1::RepairProgress {
+    /// Adds another session's, node's or pass's counts to these; its error, if any,
+    /// becomes the last one. `done` is left alone.
+    pub fn add(&mut self, o: &Self) {
+        self.partitions_total += o.partitions_total;
+        self.partitions_done += o.partitions_done;
+        self.partitions_differing += o.partitions_differing;
+        self.keys_compared += o.keys_compared;
+        self.pushed += o.pushed;
+        self.pulled += o.pulled;
+        self.bytes_sent += o.bytes_sent;
+        self.bytes_received += o.bytes_received;
+        self.failed += o.failed;
+        if !o.error.is_empty() {
+            self.error = o.error.clone();
+        }
+    }
+}

@@ -18,7 +18,8 @@ pub struct RepairArgs {
 struct Bar(ProgressBar);
 
 impl RepairProgress for Bar {
-    fn update(&self, r: &RepairReport) {
+    fn update(&self, report: &RepairReport) {
+        let r = &report.totals;
         self.0.set_length(r.partitions_total);
         self.0.set_position(r.partitions_done);
         self.0.set_message(format!(
@@ -35,11 +36,12 @@ pub async fn run(a: RepairArgs, before: &ConnArgs) -> Result<bool> {
     if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} partitions {msg}") {
         bar.set_style(style);
     }
-    let r = c.repair_all(&Bar(bar.clone())).await;
+    let report = c.repair_all(&Bar(bar.clone())).await;
     bar.finish_and_clear();
+    let r = &report.totals;
     println!(
         "nodes={} partitions compared={} differing={} keys compared={} pushed={} pulled={} bytes sent={} received={} failed={}",
-        r.nodes,
+        report.nodes,
         r.partitions_done,
         r.partitions_differing,
         r.keys_compared,
@@ -49,7 +51,7 @@ pub async fn run(a: RepairArgs, before: &ConnArgs) -> Result<bool> {
         r.bytes_received,
         r.failed
     );
-    for e in &r.errors {
+    for e in &report.errors {
         eprintln!("dstash: repair: {e}");
     }
     if r.failed > 0 {

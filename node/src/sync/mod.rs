@@ -61,36 +61,8 @@ impl Default for SyncOptions {
     }
 }
 
-/// What a pass, or one session of it, did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Tally {
-    pub partitions_total: u64,
-    pub partitions_done: u64,
-    pub partitions_differing: u64,
-    pub keys_compared: u64,
-    pub pushed: u64,
-    pub pulled: u64,
-    pub bytes_sent: u64,
-    pub bytes_received: u64,
-    pub failed: u64,
-    pub error: String,
-}
-
-impl Tally {
-    pub(crate) fn add(&mut self, o: &Tally) {
-        self.partitions_done += o.partitions_done;
-        self.partitions_differing += o.partitions_differing;
-        self.keys_compared += o.keys_compared;
-        self.pushed += o.pushed;
-        self.pulled += o.pulled;
-        self.bytes_sent += o.bytes_sent;
-        self.bytes_received += o.bytes_received;
-        self.failed += o.failed;
-        if !o.error.is_empty() {
-            self.error = o.error.clone();
-        }
-    }
-}
+/// What a pass, or one session of it, did: the counts `Repair` streams.
+pub type Tally = dstash_proto::v1::RepairProgress;
 
 /// Parses `ID=HOST:PORT,ID=HOST:PORT,...`.
 pub fn parse_peers(s: &str) -> Result<Vec<Peer>, String> {

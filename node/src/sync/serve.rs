@@ -99,17 +99,5 @@ pub async fn repair(
 }
 
 fn progress(t: &Tally, done: bool) -> RepairProgress {
-    RepairProgress {
-        partitions_total: t.partitions_total,
-        partitions_done: t.partitions_done,
-        partitions_differing: t.partitions_differing,
-        keys_compared: t.keys_compared,
-        pushed: t.pushed,
-        pulled: t.pulled,
-        bytes_sent: t.bytes_sent,
-        bytes_received: t.bytes_received,
-        failed: t.failed,
-        done,
-        error: t.error.clone(),
-    }
+    RepairProgress { done, ..t.clone() }
 }
