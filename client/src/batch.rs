@@ -240,8 +240,8 @@ impl Client {
     ) -> Result<Vec<Option<Bytes>>> {
         let view = self.view();
         let placed = replicas_of(&view, keys.par_iter().map(|k| k.as_ref()));
-        let mut replies: Vec<Replies<NodeHandle>> =
-            keys.iter().map(|_| Replies::default()).collect();
+        // Per key, replicas by index into the view: no handle clone per key.
+        let mut replies: Vec<Replies<usize>> = keys.iter().map(|_| Replies::default()).collect();
         let mut pending: Vec<usize> = (0..keys.len()).collect();
         let chunk = self.cfg.batch_keys.max(1);
         for rank in 0..view.r {
@@ -283,7 +283,7 @@ impl Client {
                         if held == Held::Damaged {
                             replies[p].failures.push(damaged(node));
                         }
-                        replies[p].answers.push((node.clone(), held));
+                        replies[p].answers.push((n, held));
                     }
                     answered += ps.len();
                 }
@@ -301,7 +301,7 @@ impl Client {
         replies
             .iter_mut()
             .zip(keys)
-            .map(|(r, key)| self.settle(ns, key, r))
+            .map(|(r, key)| self.settle(ns, key, r, |&n| view.nodes[n].clone()))
             .collect()
     }
 }

@@ -102,21 +102,24 @@ impl Client {
             },
         )
         .await?;
-        self.settle(ns, key, &mut replies)
+        self.settle(ns, key, &mut replies, NodeHandle::clone)
     }
 
     /// The read's answer from the replies; the winner is written back to the lagging.
-    pub(crate) fn settle(
+    /// `replies` name their replicas by `N`; `node` turns one into its handle, for the
+    /// repairs only (a batch keeps node indexes per key, not handles).
+    pub(crate) fn settle<N: Clone>(
         &self,
         ns: &str,
         key: &[u8],
-        replies: &mut Replies<NodeHandle>,
+        replies: &mut Replies<N>,
+        node: impl Fn(&N) -> NodeHandle,
     ) -> Result<Option<Bytes>> {
         if let Some(winner) = replies.winner().cloned() {
             if let Some(v) = winner.version() {
                 self.hlc.observe(v);
             }
-            let lagging = replies.lagging();
+            let lagging: Vec<NodeHandle> = replies.lagging().iter().map(node).collect();
             self.repairs_started
                 .fetch_add(lagging.len() as u64, Ordering::Relaxed);
             self.repair(&lagging, ns, key, &winner);
