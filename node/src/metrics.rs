@@ -224,6 +224,16 @@ const COUNTERS: &[(&str, &str, Figure)] = &[
         "Damaged records skipped by recovery",
         |n| n.kv.corrupt_records,
     ),
+    (
+        "dstash_store_index_pages_resealed",
+        "Index pages a crash left behind their checksum, all slots checked, at the last start",
+        |n| n.kv.index_pages_resealed,
+    ),
+    (
+        "dstash_store_index_pages_damaged",
+        "Index pages found damaged at the last start (the index was rebuilt from the log)",
+        |n| n.kv.index_pages_damaged,
+    ),
 ];
 
 /// One family per figure, one sample per namespace.

@@ -1,5 +1,5 @@
 //! The put and get hot paths alone, for profilers: `cargo run -p dstash-storage
-//! --release --example hot_path -- [puts|gets|deletes|batches] N`.
+//! --release --example hot_path -- [puts|gets|deletes|batches|opens] N`.
 
 use std::time::Instant;
 
@@ -36,6 +36,10 @@ fn main() {
     if phase == "puts" {
         return;
     }
+    if phase == "opens" {
+        opens(store, dir.path());
+        return;
+    }
     if phase == "deletes" {
         let t = Instant::now();
         for i in 0..n / 10 {
@@ -56,6 +60,23 @@ fn main() {
     }
     assert_eq!(found, n);
     eprintln!("gets: {:.0}/s", n as f64 / t.elapsed().as_secs_f64());
+}
+
+/// A clean open after a close, then an open after a crash (no replay: checkpointed).
+fn opens(store: Store, dir: &std::path::Path) {
+    store.close().unwrap();
+    let t = Instant::now();
+    let store = Store::open(dir, Options::default()).unwrap();
+    eprintln!("clean open: {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+    store.checkpoint().unwrap();
+    store.crash();
+    let t = Instant::now();
+    let store = Store::open(dir, Options::default()).unwrap();
+    eprintln!(
+        "open after a crash: {:.1} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    store.close().unwrap();
 }
 
 /// Durable batches of 1,000 new keys in random order.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use memmap2::{MmapOptions, MmapRaw};
 
 use super::probe::{ProbeTable, Slot};
+use super::seal::{self, SLOTS_PER_PAGE};
 use crate::error::{Error, IoContext, Result};
 use crate::header;
 use crate::io::Io;
@@ -50,7 +51,7 @@ struct IndexHeader {
 
 impl header::FileHeader for IndexHeader {
     const MAGIC: &'static [u8; 8] = b"DSTIDX\0\0";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     fn to_fields(&self) -> [u64; header::FIELDS] {
         [self.bits as u64, self.seed, self.gen, 0, 0, 0]
     }
@@ -65,6 +66,11 @@ impl header::FileHeader for IndexHeader {
             _ => Err(format!("slot bits {} out of range", f[0])),
         }
     }
+}
+
+/// Header page, slots, then one checksum word per page of slots.
+fn file_len(bits: u32) -> u64 {
+    PAGE + (SLOT << bits) + 8 * ((1u64 << bits) / SLOTS_PER_PAGE as u64)
 }
 
 pub fn file_name(gen: u64) -> String {
@@ -96,6 +102,15 @@ pub struct Index {
     io: Arc<dyn Io>,
 }
 
+/// What [`Index::verify`] found: the pages whose checksum fails, and the slot counts.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PageCheck {
+    pub failed: Vec<usize>,
+    pub live: u64,
+    pub tombstones: u64,
+    pub deleted: u64,
+}
+
 /// A used slot's value: where the key's newest record is, and whether it is a delete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
@@ -121,7 +136,7 @@ impl Index {
         let bits = bits.clamp(MIN_BITS, MAX_BITS);
         let path = dir.join(file_name(gen));
         let file = header::create(io.as_ref(), &path, &IndexHeader { bits, seed, gen })?;
-        let len = PAGE + (SLOT << bits);
+        let len = file_len(bits);
         crate::fsutil::zero_fill(io.as_ref(), &file, header::HEADER_LEN as u64, len).at(&path)?;
         let ix = Self::map(path, file, bits, seed, gen, io)?;
         // A new table is written all over soon: map it in one go rather than page by page.
@@ -136,7 +151,7 @@ impl Index {
             path: path.to_path_buf(),
             reason,
         };
-        let want = PAGE + (SLOT << bits);
+        let want = file_len(bits);
         let len = file.metadata().at(path)?.len();
         if len != want {
             return Err(bad(format!(
@@ -155,7 +170,7 @@ impl Index {
         io: Arc<dyn Io>,
     ) -> Result<Self> {
         let map = MmapOptions::new()
-            .len((PAGE + (SLOT << bits)) as usize)
+            .len(file_len(bits) as usize)
             .map_raw(&file)
             .at(&path)?;
         Ok(Self {
@@ -208,7 +223,7 @@ impl Index {
         };
     }
     pub fn disk_bytes(&self) -> u64 {
-        PAGE + (SLOT << self.bits)
+        file_len(self.bits)
     }
 
     #[inline]
@@ -234,11 +249,41 @@ impl Index {
     }
     #[inline]
     fn set_hash(&self, slot: usize, h: u64) {
+        let old = self.hash_at(slot);
         self.word(slot, 0).store(h.to_le(), Ordering::Relaxed);
+        self.toggle_sum(slot * 2, old, h);
     }
     #[inline]
     fn set_loc(&self, slot: usize, loc: u64) {
+        let old = self.loc_at(slot);
         self.word(slot, 1).store(loc.to_le(), Ordering::Release);
+        self.toggle_sum(slot * 2 + 1, old, loc);
+    }
+
+    /// The checksum word of a page of slots.
+    #[inline]
+    fn sum(&self, page: usize) -> &AtomicU64 {
+        debug_assert!(page < self.pages());
+        let at = PAGE as usize + (SLOT as usize) * (self.mask + 1) + page * 8;
+        // SAFETY: as in `word`: the checksums lie inside the mapping after the slots,
+        // 8-aligned.
+        unsafe { &*(self.map.as_mut_ptr().add(at) as *const AtomicU64) }
+    }
+    #[inline]
+    fn toggle_sum(&self, pos: usize, old: u64, new: u64) {
+        let d = seal::delta(pos, old, new);
+        self.sum(pos / (2 * SLOTS_PER_PAGE))
+            .fetch_xor(d.to_le(), Ordering::Relaxed);
+    }
+    fn pages(&self) -> usize {
+        (self.mask + 1) / SLOTS_PER_PAGE
+    }
+    fn page_sum(&self, page: usize) -> u64 {
+        let first = page * SLOTS_PER_PAGE;
+        (first..first + SLOTS_PER_PAGE).fold(0, |acc, slot| {
+            acc ^ seal::item(slot * 2, self.hash_at(slot))
+                ^ seal::item(slot * 2 + 1, self.loc_at(slot))
+        })
     }
 
     /// The location of the key with this hash for which `is_key` holds.
@@ -377,20 +422,41 @@ impl Index {
         }
     }
 
-    /// Counts used, freed and deleted slots by walking every slot.
-    pub fn recount(&self) {
-        let (mut live, mut tomb, mut deleted) = (0, 0, 0);
-        for i in 0..=self.mask {
-            match self.loc_at(i) {
-                EMPTY => {}
-                TOMB => tomb += 1,
-                w => {
-                    live += 1;
-                    deleted += (w & DELETED != 0) as u64;
+    /// Walks every page: checks its checksum and counts used, freed and deleted slots.
+    pub fn verify(&self) -> PageCheck {
+        let mut check = PageCheck::default();
+        for page in 0..self.pages() {
+            if self.page_sum(page) != u64::from_le(self.sum(page).load(Ordering::Relaxed)) {
+                check.failed.push(page);
+            }
+            let first = page * SLOTS_PER_PAGE;
+            for slot in first..first + SLOTS_PER_PAGE {
+                match self.loc_at(slot) {
+                    EMPTY => {}
+                    TOMB => check.tombstones += 1,
+                    w => {
+                        check.live += 1;
+                        check.deleted += (w & DELETED != 0) as u64;
+                    }
                 }
             }
         }
-        self.set_counts(live, tomb, deleted);
+        check
+    }
+
+    /// The used slots of a page, as (hash, entry).
+    pub fn page_entries(&self, page: usize) -> impl Iterator<Item = (u64, Entry)> + '_ {
+        let first = page * SLOTS_PER_PAGE;
+        (first..first + SLOTS_PER_PAGE).filter_map(|slot| match self.loc_at(slot) {
+            EMPTY | TOMB => None,
+            w => Some((self.hash_at(slot), Entry::of_word(w))),
+        })
+    }
+
+    /// Sets a page's checksum to what its slots hold now.
+    pub fn reseal(&self, page: usize) {
+        self.sum(page)
+            .store(self.page_sum(page).to_le(), Ordering::Relaxed);
     }
 
     /// Copies every live entry into a new generation sized for them plus `extra` more

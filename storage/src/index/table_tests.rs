@@ -50,11 +50,53 @@ fn matches_a_hashmap_with_colliding_hashes() {
     assert_eq!(seen, model.len());
     let next = ix.rebuilt(dir.path(), 2, 0).unwrap();
     assert_eq!((next.live(), next.deleted()), (ix.live(), want_deleted));
-    ix.recount();
+    let check = ix.verify();
     assert_eq!(
-        (ix.live(), ix.deleted()),
-        (model.len() as u64, want_deleted)
+        (check.live, check.deleted, check.failed.len()),
+        (model.len() as u64, want_deleted, 0)
     );
+    assert!(next.verify().failed.is_empty());
+}
+
+/// Writes `bytes` at `at` in the index file behind the map.
+fn damage(ix: &Index, at: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let f = OpenOptions::new().write(true).open(ix.path()).unwrap();
+    f.write_all_at(bytes, at).unwrap();
+}
+
+#[test]
+fn a_changed_slot_fails_its_page_checksum_and_reseal_accepts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ix = idx(dir.path());
+    for k in 1..300u64 {
+        let hash = k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        ix.upsert(
+            hash,
+            Entry {
+                loc: Loc::new(1, k),
+                deleted: k % 3 == 0,
+            },
+            |l| l.offset() == k,
+            false,
+        );
+    }
+    let (pages, slots) = (ix.capacity() / SLOTS_PER_PAGE, ix.capacity() as u64);
+    assert!(ix.verify().failed.is_empty());
+    // One flipped bit in a slot of page 2, then one in the checksum of page 3.
+    let slot_at = PAGE + (2 * SLOTS_PER_PAGE as u64 + 5) * SLOT;
+    let byte = std::fs::read(ix.path()).unwrap()[slot_at as usize + 3];
+    damage(&ix, slot_at + 3, &[byte ^ 0x10]);
+    assert_eq!(ix.verify().failed, vec![2]);
+    damage(&ix, PAGE + slots * SLOT + 3 * 8, &[1]);
+    assert_eq!(ix.verify().failed, vec![2, 3]);
+    ix.reseal(2);
+    ix.reseal(3);
+    assert!(ix.verify().failed.is_empty());
+    assert_eq!(pages, 4);
+    // A page's used slots are listed from the slots themselves.
+    let listed: usize = (0..pages).map(|p| ix.page_entries(p).count()).sum();
+    assert_eq!(listed as u64, ix.verify().live);
 }
 
 #[test]

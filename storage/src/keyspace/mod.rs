@@ -9,6 +9,7 @@ mod apply;
 mod checkpointing;
 mod compaction;
 mod digest;
+mod index_check;
 mod listing;
 mod open;
 mod read;
@@ -115,6 +116,10 @@ pub struct KeyspaceMetrics {
     pub compacted_segments: AtomicU64,
     pub compacted_bytes: AtomicU64,
     pub replayed_records: AtomicU64,
+    /// Index pages whose checksum failed at open and whose slots all checked out.
+    pub index_pages_resealed: AtomicU64,
+    /// Index pages found damaged at open (each time, the index was rebuilt from the log).
+    pub index_pages_damaged: AtomicU64,
 }
 
 /// What the keyspace holds for a key.
@@ -146,6 +151,8 @@ pub struct KeyspaceStats {
     pub compacted_segments: u64,
     pub compacted_bytes: u64,
     pub replayed_records: u64,
+    pub index_pages_resealed: u64,
+    pub index_pages_damaged: u64,
 }
 
 pub struct Keyspace {
@@ -249,6 +256,8 @@ impl Keyspace {
             compacted_segments: m.compacted_segments.load(Ordering::Relaxed),
             compacted_bytes: m.compacted_bytes.load(Ordering::Relaxed),
             replayed_records: m.replayed_records.load(Ordering::Relaxed),
+            index_pages_resealed: m.index_pages_resealed.load(Ordering::Relaxed),
+            index_pages_damaged: m.index_pages_damaged.load(Ordering::Relaxed),
         }
     }
 }

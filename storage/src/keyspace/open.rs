@@ -35,6 +35,18 @@ struct Start {
     /// No usable checkpoint: the index is new and replay reads the whole log.
     reindex: bool,
     next_gen: u64,
+    /// The loaded index's slot counts, walked at open; zero for a new one.
+    counts: Counts,
+}
+
+/// What the checks of the loaded index found, for the counts and the metrics.
+#[derive(Default)]
+struct Counts {
+    live: u64,
+    tombstones: u64,
+    deleted: u64,
+    resealed: u64,
+    damaged: u64,
 }
 
 pub(super) fn open(dir: &Path, ns: &str, opts: Arc<Options>) -> Result<Keyspace> {
@@ -53,7 +65,7 @@ pub(super) fn open(dir: &Path, ns: &str, opts: Arc<Options>) -> Result<Keyspace>
     let active = active_segment(dir, &mut tables, &opts)?;
     let ckpt = start.ckpt;
     let ks = Keyspace::assemble(dir, ns, opts, tables, active);
-    ks.restore_counts(&ckpt);
+    ks.restore_counts(&start.counts);
     ks.max_ts.store(ckpt.max_ts, Ordering::Relaxed);
     ks.replay(start.position, last_id)?;
     let replayed = ks.metrics.replayed_records.load(Ordering::Relaxed);
@@ -130,11 +142,13 @@ fn load_index(
         None
     });
     let next_gen = inv.index_gens.keys().next_back().map_or(1, |g| g + 1);
+    let mut counts = Counts::default();
     let loaded = ckpt.as_ref().and_then(|c| {
         let path = inv.index_gens.get(&c.index_gen)?;
-        Index::open(path, opts.io.clone())
+        let index = Index::open(path, opts.io.clone())
             .inspect_err(|e| tracing::error!(ns, "{e}; rebuilding the index from the log"))
-            .ok()
+            .ok()?;
+        checked(ns, index, c, segments, &mut counts)
     });
     let start = match (loaded, ckpt) {
         (Some(index), Some(c)) => Start {
@@ -143,6 +157,7 @@ fn load_index(
             ckpt: c,
             reindex: false,
             next_gen,
+            counts,
         },
         (_, c) => {
             if !segments.is_empty() {
@@ -160,6 +175,10 @@ fn load_index(
                 ckpt: Checkpoint::default(),
                 reindex: true,
                 next_gen,
+                counts: Counts {
+                    damaged: counts.damaged,
+                    ..Counts::default()
+                },
             }
         }
     };
@@ -169,6 +188,45 @@ fn load_index(
         }
     }
     Ok(start)
+}
+
+/// The index if its page checksums hold (or a crash explains them), with its counts.
+fn checked(
+    ns: &str,
+    index: Index,
+    ckpt: &Checkpoint,
+    segments: &BTreeMap<u32, Arc<Segment>>,
+    counts: &mut Counts,
+) -> Option<Index> {
+    match super::index_check::check(&index, ckpt, segments) {
+        super::index_check::Verdict::Sound {
+            live,
+            tombstones,
+            deleted,
+            resealed,
+        } => {
+            if resealed > 0 {
+                tracing::warn!(
+                    ns,
+                    pages = resealed,
+                    "index pages a crash left unsealed: every slot checked out, resealed"
+                );
+            }
+            *counts = Counts {
+                live,
+                tombstones,
+                deleted,
+                resealed,
+                damaged: 0,
+            };
+            Some(index)
+        }
+        super::index_check::Verdict::Damaged { pages } => {
+            tracing::error!(ns, path = %index.path().display(), ?pages, "index pages fail their checksum; rebuilding the index from the log");
+            counts.damaged = pages.len() as u64;
+            None
+        }
+    }
 }
 
 /// The tables as the checkpoint left them; segments it does not know start with no
@@ -260,16 +318,16 @@ impl Keyspace {
         }
     }
 
-    /// The index's live and tombstone counts: a clean close's are exact; after a crash,
-    /// slots written after the checkpoint make them stale, so they are recounted and
-    /// replay's own accounting keeps them exact from there.
-    fn restore_counts(&self, ckpt: &Checkpoint) {
-        let t = self.tables.read();
-        if ckpt.clean {
-            t.index.set_counts(ckpt.live, ckpt.tombstones, ckpt.deleted);
-        } else {
-            t.index.recount();
-        }
+    /// The index's slot counts as open walked them (the checkpoint's may be stale
+    /// after a crash); replay's own accounting keeps them exact from there.
+    fn restore_counts(&self, c: &Counts) {
+        self.tables
+            .read()
+            .index
+            .set_counts(c.live, c.tombstones, c.deleted);
+        let m = &self.metrics;
+        m.index_pages_resealed.store(c.resealed, Ordering::Relaxed);
+        m.index_pages_damaged.store(c.damaged, Ordering::Relaxed);
     }
 
     /// Records on disk and in memory that the keyspace is open.
