@@ -11,8 +11,9 @@
 //!   to the replicas found lagging (`resolve.rs` states the rules).
 
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use dstash_proto::v1::*;
 use dstash_proto::Bytes;
@@ -23,6 +24,7 @@ use tonic::{Status, Streaming};
 use crate::client::{failure, Client};
 use crate::conn::Rpc;
 use crate::error::{is_rejection, Error, NodeFailure, Result};
+use crate::health::NodeState;
 use crate::quorum::{Outcome, Tally};
 use crate::resolve::{wire_version, Held, Replies};
 use crate::view::{NodeHandle, View};
@@ -67,13 +69,27 @@ fn damaged(node: &NodeHandle) -> NodeFailure {
     }
 }
 
-/// Sends `batches` on one stream opened by `open`, with at most `in_flight` of them
-/// unanswered. Returns the answers received, in order, and the failure that ended the
-/// stream early, if one did.
+/// How a batch stream is run: unanswered messages at most, how long to wait for each
+/// answer, and whether answers feed the node's latency estimate (reads do).
+#[derive(Clone, Copy)]
+struct Pace {
+    in_flight: usize,
+    deadline: Duration,
+    sample: bool,
+    /// Ask even a node marked down: a retry of one an earlier attempt cut short.
+    patient: bool,
+    /// `deadline` is a read's attempt deadline: missing it makes the node suspect, not
+    /// down.
+    short: bool,
+}
+
+/// Sends `batches` on one stream opened by `open`, paced by `pace`. Returns the answers
+/// received, in order, and the failure that ended the stream early, if one did: a node
+/// that gives no answer within the deadline fails with DEADLINE_EXCEEDED.
 async fn stream<Req, Resp, F, Fut>(
     node: &NodeHandle,
     batches: Vec<Req>,
-    in_flight: usize,
+    pace: Pace,
     open: F,
 ) -> (Vec<Resp>, Option<NodeFailure>)
 where
@@ -85,13 +101,17 @@ where
     if total == 0 {
         return (Vec::new(), None);
     }
-    if let Some(left) = node.health.down_for(Instant::now()) {
+    if let Some(left) = node
+        .health
+        .down_for(Instant::now())
+        .filter(|_| !pace.patient)
+    {
         let s = Status::unavailable(format!(
             "marked down for another {left:.1?} after failed calls"
         ));
         return (Vec::new(), Some(failure(node, &s)));
     }
-    let permits = Arc::new(Semaphore::new(in_flight.max(1)));
+    let permits = Arc::new(Semaphore::new(pace.in_flight.max(1)));
     let (tx, rx) = mpsc::channel::<Req>(1);
     let feeder = {
         let permits = permits.clone();
@@ -115,9 +135,19 @@ where
         )
         .await?
         .into_inner();
+        let mut since = Instant::now();
         while answers.len() < total {
-            match responses.message().await? {
+            let next = tokio::time::timeout(pace.deadline, responses.message())
+                .await
+                .map_err(|_| {
+                    Status::deadline_exceeded(format!("no answer within {:?}", pace.deadline))
+                })??;
+            match next {
                 Some(r) => {
+                    if pace.sample {
+                        node.health.sample(since.elapsed());
+                        since = Instant::now();
+                    }
                     answers.push(r);
                     permits.add_permits(1);
                 }
@@ -128,8 +158,11 @@ where
     }
     .await;
     feeder.abort();
-    node.health
-        .record(result.as_ref().err().map(Status::code), Instant::now());
+    let code = result.as_ref().err().map(Status::code);
+    match code {
+        Some(tonic::Code::DeadlineExceeded) if pace.short => node.health.suspect(Instant::now()),
+        _ => node.health.record(code, Instant::now()),
+    }
     (answers, result.err().map(|s| failure(node, &s)))
 }
 
@@ -177,9 +210,15 @@ impl Client {
                     batch_id: id as u64,
                 })
                 .collect();
-            let in_flight = self.cfg.in_flight;
+            let pace = Pace {
+                in_flight: self.cfg.in_flight,
+                deadline: self.cfg.timeout,
+                sample: false,
+                patient: false,
+                short: false,
+            };
             async move {
-                let (acks, failed) = stream(&node, batches, in_flight, |mut rpc, s| async move {
+                let (acks, failed) = stream(&node, batches, pace, |mut rpc, s| async move {
                     rpc.batch_put(s).await
                 })
                 .await;
@@ -239,12 +278,30 @@ impl Client {
         q: usize,
     ) -> Result<Vec<Option<Bytes>>> {
         let view = self.view();
-        let placed = replicas_of(&view, keys.par_iter().map(|k| k.as_ref()));
+        let mut placed = replicas_of(&view, keys.par_iter().map(|k| k.as_ref()));
+        let now = Instant::now();
+        if view
+            .nodes
+            .iter()
+            .any(|n| n.health.state_at(now) != NodeState::Up)
+        {
+            // Suspect and down nodes are asked last: their share goes to the next replica.
+            for replicas in &mut placed {
+                *replicas = view.read_order(std::mem::take(replicas), now);
+            }
+        }
         // Per key, replicas by index into the view: no handle clone per key.
         let mut replies: Vec<Replies<usize>> = keys.iter().map(|_| Replies::default()).collect();
         let mut pending: Vec<usize> = (0..keys.len()).collect();
         let chunk = self.cfg.batch_keys.max(1);
-        for rank in 0..view.r {
+        // A replica that failed a key's read (cut short by its attempt deadline, skipped
+        // as marked down, or broken) is appended to the key's list, past `base`: if the
+        // key is still short of its quorum once its replicas were asked, it is asked
+        // again, patiently (the call's deadline, even if marked down). A miss is thus
+        // never decided while a replica that may hold the key went unheard.
+        let base: Vec<usize> = placed.iter().map(Vec::len).collect();
+        for rank in 0.. {
+            pending.retain(|&p| placed[p].len() > rank);
             if pending.is_empty() {
                 break;
             }
@@ -254,6 +311,17 @@ impl Client {
                     per_node[n].push(p);
                 }
             }
+            // A node whose keys can all go on to an answering replica gets its attempt
+            // deadline; one that is some key's last hope, the call's.
+            let short: Vec<bool> = per_node
+                .iter()
+                .map(|positions| {
+                    positions.iter().all(|&p| {
+                        rank + 1 < base[p]
+                            && view.nodes[placed[p][rank + 1]].health.state_at(now) == NodeState::Up
+                    })
+                })
+                .collect();
             let runs = per_node.iter().enumerate().map(|(n, positions)| {
                 let node = view.nodes[n].clone();
                 let batches: Vec<LookupBatch> = positions
@@ -265,9 +333,21 @@ impl Client {
                         batch_id: id as u64,
                     })
                     .collect();
-                let in_flight = self.cfg.in_flight;
+                let deadline = match short[n] {
+                    true => node
+                        .health
+                        .attempt_deadline(self.cfg.batch_attempt, self.cfg.timeout),
+                    false => self.cfg.timeout,
+                };
+                let pace = Pace {
+                    in_flight: self.cfg.in_flight,
+                    deadline,
+                    sample: true,
+                    patient: positions.iter().any(|&p| rank >= base[p]),
+                    short: short[n],
+                };
                 async move {
-                    stream(&node, batches, in_flight, |mut rpc, s| async move {
+                    stream(&node, batches, pace, |mut rpc, s| async move {
                         rpc.batch_lookup(s).await
                     })
                     .await
@@ -291,8 +371,15 @@ impl Client {
                     if is_rejection(f.code) {
                         return Err(Error::Rejected(f));
                     }
+                    let cut_short = short[n] && f.code == tonic::Code::DeadlineExceeded;
+                    if cut_short {
+                        self.metrics.hedges_sent.fetch_add(1, Ordering::Relaxed);
+                    }
                     for &p in &per_node[n][answered..] {
                         replies[p].failures.push(f.clone());
+                        if rank < base[p] {
+                            placed[p].push(n);
+                        }
                     }
                 }
             }

@@ -31,6 +31,17 @@ pub struct Client {
     /// Replica writes read repair started, and those that failed.
     pub(crate) repairs_started: Arc<AtomicU64>,
     pub(crate) repairs_failed: Arc<AtomicU64>,
+    pub(crate) metrics: Arc<ClientMetrics>,
+}
+
+/// What the client counts of its own calls, for `dstash status` and embedders.
+#[derive(Debug, Default)]
+pub struct ClientMetrics {
+    /// Reads sent to a further replica because an attempt ran past its deadline: single
+    /// reads, and batch messages whose node did not answer in time.
+    pub hedges_sent: AtomicU64,
+    /// Single reads a hedge answered first.
+    pub hedges_won: AtomicU64,
 }
 
 /// A writer id for a new client: random, so two clients never share one.
@@ -77,6 +88,10 @@ pub struct NodeStatus {
     pub id: String,
     pub addr: String,
     pub status: std::result::Result<StatusResponse, Status>,
+    /// How the client sees the node after this call.
+    pub state: crate::health::NodeState,
+    /// The node's smoothed read latency, once it answered a read.
+    pub latency: Option<Duration>,
 }
 
 impl Client {
@@ -97,6 +112,7 @@ impl Client {
             repairs: Arc::default(),
             repairs_started: Arc::default(),
             repairs_failed: Arc::default(),
+            metrics: Arc::default(),
         }
     }
 
@@ -123,6 +139,11 @@ impl Client {
                 let _ = t.await;
             }
         }
+    }
+
+    /// The client's own counters.
+    pub fn metrics(&self) -> &ClientMetrics {
+        &self.metrics
     }
 
     /// The version for a write made now.
@@ -232,15 +253,21 @@ impl Client {
     pub async fn status(&self) -> Vec<NodeStatus> {
         let view = self.view();
         let asks = view.nodes.iter().map(|node| async move {
+            let t = Instant::now();
             let status = self
                 .call(node, false, |mut rpc| async move {
                     rpc.status(StatusRequest {}).await
                 })
                 .await;
+            if status.is_ok() {
+                node.health.sample(t.elapsed());
+            }
             NodeStatus {
                 id: node.id.clone(),
                 addr: node.addr.clone(),
                 status,
+                state: node.health.state_at(Instant::now()),
+                latency: node.health.latency(),
             }
         });
         futures_util::future::join_all(asks).await

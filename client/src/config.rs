@@ -82,6 +82,15 @@ pub struct ClientConfig {
     /// tried again (doubling while it keeps failing, to 30 s); also the first wait
     /// before asking again the id of a node that did not answer at connect.
     pub node_down: Duration,
+    /// The least a single read waits on a replica before it also asks the next one
+    /// (the wait follows the node's latency above this floor).
+    pub hedge_after: Duration,
+    /// The least a batch read waits for a node's next answer before its unanswered keys
+    /// go to their next replicas.
+    pub batch_attempt: Duration,
+    /// HTTP/2 keep-alive: a ping this often, and the connection is dropped when a ping
+    /// goes unanswered this long, so a frozen node is noticed even between calls.
+    pub keepalive: Duration,
 }
 
 impl ClientConfig {
@@ -99,6 +108,9 @@ impl ClientConfig {
             batch_keys: 1000,
             in_flight: 8,
             node_down: crate::health::FIRST_DOWN,
+            hedge_after: Duration::from_millis(20),
+            batch_attempt: Duration::from_millis(100),
+            keepalive: Duration::from_secs(1),
         }
     }
 

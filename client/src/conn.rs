@@ -1,7 +1,5 @@
 //! One gRPC channel per node, reused by every call, with TLS and the bearer token.
 
-use std::time::Duration;
-
 use dstash_proto::DstashClient;
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
@@ -60,7 +58,8 @@ pub fn channel(cfg: &ClientConfig, addr: &str) -> Result<Rpc> {
         .map_err(bad)?
         .connect_timeout(cfg.connect_timeout)
         .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
+        .http2_keep_alive_interval(cfg.keepalive)
+        .keep_alive_timeout(cfg.keepalive)
         .keep_alive_while_idle(true);
     if let Some(t) = &cfg.tls {
         let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);

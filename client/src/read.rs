@@ -1,8 +1,12 @@
-//! Reads of single keys: the best replica first, failing over to the next on an error
-//! or timeout; a value found after replicas that lacked it is written back to them.
+//! Reads of single keys: the best answering replica first, failing over to the next on
+//! an error and hedging to it when an attempt runs past its deadline; a value found
+//! after replicas that lacked it is written back to them.
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use dstash_proto::v1::*;
 use dstash_proto::Bytes;
@@ -30,10 +34,13 @@ pub(crate) enum Step<R> {
 }
 
 impl Client {
-    /// Asks `key`'s replicas one at a time, best first, handing each reply to `reply`
-    /// until it is `Done`. An error or timeout moves on to the next replica; a rejection
-    /// ends the read. `Ok(None)`: every replica was asked and at least one answered;
-    /// `Unavailable` when none did.
+    /// Asks `key`'s replicas, best answering first (suspect and down nodes last), handing
+    /// each reply to `reply` until it is `Done`. An error moves on to the next replica at
+    /// once; an attempt still unanswered after its node's attempt deadline is hedged: the
+    /// next replica is asked while the first may still answer, and the node is marked
+    /// suspect. The first reply that makes the read `Done` wins and the others are
+    /// dropped (cancelled). A rejection ends the read. `Ok(None)`: every replica was asked
+    /// and at least one answered; `Unavailable` when none did.
     pub(crate) async fn failover<T, R, F, Fut>(
         &self,
         key: &[u8],
@@ -45,26 +52,63 @@ impl Client {
         Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
     {
         let view = self.view();
+        let order = view.read_order(view.replicas(key), Instant::now());
         let mut failures = Vec::new();
         let mut answered = false;
-        for i in view.replicas(key) {
-            let node = &view.nodes[i];
-            match self.call(node, true, &f).await {
-                Ok(a) => {
-                    answered = true;
-                    if let Step::Done(r) = reply(node, Reply::Answer(a)) {
+        let mut running = FuturesUnordered::new();
+        let mut next = 0;
+        // The attempt the hedge timer watches, and when it fires.
+        let mut watched: Option<(usize, Instant)> = None;
+        let mut hedged = false;
+        let f = &f;
+        loop {
+            if running.is_empty() {
+                let Some(&i) = order.get(next) else { break };
+                next += 1;
+                running.push(self.timed_attempt(&view.nodes[i], f));
+                watched = Some((i, Instant::now() + self.hedge_deadline(&view.nodes[i])));
+            }
+            let hedge = async {
+                match watched {
+                    Some((i, at)) if next < order.len() => {
+                        tokio::time::sleep_until(at.into()).await;
+                        i
+                    }
+                    _ => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                Some((node, r)) = running.next() => {
+                    let node: &NodeHandle = node;
+                    let step = match r {
+                        Ok(a) => {
+                            answered = true;
+                            reply(node, Reply::Answer(a))
+                        }
+                        Err(s) => match rejected(node, &s) {
+                            Some(e) => return Err(e),
+                            None => {
+                                failures.push(failure(node, &s));
+                                reply(node, Reply::Failed(&s))
+                            }
+                        },
+                    };
+                    if let Step::Done(r) = step {
+                        if hedged && !std::ptr::eq(node, &view.nodes[order[0]]) {
+                            self.metrics.hedges_won.fetch_add(1, Ordering::Relaxed);
+                        }
                         return Ok(Some(r));
                     }
                 }
-                Err(s) => match rejected(node, &s) {
-                    Some(e) => return Err(e),
-                    None => {
-                        failures.push(failure(node, &s));
-                        if let Step::Done(r) = reply(node, Reply::Failed(&s)) {
-                            return Ok(Some(r));
-                        }
-                    }
-                },
+                slow = hedge => {
+                    view.nodes[slow].health.suspect(Instant::now());
+                    let i = order[next];
+                    next += 1;
+                    hedged = true;
+                    self.metrics.hedges_sent.fetch_add(1, Ordering::Relaxed);
+                    running.push(self.timed_attempt(&view.nodes[i], f));
+                    watched = Some((i, Instant::now() + self.hedge_deadline(&view.nodes[i])));
+                }
             }
         }
         if answered {
@@ -72,6 +116,30 @@ impl Client {
         } else {
             Err(Error::Unavailable { failures })
         }
+    }
+
+    /// One read attempt on `node`; an answer feeds the node's latency estimate.
+    async fn timed_attempt<'n, T, F, Fut>(
+        &self,
+        node: &'n NodeHandle,
+        f: &F,
+    ) -> (&'n NodeHandle, std::result::Result<T, Status>)
+    where
+        F: Fn(Rpc) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
+    {
+        let t = Instant::now();
+        let r = self.call(node, true, f).await;
+        if r.is_ok() {
+            node.health.sample(t.elapsed());
+        }
+        (node, r)
+    }
+
+    /// How long a single read waits on `node` before asking the next replica too.
+    fn hedge_deadline(&self, node: &NodeHandle) -> std::time::Duration {
+        node.health
+            .attempt_deadline(self.cfg.hedge_after, self.cfg.timeout)
     }
 
     /// Reads `key` from its replicas, best first, until the read quorum of them answered

@@ -2,11 +2,12 @@
 //! and R and W. One snapshot is swapped whole when membership changes.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::config::ClientConfig;
 use crate::conn::Rpc;
 use crate::error::{Error, Result};
-use crate::health::NodeHealth;
+use crate::health::{NodeHealth, NodeState};
 use dstash_cluster::{Member, Placement};
 
 /// A node the client talks to.
@@ -27,6 +28,11 @@ impl NodeHandle {
             rpc,
             health: Arc::new(NodeHealth::new(cfg.node_down)),
         }
+    }
+
+    /// How the client sees the node now.
+    pub fn state(&self) -> NodeState {
+        self.health.state_at(Instant::now())
     }
 }
 
@@ -56,6 +62,13 @@ impl View {
     /// The replicas of `key`, best first.
     pub fn replicas(&self, key: &[u8]) -> Vec<usize> {
         self.placement.replicas(key, self.r)
+    }
+
+    /// `replicas` in the order reads ask them: placement order, with suspect and down
+    /// nodes moved to the end (a stable sort: placement breaks ties).
+    pub fn read_order(&self, mut replicas: Vec<usize>, now: Instant) -> Vec<usize> {
+        replicas.sort_by_key(|&i| self.nodes[i].health.state_at(now));
+        replicas
     }
 
     pub(crate) fn ids(&self, replicas: &[usize]) -> Vec<String> {
