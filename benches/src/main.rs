@@ -42,6 +42,7 @@ mod loopback;
 mod redis_side;
 mod repair;
 mod scaling;
+mod slow;
 mod soak;
 mod svg;
 mod table;
@@ -69,6 +70,8 @@ enum Section {
     Cluster(cluster::Args),
     /// `dstash repair` over 3 nodes with a few keys differing, against a full copy.
     Repair(repair::Args),
+    /// Read latency with one of 3 nodes healthy, slow or frozen.
+    SlowNode(slow::Args),
     /// Many concurrent streams against one node, checked answer by answer.
     Soak(soak::Args),
     /// One node in a memory cgroup far smaller than its data.
@@ -106,6 +109,7 @@ fn main() {
         Section::Node(a) => loopback::run(a),
         Section::Cluster(a) => cluster::run(a),
         Section::Repair(a) => repair::run(a),
+        Section::SlowNode(a) => slow::run(a),
         Section::Soak(a) => soak::run(a),
         Section::LargerThanRam(a) => bigger::run(a),
         Section::Counts(a) => counts::run(a),
