@@ -129,19 +129,20 @@ where
     };
     let mut answers = Vec::with_capacity(total);
     let result: std::result::Result<(), Status> = async {
-        let mut responses = open(
+        let late = || Status::deadline_exceeded(format!("no answer within {:?}", pace.deadline));
+        let opened = open(
             node.rpc.clone(),
             tokio_stream::wrappers::ReceiverStream::new(rx),
-        )
-        .await?
-        .into_inner();
+        );
+        let mut responses = tokio::time::timeout(pace.deadline, opened)
+            .await
+            .map_err(|_| late())??
+            .into_inner();
         let mut since = Instant::now();
         while answers.len() < total {
             let next = tokio::time::timeout(pace.deadline, responses.message())
                 .await
-                .map_err(|_| {
-                    Status::deadline_exceeded(format!("no answer within {:?}", pace.deadline))
-                })??;
+                .map_err(|_| late())??;
             match next {
                 Some(r) => {
                     if pace.sample {
