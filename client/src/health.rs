@@ -1,8 +1,10 @@
 //! What the client believes of each node: a latency estimate from its read answers, and
-//! whether it is down. A node whose call fails at the transport (refused, reset, no
-//! answer within its attempt deadline) is skipped for a backed-off while, so a dead or
-//! frozen node costs one missed deadline, not one call deadline per call. The first call
-//! after the while probes it again; an answer clears it.
+//! whether it is suspect or down. A node whose call fails at the transport (refused,
+//! reset, a dropped keep-alive, no answer within the call's deadline) is skipped for a
+//! backed-off while, so a dead node costs one failed call, not one connect timeout per
+//! call; the first call after the while probes it again, and an answer clears it. A read
+//! that runs past the node's attempt deadline makes it suspect: asked last by reads for
+//! a while, but not refused, since it may only be slow.
 //!
 //! The estimate is TCP's retransmit-timer rule (RFC 6298): a smoothed latency and its
 //! mean deviation; `srtt + 4 * rttvar`, with a floor, is how long an attempt on the node
