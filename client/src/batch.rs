@@ -281,14 +281,11 @@ impl Client {
         let view = self.view();
         let mut placed = replicas_of(&view, keys.par_iter().map(|k| k.as_ref()));
         let now = Instant::now();
-        if view
-            .nodes
-            .iter()
-            .any(|n| n.health.state_at(now) != NodeState::Up)
-        {
+        let states = view.states(now);
+        if states.iter().any(|&s| s != NodeState::Up) {
             // Suspect and down nodes are asked last: their share goes to the next replica.
             for replicas in &mut placed {
-                *replicas = view.read_order(std::mem::take(replicas), now);
+                *replicas = view.read_order(std::mem::take(replicas), &states);
             }
         }
         // Per key, replicas by index into the view: no handle clone per key.
@@ -313,13 +310,14 @@ impl Client {
                 }
             }
             // A node whose keys can all go on to an answering replica gets its attempt
-            // deadline; one that is some key's last hope, the call's.
+            // deadline; one that is some key's last hope, the call's. States are read
+            // again each rank: the last one may have marked nodes.
+            let states = view.states(now);
             let short: Vec<bool> = per_node
                 .iter()
                 .map(|positions| {
                     positions.iter().all(|&p| {
-                        rank + 1 < base[p]
-                            && view.nodes[placed[p][rank + 1]].health.state_at(now) == NodeState::Up
+                        rank + 1 < base[p] && states[placed[p][rank + 1]] == NodeState::Up
                     })
                 })
                 .collect();

@@ -52,7 +52,7 @@ impl Client {
         Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
     {
         let view = self.view();
-        let order = view.read_order(view.replicas(key), Instant::now());
+        let order = view.read_order(view.replicas(key), &view.states(Instant::now()));
         let mut failures = Vec::new();
         let mut answered = false;
         let mut running = FuturesUnordered::new();

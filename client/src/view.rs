@@ -64,10 +64,17 @@ impl View {
         self.placement.replicas(key, self.r)
     }
 
+    /// Every node's state at `now`, by view index: read once per call or rank, so
+    /// ordering a batch's keys takes no lock per key.
+    pub fn states(&self, now: Instant) -> Vec<NodeState> {
+        self.nodes.iter().map(|n| n.health.state_at(now)).collect()
+    }
+
     /// `replicas` in the order reads ask them: placement order, with suspect and down
-    /// nodes moved to the end (a stable sort: placement breaks ties).
-    pub fn read_order(&self, mut replicas: Vec<usize>, now: Instant) -> Vec<usize> {
-        replicas.sort_by_key(|&i| self.nodes[i].health.state_at(now));
+    /// nodes (by `states`, from [`View::states`]) moved to the end. A stable sort, so
+    /// placement breaks ties.
+    pub fn read_order(&self, mut replicas: Vec<usize>, states: &[NodeState]) -> Vec<usize> {
+        replicas.sort_by_key(|&i| states[i]);
         replicas
     }
 
