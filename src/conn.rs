@@ -56,6 +56,15 @@ pub struct ConnArgs {
     /// Deadline of each call, in seconds [default: 10].
     #[arg(long, env = "DSTASH_TIMEOUT")]
     pub timeout: Option<u64>,
+    /// The least a read waits on a replica before it also asks the next one, in
+    /// milliseconds; the wait follows the node's latency above this floor [default: 20].
+    #[arg(long, env = "DSTASH_HEDGE_AFTER_MS", value_name = "MS")]
+    pub hedge_after_ms: Option<u64>,
+    /// Sloppy quorum: a write whose replica is suspect or down goes to the next node in
+    /// placement order, which keeps a durable hint and hands the write over when the
+    /// replica answers again [default: off].
+    #[arg(long, env = "DSTASH_SLOPPY_QUORUM")]
+    pub sloppy_quorum: bool,
 }
 
 impl ConnArgs {
@@ -75,6 +84,8 @@ impl ConnArgs {
             tls_domain: self.tls_domain.or(b.tls_domain),
             auth_token_file: self.auth_token_file.or(b.auth_token_file),
             timeout: self.timeout.or(b.timeout),
+            hedge_after_ms: self.hedge_after_ms.or(b.hedge_after_ms),
+            sloppy_quorum: self.sloppy_quorum || b.sloppy_quorum,
         }
     }
 
@@ -111,6 +122,10 @@ impl ConnArgs {
             q => q.unwrap_or(1),
         };
         cfg.timeout = Duration::from_secs(self.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS).max(1));
+        if let Some(ms) = self.hedge_after_ms {
+            cfg.hedge_after = Duration::from_millis(ms.max(1));
+        }
+        cfg.sloppy_quorum = self.sloppy_quorum;
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) => bail!("--tls-cert needs --tls-key"),
             (None, Some(_)) => bail!("--tls-key needs --tls-cert"),

@@ -221,3 +221,52 @@ async fn a_node_behind_a_faulty_path_costs_readers_no_deadline() {
     }
     read_all(&client, "after the faults").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_write_returns_at_quorum_while_a_replica_is_frozen() {
+    let (_dir, nodes) = start();
+    let addrs: Vec<String> = nodes.iter().map(|n| n.addr.to_string()).collect();
+    let mut cfg = config(&addrs);
+    // Keep-alive alone would give up on the frozen node after 10 s: a write that waited
+    // for it would take at least that long.
+    cfg.keepalive = Duration::from_secs(10);
+    let client = Client::connect(cfg).await.unwrap();
+    load(&client).await;
+    signal(&nodes[0], libc::SIGSTOP);
+
+    let items: Vec<PutItem> = (0..KEYS)
+        .map(|i| PutItem {
+            key: key(i),
+            value: Bytes::from(format!("new-{i}")),
+            ttl_seconds: 0,
+        })
+        .collect();
+    let t = Instant::now();
+    let report = client.put_many("kv", &items).await.unwrap();
+    assert_eq!(report.written as usize, KEYS, "{:?}", report.failed);
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+
+    // n0's share went on in the background and lands once it resumes.
+    signal(&nodes[0], libc::SIGCONT);
+    let mut n0 = nodes[0].client().await;
+    let t = Instant::now();
+    loop {
+        let r = n0
+            .lookup(dstash_proto::v1::LookupRequest {
+                namespace: "kv".into(),
+                key: key(KEYS - 1),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if r.value == format!("new-{}", KEYS - 1).as_bytes() {
+            break;
+        }
+        assert!(t.elapsed() < DEADLINE, "n0 never got the batch");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -42,6 +42,9 @@ pub struct ClientMetrics {
     pub hedges_sent: AtomicU64,
     /// Single reads a hedge answered first.
     pub hedges_won: AtomicU64,
+    /// Single reads the first replica answered first after all, though hedged: the
+    /// hedge was an extra request for nothing.
+    pub hedges_wasted: AtomicU64,
 }
 
 /// A writer id for a new client: random, so two clients never share one.

@@ -86,8 +86,16 @@ pub struct ClientConfig {
     /// (the wait follows the node's latency above this floor).
     pub hedge_after: Duration,
     /// The least a batch read waits for a node's next answer before its unanswered keys
-    /// go to their next replicas.
+    /// go to their next replicas; also how long a write that needs a suspect replica
+    /// to reach W waits on it before it fails, naming it.
     pub batch_attempt: Duration,
+    /// How often nodes held suspect or down are probed in the background (and how long
+    /// a probe may take); zero turns probing off.
+    pub probe_every: Duration,
+    /// Sloppy quorum: a write whose replica is suspect or down goes to the next node in
+    /// placement order instead, which keeps it as a durable hint and hands it to the
+    /// replica when that answers again. Off by default.
+    pub sloppy_quorum: bool,
     /// HTTP/2 keep-alive: a ping this often, and the connection is dropped when a ping
     /// goes unanswered this long, so a frozen node is noticed even between calls.
     pub keepalive: Duration,
@@ -110,6 +118,8 @@ impl ClientConfig {
             node_down: crate::health::FIRST_DOWN,
             hedge_after: Duration::from_millis(20),
             batch_attempt: Duration::from_millis(100),
+            probe_every: Duration::from_millis(250),
+            sloppy_quorum: false,
             keepalive: Duration::from_secs(1),
         }
     }

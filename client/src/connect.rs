@@ -68,6 +68,12 @@ impl Client {
         }
         let client = Client::empty_shared(cfg.clone());
         client.set_nodes(nodes)?;
+        if !cfg.probe_every.is_zero() {
+            tokio::spawn(crate::probe::probe_while_alive(
+                Arc::downgrade(&client.view_cell()),
+                cfg.probe_every,
+            ));
+        }
         if !unknown.is_empty() {
             let specs = unknown.into_iter().map(|(s, _)| s).collect();
             tokio::spawn(identify_later(

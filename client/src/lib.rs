@@ -4,7 +4,8 @@
 //! - placement and versions come from `dstash-cluster`, shared with the node.
 //! - [`config`]: nodes, R and W, TLS, token, timeouts.
 //! - [`conn`]: one reused channel per node, with TLS and the bearer token.
-//! - [`health`]: nodes marked down, with backoff, after transport failures.
+//! - [`health`]: each node's latency estimate, and whether it is suspect or down;
+//!   `probe.rs` asks the doubted ones again in the background.
 //! - [`quorum`]: the write-quorum rule.
 //! - [`view`]: the cluster as one snapshot: nodes, placement, R and W.
 //! - [`client`]: the call every request goes through, listing, status; single-key
@@ -28,6 +29,7 @@ pub mod error;
 pub mod health;
 pub mod load;
 pub mod membership;
+mod probe;
 pub mod quorum;
 mod read;
 pub mod repair;

@@ -94,8 +94,13 @@ impl Client {
                         },
                     };
                     if let Step::Done(r) = step {
-                        if hedged && !std::ptr::eq(node, &view.nodes[order[0]]) {
-                            self.metrics.hedges_won.fetch_add(1, Ordering::Relaxed);
+                        if hedged {
+                            let first = std::ptr::eq(node, &view.nodes[order[0]]);
+                            let counter = match first {
+                                true => &self.metrics.hedges_wasted,
+                                false => &self.metrics.hedges_won,
+                            };
+                            counter.fetch_add(1, Ordering::Relaxed);
                         }
                         return Ok(Some(r));
                     }
@@ -215,6 +220,7 @@ impl Client {
                             value,
                             ttl_seconds,
                             version: wire_version(version),
+                            hint_for: String::new(),
                         };
                         client.call(&node, true, unary!(req, put)).await.map(drop)
                     }
@@ -223,6 +229,7 @@ impl Client {
                             namespace: ns,
                             key,
                             version: wire_version(version),
+                            hint_for: String::new(),
                         };
                         client
                             .call(&node, true, unary!(req, delete))

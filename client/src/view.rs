@@ -18,6 +18,8 @@ pub struct NodeHandle {
     pub rpc: Rpc,
     /// Shared by every clone, so a failure seen by one call is seen by all.
     pub(crate) health: Arc<NodeHealth>,
+    /// Permits for `put_many` streams left answering in the background.
+    pub(crate) behind: Arc<tokio::sync::Semaphore>,
 }
 
 impl NodeHandle {
@@ -27,6 +29,7 @@ impl NodeHandle {
             addr,
             rpc,
             health: Arc::new(NodeHealth::new(cfg.node_down)),
+            behind: Arc::new(tokio::sync::Semaphore::new(crate::batch::WRITES_BEHIND)),
         }
     }
 
@@ -76,10 +79,6 @@ impl View {
     pub fn read_order(&self, mut replicas: Vec<usize>, states: &[NodeState]) -> Vec<usize> {
         replicas.sort_by_key(|&i| states[i]);
         replicas
-    }
-
-    pub(crate) fn ids(&self, replicas: &[usize]) -> Vec<String> {
-        replicas.iter().map(|&i| self.nodes[i].id.clone()).collect()
     }
 
     /// The view over `nodes`, sorted by id; two nodes with one id are refused.

@@ -1,4 +1,18 @@
-//! Writes of single keys: sent to every replica at once, answered once W acknowledge.
+//! Writes of single keys: sent to every replica at once, answered once W acknowledge;
+//! with sloppy quorum, a replica that is suspect or down is stood in for by the next
+//! node in placement order, which holds the write as a hint.
+
+/// A unary write as a closure over a cloned request, with `hint_for` set per call.
+macro_rules! hinted {
+    ($req:expr, $method:ident) => {{
+        let req = $req;
+        move |mut rpc: Rpc, hint_for: String| {
+            let mut req = req.clone();
+            req.hint_for = hint_for;
+            async move { rpc.$method(req).await }
+        }
+    }};
+}
 
 use std::future::Future;
 
@@ -7,41 +21,137 @@ use dstash_proto::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tonic::Status;
 
-use crate::client::{failure, rejected, unary, Client};
+use crate::client::{failure, rejected, Client};
 use crate::conn::Rpc;
 use crate::error::Result;
+use crate::health::{is_transport, NodeState};
 use crate::quorum::{Outcome, Tally};
 use crate::resolve::wire_version;
+use crate::view::View;
+use std::time::Instant;
+
+/// Where one replica's copy of a write goes: the replica itself, or (sloppy quorum) a
+/// stand-in further down the placement order that holds it as a hint for the replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Target {
+    node: usize,
+    hint_for: Option<usize>,
+}
+
+/// The targets of one write, and (sloppy quorum) the stand-ins not used yet.
+struct Plan {
+    targets: Vec<Target>,
+    /// Nodes after the replicas in placement order that were up, best first.
+    spare: std::vec::IntoIter<usize>,
+}
+
+impl Plan {
+    /// One target per replica. Without `sloppy`, the replicas themselves. With it, a
+    /// replica that is not up is stood in for by the next spare; a replica with no
+    /// spare left is written itself.
+    fn new(view: &View, key: &[u8], states: &[NodeState], sloppy: bool) -> Plan {
+        let replicas = view.replicas(key);
+        let spare: Vec<usize> = match sloppy {
+            true => view.placement.replicas(key, view.nodes.len()),
+            false => Vec::new(),
+        }
+        .into_iter()
+        .skip(replicas.len())
+        .filter(|&i| states[i] == NodeState::Up)
+        .collect();
+        let mut plan = Plan {
+            targets: Vec::with_capacity(replicas.len()),
+            spare: spare.into_iter(),
+        };
+        for i in replicas {
+            let t = match states[i] {
+                NodeState::Up => None,
+                _ => plan.stand_in(i),
+            };
+            plan.targets.push(t.unwrap_or(Target {
+                node: i,
+                hint_for: None,
+            }));
+        }
+        plan
+    }
+
+    /// The next spare, to hold the write for `owner`.
+    fn stand_in(&mut self, owner: usize) -> Option<Target> {
+        self.spare.next().map(|node| Target {
+            node,
+            hint_for: Some(owner),
+        })
+    }
+}
+
+fn describe(view: &View, t: &Target) -> String {
+    match t.hint_for {
+        Some(o) => format!("{} (hint for {})", view.nodes[t.node].id, view.nodes[o].id),
+        None => view.nodes[t.node].id.clone(),
+    }
+}
 
 impl Client {
     /// Sends a write to every replica of `key` at once and returns the answers of the
-    /// first W. The other replicas' calls run on: they are not cancelled.
-    async fn write<T, F, Fut>(&self, key: &[u8], retry: bool, f: F) -> Result<Vec<T>>
+    /// first W. The other calls run on: they are not cancelled. `f` makes the call,
+    /// given the id of the node a stand-in holds the write for ("" for none).
+    ///
+    /// With `sloppy` (and [`ClientConfig::sloppy_quorum`]), a replica that is not up,
+    /// or that fails at the transport during the write, is stood in for by the next
+    /// node in placement order, which holds the write as a hint.
+    ///
+    /// When fewer than W targets are up, the write cannot reach W without a doubted
+    /// node: each of those gets only [`ClientConfig::batch_attempt`] to answer, so the
+    /// write fails fast, naming it, instead of waiting out the call's deadline.
+    ///
+    /// [`ClientConfig::sloppy_quorum`]: crate::ClientConfig::sloppy_quorum
+    /// [`ClientConfig::batch_attempt`]: crate::ClientConfig::batch_attempt
+    async fn write<T, F, Fut>(&self, key: &[u8], retry: bool, sloppy: bool, f: F) -> Result<Vec<T>>
     where
         T: Send + 'static,
-        F: Fn(Rpc) -> Fut + Clone + Send + Sync + 'static,
+        F: Fn(Rpc, String) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>> + Send + 'static,
     {
         let view = self.view();
-        let replicas = view.replicas(key);
-        let mut tally = Tally::new(view.ids(&replicas), view.w);
+        let states = view.states(Instant::now());
+        let mut plan = Plan::new(&view, key, &states, sloppy && self.cfg.sloppy_quorum);
+        let names = plan.targets.iter().map(|t| describe(&view, t)).collect();
+        let mut tally = Tally::new(names, view.w);
         // W above the replicas: refuse before sending anything.
         if tally.outcome() == Outcome::Failed {
             return Err(tally.error());
         }
-        let mut answers: FuturesUnordered<_> = replicas
+        let up = plan
+            .targets
             .iter()
-            .map(|&i| {
-                let (client, node, f) = (self.clone(), view.nodes[i].clone(), f.clone());
-                tokio::spawn(async move {
-                    let r = client.call(&node, retry, f).await;
-                    (node, r)
-                })
+            .filter(|t| states[t.node] == NodeState::Up)
+            .count();
+        let doubt = (up < view.w).then_some(self.cfg.batch_attempt);
+        let send = |t: Target| {
+            let node = view.nodes[t.node].clone();
+            let owner = t.hint_for.map(|o| view.nodes[o].id.clone());
+            let limit = doubt.filter(|_| states[t.node] != NodeState::Up);
+            let (client, f) = (self.clone(), f.clone());
+            tokio::spawn(async move {
+                let owner = owner.unwrap_or_default();
+                let call = client.call(&node, retry, |rpc| f(rpc, owner.clone()));
+                let r = match limit {
+                    None => call.await,
+                    Some(d) => tokio::time::timeout(d, call).await.unwrap_or_else(|_| {
+                        node.health.suspect(Instant::now());
+                        Err(Status::deadline_exceeded(format!(
+                            "suspect, and no answer within {d:?}"
+                        )))
+                    }),
+                };
+                (t, node, r)
             })
-            .collect();
+        };
+        let mut answers: FuturesUnordered<_> = plan.targets.iter().map(|&t| send(t)).collect();
         let mut acked = Vec::new();
         while let Some(joined) = answers.next().await {
-            let Ok((node, r)) = joined else { continue };
+            let Ok((t, node, r)) = joined else { continue };
             let outcome = match r {
                 Ok(v) => {
                     acked.push(v);
@@ -49,7 +159,17 @@ impl Client {
                 }
                 Err(s) => match rejected(&node, &s) {
                     Some(e) => return Err(e),
-                    None => tally.fail(failure(&node, &s)),
+                    None => {
+                        let again = match t.hint_for {
+                            None if is_transport(s.code()) => plan.stand_in(t.node),
+                            _ => None,
+                        };
+                        if let Some(t) = again {
+                            answers.push(send(t));
+                            continue;
+                        }
+                        tally.fail(failure(&node, &s))
+                    }
                 },
             };
             match outcome {
@@ -68,8 +188,11 @@ impl Client {
             value: Bytes::copy_from_slice(value),
             ttl_seconds,
             version: wire_version(self.next_version()),
+            hint_for: String::new(),
         };
-        self.write(key, true, unary!(req, put)).await.map(drop)
+        self.write(key, true, true, hinted!(req, put))
+            .await
+            .map(drop)
     }
 
     /// Deletes `key` from its replicas, leaving a tombstone of this delete's version on
@@ -79,8 +202,9 @@ impl Client {
             namespace: ns.into(),
             key: Bytes::copy_from_slice(key),
             version: wire_version(self.next_version()),
+            hint_for: String::new(),
         };
-        let answers = self.write(key, true, unary!(req, delete)).await?;
+        let answers = self.write(key, true, true, hinted!(req, delete)).await?;
         Ok(answers.iter().any(|a| a.found))
     }
 
@@ -92,7 +216,13 @@ impl Client {
             key: Bytes::copy_from_slice(key),
             n,
         };
-        let answers = self.write(key, false, unary!(req, add)).await?;
+        // Counts carry no version to order a hint by: never sloppy.
+        let answers = self
+            .write(key, false, false, move |mut rpc: Rpc, _: String| {
+                let req = req.clone();
+                async move { rpc.add(req).await }
+            })
+            .await?;
         Ok(answers.iter().map(|a| a.count).max().unwrap_or(0))
     }
 }

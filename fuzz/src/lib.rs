@@ -444,6 +444,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                             ts: 1 << 40,
                             writer: 3,
                         }),
+                        hint_for: String::new(),
                     }
                     .encode(b)
                     .unwrap()
@@ -453,6 +454,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                         namespace: "n".into(),
                         key: key.clone(),
                         version: None,
+                        hint_for: "other".into(),
                     }
                     .encode(b)
                     .unwrap()

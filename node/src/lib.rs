@@ -8,6 +8,8 @@
 //! - [`oversize`]: oversized request messages answered as `INVALID_ARGUMENT`.
 //! - [`slot`]: the store while recovering, serving and shutting down.
 //! - [`metrics`]: Prometheus metrics and their `/metrics` listener.
+//! - [`hints`]: hinted handoff: writes held for a replica that was down, handed over
+//!   when it answers.
 //! - [`sync`]: anti-entropy with co-replicas, in the background and on demand.
 //! - [`tls`]: TLS and mTLS settings from PEM files.
 //! - [`server`]: a running node: listeners, health, recovery and draining shutdown.
@@ -21,6 +23,7 @@
 pub mod auth;
 pub mod batch;
 pub mod error;
+pub mod hints;
 pub mod metrics;
 pub mod oversize;
 pub mod server;

@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::hints::HintMetrics;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -75,6 +76,7 @@ pub struct Metrics {
     latency: Family<RpcLabels, Histogram>,
     recovery_seconds: Gauge<f64, AtomicU64>,
     pub sync: Arc<SyncMetrics>,
+    pub hints: Arc<HintMetrics>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -122,6 +124,8 @@ impl Metrics {
         registry.register_collector(Box::new(StoreCollector { slot }));
         let sync = Arc::new(SyncMetrics::default());
         sync.register(&mut registry);
+        let hints = Arc::new(HintMetrics::default());
+        hints.register(&mut registry);
         Self {
             registry,
             requests,
@@ -130,6 +134,7 @@ impl Metrics {
             latency,
             recovery_seconds,
             sync,
+            hints,
         }
     }
 

@@ -24,9 +24,12 @@ use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
 use crate::error::{Error, Result};
+use crate::hints::deliver::Delivery;
+use crate::hints::Hints;
 use crate::metrics::{self, Metrics};
 use crate::service::{NodeConfig, NodeService};
 use crate::slot::StoreSlot;
+use crate::sync::dial::Dialer;
 use crate::sync::{SyncOptions, Syncer};
 use crate::tls::TlsFiles;
 use crate::TokenAuth;
@@ -78,6 +81,8 @@ pub struct Node {
     metrics_task: Option<JoinHandle<Result<()>>>,
     serving: tokio::sync::watch::Sender<bool>,
     sync_task: JoinHandle<()>,
+    hints: Arc<Hints>,
+    hint_task: JoinHandle<()>,
 }
 
 type Served = DstashServer<NodeService>;
@@ -133,8 +138,22 @@ impl Node {
             .map_err(Error::Auth)?,
         );
         let sync_task = tokio::spawn(syncer.clone().background());
+        let hints = Arc::new(Hints::new(metrics.hints.clone()));
+        let delivery = Delivery {
+            hints: hints.clone(),
+            peers: opts.sync.peers.clone(),
+            dialer: Dialer::new(
+                opts.sync.tls.clone(),
+                opts.sync.token.as_deref(),
+                opts.service.max_message_bytes,
+            )
+            .map_err(Error::Auth)?,
+            interval: opts.sync.hint_interval,
+        };
+        let hint_task = tokio::spawn(delivery.run());
         let service = NodeService::new(slot.clone(), metrics.clone(), opts.service.clone())
-            .with_syncer(syncer);
+            .with_syncer(syncer)
+            .with_hints(hints.clone());
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = tls {
             builder = builder.tls_config(tls)?;
@@ -172,13 +191,19 @@ impl Node {
         let (serving, _) = tokio::sync::watch::channel(false);
         let recovery = {
             let (slot, health, serving) = (slot.clone(), health.clone(), serving.clone());
+            let hint_slot = hints.slot.clone();
+            let (hint_dir, hint_opts) = (opts.data_dir.join(HINT_DIR), hint_options(&opts.store));
             tokio::spawn(async move {
                 let started = Instant::now();
-                let store = tokio::task::spawn_blocking(open)
-                    .await
-                    .map_err(|e| Error::Task(e.to_string()))??;
+                let (store, hint_store) = tokio::task::spawn_blocking(move || {
+                    let store = open()?;
+                    Ok::<_, dstash_storage::Error>((store, Store::open(hint_dir, hint_opts)?))
+                })
+                .await
+                .map_err(|e| Error::Task(e.to_string()))??;
                 let took = started.elapsed();
                 metrics.set_recovery_time(took);
+                hint_slot.fill(Arc::new(hint_store));
                 slot.fill(Arc::new(store));
                 set_health(&health, ServingStatus::Serving).await;
                 serving.send_replace(true);
@@ -199,6 +224,8 @@ impl Node {
             metrics_task,
             serving,
             sync_task,
+            hints,
+            hint_task,
         })
     }
 
@@ -233,6 +260,7 @@ impl Node {
         let recovered = self.ready().await;
         self.serving.send_replace(false);
         self.sync_task.abort();
+        self.hint_task.abort();
         let _ = self.stop_grpc.send(());
         match tokio::time::timeout(self.drain_timeout, &mut self.grpc).await {
             Ok(joined) => joined.map_err(|e| Error::Task(e.to_string()))??,
@@ -252,8 +280,23 @@ impl Node {
         if let Some(store) = self.slot.take() {
             close(store, self.drain_timeout).await?;
         }
+        if let Some(store) = self.hints.slot.take() {
+            close(store, self.drain_timeout).await?;
+        }
         Ok(())
     }
+}
+
+/// The hint store's directory under the data directory: beside the served
+/// namespaces (`ns/`), never among them.
+pub const HINT_DIR: &str = "hints";
+
+/// The served store's options for the hint store, with room for a hint's kind byte
+/// beside a value of the largest size.
+fn hint_options(o: &dstash_storage::Options) -> dstash_storage::Options {
+    let mut h = o.clone();
+    h.max_value_len = o.max_value_len.saturating_add(1);
+    h
 }
 
 /// Closes the store once the last blocking call holding it has returned.

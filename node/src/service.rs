@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::TokenAuth;
 use crate::batch::{self, answer, version_in};
+use crate::hints::{HintedWrite, Hints};
 use crate::metrics::{Metrics, Rpc};
 use crate::oversize::OversizeIsInvalid;
 use crate::slot::StoreSlot;
@@ -56,6 +57,7 @@ pub struct NodeService {
     config: Arc<NodeConfig>,
     started: Instant,
     syncer: Option<Arc<Syncer>>,
+    hints: Option<Arc<Hints>>,
 }
 
 /// What every handler needs: the store (once recovered) and the metrics it records.
@@ -78,12 +80,25 @@ impl Ctx {
         keys: usize,
         f: impl FnOnce(&Store) -> dstash_storage::Result<T> + Send + 'static,
     ) -> Result<T, Status> {
+        let slot = self.slot.clone();
+        self.run_in(&slot, rpc, keys, move |s| f(s).map_err(status))
+            .await
+    }
+
+    /// [`Ctx::run`] on the store in `slot` (the served one, or the hint store).
+    pub(crate) async fn run_in<T: Send + 'static>(
+        &self,
+        slot: &StoreSlot,
+        rpc: Rpc,
+        keys: usize,
+        f: impl FnOnce(&Store) -> Result<T, Status> + Send + 'static,
+    ) -> Result<T, Status> {
         let started = Instant::now();
-        let result = match self.slot.get() {
+        let result = match slot.get() {
             Ok(store) => tokio::task::spawn_blocking(move || f(&store))
                 .await
                 .map_err(join_error)
-                .and_then(|r| r.map_err(status)),
+                .and_then(|r| r),
             Err(unavailable) => Err(unavailable),
         };
         self.metrics.observe(
@@ -123,6 +138,7 @@ impl NodeService {
             config: Arc::new(config),
             started: Instant::now(),
             syncer: None,
+            hints: None,
         }
     }
 
@@ -130,6 +146,32 @@ impl NodeService {
     pub fn with_syncer(mut self, syncer: Arc<Syncer>) -> Self {
         self.syncer = Some(syncer);
         self
+    }
+
+    /// Holds writes sent with `hint_for` another node in `hints`; without it, they are
+    /// refused as `FAILED_PRECONDITION`.
+    pub fn with_hints(mut self, hints: Arc<Hints>) -> Self {
+        self.hints = Some(hints);
+        self
+    }
+
+    /// A write the client sent here for another node: held as a hint. None when the
+    /// write names no other node and is served as usual.
+    async fn hold(&self, rpc: Rpc, ns: String, w: HintedWrite) -> Option<Result<Applied, Status>> {
+        if w.owner.is_empty() || w.owner == self.config.node_id {
+            return None;
+        }
+        let Some(hints) = self.hints.clone() else {
+            return Some(Err(Status::failed_precondition(
+                "this node keeps no hints (sloppy quorum is not served here)",
+            )));
+        };
+        let slot = hints.slot.clone();
+        Some(
+            self.ctx
+                .run_in(&slot, rpc, 1, move |s| hints.hold(s, &ns, w))
+                .await,
+        )
     }
 
     /// The tonic service, with the configured message size limits, behind `auth`.
@@ -171,7 +213,19 @@ impl NodeService {
 #[tonic::async_trait]
 impl Dstash for NodeService {
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        let r = req.into_inner();
+        let mut r = req.into_inner();
+        let hint = HintedWrite {
+            owner: std::mem::take(&mut r.hint_for),
+            key: r.key.clone(),
+            value: Some(r.value.clone()),
+            ttl_secs: r.ttl_seconds,
+            version: version_in(r.version),
+        };
+        if let Some(held) = self.hold(Rpc::Put, r.namespace.clone(), hint).await {
+            return Ok(Response::new(PutResponse {
+                stale: held? == Applied::Stale,
+            }));
+        }
         let applied = self
             .ctx
             .run(Rpc::Put, 1, move |s| {
@@ -211,7 +265,20 @@ impl Dstash for NodeService {
         &self,
         req: Request<DeleteRequest>,
     ) -> Result<Response<DeleteResponse>, Status> {
-        let r = req.into_inner();
+        let mut r = req.into_inner();
+        let hint = HintedWrite {
+            owner: std::mem::take(&mut r.hint_for),
+            key: r.key.clone(),
+            value: None,
+            ttl_secs: 0,
+            version: version_in(r.version),
+        };
+        if let Some(held) = self.hold(Rpc::Delete, r.namespace.clone(), hint).await {
+            return Ok(Response::new(DeleteResponse {
+                found: false,
+                stale: held? == Applied::Stale,
+            }));
+        }
         let applied = self
             .ctx
             .run(Rpc::Delete, 1, move |s| {

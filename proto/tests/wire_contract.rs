@@ -18,6 +18,7 @@ fn put_request_fields() {
         value: Bytes::from_static(b"v"),
         ttl_seconds: 5,
         version: None,
+        hint_for: String::new(),
     };
     let want = [
         tag(1, 2),
@@ -65,8 +66,20 @@ fn lookup_and_delete_fields() {
         namespace: "a".into(),
         key: Bytes::from_static(b"k"),
         version: None,
+        hint_for: String::new(),
     };
     assert_eq!(d.encode_to_vec(), [tag(1, 2), 1, b'a', tag(2, 2), 1, b'k']);
+    // Added field: the node a stand-in holds the write for, field 4 (field 6 of a put).
+    let hinted = DeleteRequest {
+        hint_for: "n2".into(),
+        ..DeleteRequest::default()
+    };
+    assert_eq!(hinted.encode_to_vec(), [tag(4, 2), 2, b'n', b'2']);
+    let hinted = PutRequest {
+        hint_for: "n2".into(),
+        ..PutRequest::default()
+    };
+    assert_eq!(hinted.encode_to_vec(), [tag(6, 2), 2, b'n', b'2']);
     assert_eq!(
         DeleteResponse {
             found: true,

@@ -34,6 +34,15 @@ pub struct ClusterArgs {
         default_value_t = 20_000
     )]
     anti_entropy_rate: u64,
+    /// Milliseconds between rounds of handing hints (writes held for a replica that
+    /// was down, under sloppy quorum) to their replicas; 0 turns delivery off.
+    #[arg(
+        long,
+        env = "DSTASH_HINT_INTERVAL_MS",
+        value_name = "MS",
+        default_value_t = 1000
+    )]
+    hint_interval_ms: u64,
     /// CA that signs the peers' certificates [default: --tls-client-ca].
     #[arg(long, env = "DSTASH_PEER_CA", value_name = "FILE")]
     peer_ca: Option<PathBuf>,
@@ -73,6 +82,7 @@ impl ClusterArgs {
             keys_per_sec: self.anti_entropy_rate,
             tls,
             token,
+            hint_interval: Duration::from_millis(self.hint_interval_ms),
         })
     }
 }

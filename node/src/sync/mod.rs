@@ -46,6 +46,8 @@ pub struct SyncOptions {
     pub tls: Option<ClientTlsConfig>,
     /// The bearer token presented to peers.
     pub token: Option<String>,
+    /// Time between rounds of handing hints over to their owners; zero turns it off.
+    pub hint_interval: Duration,
 }
 
 impl Default for SyncOptions {
@@ -57,6 +59,7 @@ impl Default for SyncOptions {
             keys_per_sec: 20_000,
             tls: None,
             token: None,
+            hint_interval: Duration::from_secs(1),
         }
     }
 }

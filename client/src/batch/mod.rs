@@ -1,0 +1,170 @@
+//! Batches: split by owning node (rayon for the hashing of large batches), one
+//! bidirectional stream per node, all nodes at once, a bounded number of unanswered
+//! messages per stream, and results put back in input order.
+//!
+//! - Writes go to each key's R replicas; a key is written once W of them acknowledged
+//!   the batch holding it. A node that fails mid-stream fails its unacknowledged
+//!   batches, and the keys that then miss their quorum are reported, one by one.
+//! - Reads go to each key's best replica; keys that have not yet had the read quorum of
+//!   answers with a version (a failed node, a replica that holds nothing or a damaged
+//!   record) are asked of the next replica. The newest version wins and is written back
+//!   to the replicas found lagging (`resolve.rs` states the rules).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dstash_proto::Bytes;
+use rayon::prelude::*;
+use tokio::sync::{mpsc, Semaphore};
+use tonic::{Status, Streaming};
+
+use crate::client::failure;
+use crate::conn::Rpc;
+use crate::error::{Error, NodeFailure};
+use crate::view::{NodeHandle, View};
+
+mod read;
+mod write;
+
+pub use write::WRITES_BEHIND;
+
+/// One key to write.
+#[derive(Debug, Clone)]
+pub struct PutItem {
+    pub key: Bytes,
+    pub value: Bytes,
+    pub ttl_seconds: u32,
+}
+
+/// What a batch write did, key by key.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    pub written: u64,
+    /// Input positions of the keys that missed their quorum, with why.
+    pub failed: Vec<(usize, Error)>,
+}
+
+/// Above this many keys, placement is computed on rayon's threads.
+const PARALLEL_PLACEMENT: usize = 4096;
+
+fn replicas_of<'a>(
+    view: &View,
+    keys: impl IndexedParallelIterator<Item = &'a [u8]>,
+) -> Vec<Vec<usize>> {
+    if keys.len() >= PARALLEL_PLACEMENT {
+        keys.map(|k| view.replicas(k)).collect()
+    } else {
+        let keys: Vec<&[u8]> = keys.collect();
+        keys.into_iter().map(|k| view.replicas(k)).collect()
+    }
+}
+
+/// A replica's answer that it holds the key's record damaged.
+fn damaged(node: &NodeHandle) -> NodeFailure {
+    NodeFailure {
+        node: node.id.clone(),
+        code: tonic::Code::DataLoss,
+        message: "the replica's record for this key is damaged".into(),
+    }
+}
+
+/// How a batch stream is run: unanswered messages at most, how long to wait for each
+/// answer, and whether answers feed the node's latency estimate (reads do).
+#[derive(Clone, Copy)]
+struct Pace {
+    in_flight: usize,
+    deadline: Duration,
+    sample: bool,
+    /// Ask even a node marked down: a retry of one an earlier attempt cut short.
+    patient: bool,
+    /// `deadline` is a read's attempt deadline: missing it makes the node suspect, not
+    /// down.
+    short: bool,
+}
+
+/// Sends `batches` on one stream opened by `open`, paced by `pace`, calling `answered`
+/// with the count of answers after each. Returns the answers received, in order, and the failure that ended the stream early, if one did: a node
+/// that gives no answer within the deadline fails with DEADLINE_EXCEEDED.
+async fn stream<Req, Resp, F, Fut>(
+    node: &NodeHandle,
+    batches: Vec<Req>,
+    pace: Pace,
+    mut answered: impl FnMut(usize),
+    open: F,
+) -> (Vec<Resp>, Option<NodeFailure>)
+where
+    Req: Send + 'static,
+    F: FnOnce(Rpc, tokio_stream::wrappers::ReceiverStream<Req>) -> Fut,
+    Fut: Future<Output = std::result::Result<tonic::Response<Streaming<Resp>>, Status>>,
+{
+    let total = batches.len();
+    if total == 0 {
+        return (Vec::new(), None);
+    }
+    if let Some(left) = node
+        .health
+        .down_for(Instant::now())
+        .filter(|_| !pace.patient)
+    {
+        let s = Status::unavailable(format!(
+            "marked down for another {left:.1?} after failed calls"
+        ));
+        return (Vec::new(), Some(failure(node, &s)));
+    }
+    let permits = Arc::new(Semaphore::new(pace.in_flight.max(1)));
+    let (tx, rx) = mpsc::channel::<Req>(1);
+    let feeder = {
+        let permits = permits.clone();
+        tokio::spawn(async move {
+            for b in batches {
+                let Ok(p) = permits.clone().acquire_owned().await else {
+                    return;
+                };
+                p.forget(); // given back when the answer arrives
+                if tx.send(b).await.is_err() {
+                    return; // the stream ended
+                }
+            }
+        })
+    };
+    let mut answers = Vec::with_capacity(total);
+    let result: std::result::Result<(), Status> = async {
+        let late = || Status::deadline_exceeded(format!("no answer within {:?}", pace.deadline));
+        let opened = open(
+            node.rpc.clone(),
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        );
+        let mut responses = tokio::time::timeout(pace.deadline, opened)
+            .await
+            .map_err(|_| late())??
+            .into_inner();
+        let mut since = Instant::now();
+        while answers.len() < total {
+            let next = tokio::time::timeout(pace.deadline, responses.message())
+                .await
+                .map_err(|_| late())??;
+            match next {
+                Some(r) => {
+                    if pace.sample {
+                        node.health.sample(since.elapsed());
+                        since = Instant::now();
+                    }
+                    answers.push(r);
+                    answered(answers.len());
+                    permits.add_permits(1);
+                }
+                None => return Err(Status::unavailable("the node ended the stream early")),
+            }
+        }
+        Ok(())
+    }
+    .await;
+    feeder.abort();
+    let code = result.as_ref().err().map(Status::code);
+    match code {
+        Some(tonic::Code::DeadlineExceeded) if pace.short => node.health.suspect(Instant::now()),
+        _ => node.health.record(code, Instant::now()),
+    }
+    (answers, result.err().map(|s| failure(node, &s)))
+}

@@ -1,0 +1,207 @@
+//! `put_many`: every node's share streamed at once; the call returns as soon as every
+//! key has its W acknowledgements or cannot get them, not when the slowest replica is
+//! done. A replica still streaming then goes on in the background, up to
+//! [`WRITES_BEHIND`] calls' worth per node; past that the call waits for it, so a slow
+//! node slows its writers instead of piling up work.
+
+use dstash_proto::v1::*;
+use rayon::prelude::*;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{replicas_of, stream, LoadReport, Pace, PutItem};
+use crate::client::Client;
+use crate::error::{is_rejection, Error, NodeFailure, Result};
+use crate::quorum::{Outcome, Tally};
+use crate::resolve::wire_version;
+use crate::view::View;
+
+/// Streams of earlier `put_many` calls a node may still be answering in the
+/// background.
+pub const WRITES_BEHIND: usize = 4;
+
+/// One node's share of a `put_many`.
+struct Share<'a> {
+    n: usize,
+    ns: &'a str,
+    items: &'a [PutItem],
+    versions: &'a [Option<Version>],
+    positions: &'a [usize],
+}
+
+/// What a node's stream reports: batches acknowledged so far, then its end.
+enum Progress {
+    Acked {
+        node: usize,
+        batches: usize,
+    },
+    Ended {
+        node: usize,
+        failed: Option<NodeFailure>,
+    },
+}
+
+impl Client {
+    /// Writes every item to its replicas. Per-key results: see [`LoadReport`]. Fails as
+    /// a whole only when the input itself is refused (`Error::Rejected`).
+    pub async fn put_many(&self, ns: &str, items: &[PutItem]) -> Result<LoadReport> {
+        let view = self.view();
+        if view.w > view.r {
+            // No key can reach W: refuse before sending anything.
+            let ids = view.nodes.iter().map(|n| n.id.clone()).collect();
+            return Err(Tally::new(ids, view.w).error());
+        }
+        let placed = replicas_of(&view, items.par_iter().map(|i| i.key.as_ref()));
+        // Per node: the positions of the items it holds, in input order.
+        let mut per_node: Vec<Vec<usize>> = vec![Vec::new(); view.nodes.len()];
+        for (pos, replicas) in placed.iter().enumerate() {
+            for &n in replicas {
+                per_node[n].push(pos);
+            }
+        }
+        // One version per item, taken now: a later call's writes sort after these.
+        let versions: Vec<_> = items
+            .iter()
+            .map(|_| wire_version(self.next_version()))
+            .collect();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let runs: Vec<JoinHandle<()>> = (0..view.nodes.len())
+            .map(|n| {
+                let share = Share {
+                    n,
+                    ns,
+                    items,
+                    versions: &versions,
+                    positions: &per_node[n],
+                };
+                self.spawn_share(&view, share, tx.clone())
+            })
+            .collect();
+        drop(tx);
+
+        let chunk = self.cfg.batch_keys.max(1);
+        let mut tallies: Vec<Tally> = placed
+            .iter()
+            .map(|r| {
+                Tally::new(
+                    r.iter().map(|&n| view.nodes[n].id.clone()).collect(),
+                    view.w,
+                )
+            })
+            .collect();
+        // Keys not yet written nor out of reach of W, and each node's acknowledged keys.
+        let mut open = items.len();
+        let mut decided = vec![false; items.len()];
+        let mut acked = vec![0usize; view.nodes.len()];
+        let mut settle = |p: usize, outcome: Outcome, open: &mut usize| {
+            if outcome != Outcome::Waiting && !decided[p] {
+                decided[p] = true;
+                *open -= 1;
+            }
+        };
+        while open > 0 {
+            let Some(event) = rx.recv().await else { break };
+            let (n, batches, failed) = match event {
+                Progress::Acked { node, batches } => (node, batches, None),
+                Progress::Ended { node, failed } => (node, 0, failed),
+            };
+            let upto = (batches * chunk).min(per_node[n].len()).max(acked[n]);
+            for &p in &per_node[n][acked[n]..upto] {
+                settle(p, tallies[p].ack(), &mut open);
+            }
+            acked[n] = upto;
+            if let Some(f) = failed {
+                if is_rejection(f.code) {
+                    return Err(Error::Rejected(f));
+                }
+                for &p in &per_node[n][acked[n]..] {
+                    settle(p, tallies[p].fail(f.clone()), &mut open);
+                }
+            }
+        }
+        self.leave_behind(&view, runs).await;
+        let mut report = LoadReport::default();
+        for (p, t) in tallies.into_iter().enumerate() {
+            match t.outcome() {
+                Outcome::Done => report.written += 1,
+                _ => report.failed.push((p, t.error())),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Starts node `n`'s share of the items: its positions, cut into messages, on one
+    /// stream, reporting each acknowledgement and the end on `tx`.
+    fn spawn_share(
+        &self,
+        view: &View,
+        share: Share<'_>,
+        tx: mpsc::UnboundedSender<Progress>,
+    ) -> JoinHandle<()> {
+        let Share {
+            n,
+            ns,
+            items,
+            versions,
+            positions,
+        } = share;
+        let node = view.nodes[n].clone();
+        let batches: Vec<PutBatch> = positions
+            .chunks(self.cfg.batch_keys.max(1))
+            .enumerate()
+            .map(|(id, ps)| PutBatch {
+                namespace: ns.to_string(),
+                entries: ps
+                    .iter()
+                    .map(|&p| Entry {
+                        key: items[p].key.clone(),
+                        value: items[p].value.clone(),
+                        ttl_seconds: items[p].ttl_seconds,
+                        version: versions[p],
+                        tombstone: false,
+                    })
+                    .collect(),
+                batch_id: id as u64,
+            })
+            .collect();
+        let pace = Pace {
+            in_flight: self.cfg.in_flight,
+            deadline: self.cfg.timeout,
+            sample: false,
+            patient: false,
+            short: false,
+        };
+        tokio::spawn(async move {
+            let acks = |batches| {
+                let _ = tx.send(Progress::Acked { node: n, batches });
+            };
+            let (_, failed) = stream(&node, batches, pace, acks, |mut rpc, s| async move {
+                rpc.batch_put(s).await
+            })
+            .await;
+            let _ = tx.send(Progress::Ended { node: n, failed });
+        })
+    }
+
+    /// The shares still streaming once every key is decided: each goes on in the
+    /// background while its node has fewer than [`WRITES_BEHIND`] such; otherwise it
+    /// is waited for here.
+    async fn leave_behind(&self, view: &View, runs: Vec<JoinHandle<()>>) {
+        for (n, run) in runs.into_iter().enumerate() {
+            if run.is_finished() {
+                continue;
+            }
+            match view.nodes[n].behind.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    tokio::spawn(async move {
+                        let _ = run.await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => {
+                    let _ = run.await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! Background probing: every node the client holds suspect or down is asked for its
+//! status a few times a second, so reads stop paying for a frozen node while it stays
+//! frozen, and it is used again within one probe of answering.
+//!
+//! A probe that answers clears the node (up); one that fails or finds no answer within
+//! the probe interval keeps it suspect (or down, after a transport failure), whatever
+//! the while it was marked for. Up nodes are not probed: their calls are the probe.
+
+use std::sync::{Arc, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use dstash_proto::v1::StatusRequest;
+
+use crate::health::{is_transport, NodeState};
+use crate::view::{NodeHandle, View};
+
+/// Probes the nodes of `view` that are not up every `every`, for as long as the
+/// client lives.
+pub(crate) async fn probe_while_alive(view: Weak<RwLock<Arc<View>>>, every: Duration) {
+    let every = every.max(Duration::from_millis(10));
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(cell) = view.upgrade() else {
+            return; // the client is gone
+        };
+        let snapshot = cell.read().unwrap_or_else(|e| e.into_inner()).clone();
+        drop(cell);
+        let now = Instant::now();
+        let doubted = snapshot
+            .nodes
+            .iter()
+            .filter(|n| n.health.state_at(now) != NodeState::Up)
+            .map(|n| probe(n.clone(), every));
+        futures_util::future::join_all(doubted).await;
+    }
+}
+
+/// One probe of `node`, answered within `deadline` or held against it.
+async fn probe(node: NodeHandle, deadline: Duration) {
+    let mut rpc = node.rpc.clone();
+    let answer = tokio::time::timeout(deadline, rpc.status(StatusRequest {})).await;
+    let now = Instant::now();
+    match answer {
+        Ok(Ok(_)) => node.health.answered(),
+        Ok(Err(s)) if is_transport(s.code()) => node.health.failed(now),
+        // The node answered, if with an error of its own (auth, recovering): it is up
+        // to calls, which report that error themselves.
+        Ok(Err(_)) => node.health.answered(),
+        Err(_) => node.health.suspect(now),
+    }
+}
