@@ -27,6 +27,9 @@ pub struct Args {
     gets: usize,
     #[arg(long, default_value_t = 50, value_parser = crate::flags::min::<1>)]
     lookups: usize,
+    /// Single puts per write row (as many `put_many` calls of 2,000 keys as lookups).
+    #[arg(long, default_value_t = 500, value_parser = crate::flags::min::<1>)]
+    puts: usize,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -37,6 +40,10 @@ enum Condition {
 }
 
 async fn connect(addrs: &[String], r: usize) -> Client {
+    connect_with(addrs, r, r, false).await
+}
+
+async fn connect_with(addrs: &[String], r: usize, w: usize, sloppy: bool) -> Client {
     let specs = addrs
         .iter()
         .enumerate()
@@ -44,7 +51,8 @@ async fn connect(addrs: &[String], r: usize) -> Client {
         .collect();
     let mut cfg = ClientConfig::new(specs);
     cfg.replicas = r;
-    cfg.write_quorum = Some(r);
+    cfg.write_quorum = Some(w);
+    cfg.sloppy_quorum = sloppy;
     Client::connect(cfg).await.expect("connect")
 }
 
@@ -105,6 +113,59 @@ async fn measure(a: &Args, addrs: &[String], r: usize, keys: &[Bytes]) -> String
     )
 }
 
+/// One condition's write row: single puts of keys led by n0, then 2,000-key
+/// `put_many` calls, each timed; failed writes counted, not timed.
+async fn measure_writes(
+    a: &Args,
+    addrs: &[String],
+    quorum: (usize, usize, bool),
+    keys: &[Bytes],
+) -> String {
+    let (r, w, sloppy) = quorum;
+    let c = connect_with(addrs, r, w, sloppy).await;
+    let view = c.view();
+    let led: Vec<&Bytes> = keys.iter().filter(|k| view.replicas(k)[0] == 0).collect();
+    let value = Bytes::from(vec![b'w'; 100]);
+    let (mut puts, mut first, mut failed) = (Hist::default(), Duration::ZERO, 0);
+    for i in 0..a.puts {
+        let t = Instant::now();
+        match c.put("bench", led[i % led.len()], &value, 0).await {
+            Ok(()) => puts.record(t.elapsed()),
+            Err(_) => failed += 1,
+        }
+        if i == 0 {
+            first = t.elapsed();
+        }
+    }
+    let mut batches = Hist::default();
+    for i in 0..a.lookups {
+        let items: Vec<PutItem> = (0..2000)
+            .map(|j| PutItem {
+                key: keys[(i * 7919 + j * 13) % keys.len()].clone(),
+                value: value.clone(),
+                ttl_seconds: 0,
+            })
+            .collect();
+        let t = Instant::now();
+        let report = c.put_many("bench", &items).await.expect("put_many");
+        batches.record(t.elapsed());
+        failed += report.failed.len();
+    }
+    let q = |h: &Hist, f| match h.count() {
+        0 => "–".to_string(),
+        _ => ms(h.quantile(f)),
+    };
+    format!(
+        "{} | {} | {} | {} | {} | {} |",
+        ms(first),
+        q(&puts, 0.5),
+        q(&puts, 0.99),
+        q(&batches, 0.5),
+        q(&batches, 1.0),
+        failed
+    )
+}
+
 pub fn run(a: Args) -> Result<(), String> {
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let tmp = tempfile::tempdir_in(".").map_err(|e| e.to_string())?;
@@ -143,6 +204,7 @@ pub fn run(a: Args) -> Result<(), String> {
             "| R | n0 | first get | get p50 | get p99 | get p99.9 | lookup p50 | lookup p99 | lookup p99.9 | lookup max | hedges per 100 reads |"
         );
         println!("|---|---|---|---|---|---|---|---|---|---|---|");
+        let mut writes = Vec::new();
         for cond in [Condition::Healthy, Condition::Slow, Condition::Frozen] {
             match cond {
                 Condition::Healthy => proxy.set(Fault::Pass),
@@ -160,13 +222,34 @@ pub fn run(a: Args) -> Result<(), String> {
             for r in [2, 3] {
                 println!("| {r} | {name} | {}", measure(&a, &addrs, r, &keys).await);
             }
+            // Through the slow proxy every chunk waits 500 ms in turn, so batch writes
+            // there measure the proxy's throughput: writes run healthy and frozen only.
+            let quorums = match cond {
+                Condition::Slow => &[][..],
+                _ => &[(3, 2, false), (2, 2, false), (2, 2, true)][..],
+            };
+            for &quorum in quorums {
+                let row = measure_writes(&a, &addrs, quorum, &keys).await;
+                writes.push(format!("| {}/{}{} | {name} | {row}", quorum.0, quorum.1, match quorum.2 {
+                    true => " sloppy",
+                    false => "",
+                }));
+            }
         }
         stop(&nodes[0], "-CONT");
+        println!();
+        println!("| R/W | n0 | first put | put p50 | put p99 | put_many p50 | put_many max | failed writes |");
+        println!("|---|---|---|---|---|---|---|---|");
+        for row in &writes {
+            println!("{row}");
+        }
     });
     println!();
     println!(
         "{} keys at R=3; each row a new client. Gets read keys whose best replica is n0; \
-         lookups read 2,000 keys spread over the nodes. Local `--sync always` children \
+         lookups read 2,000 keys spread over the nodes. Writes: single puts of keys led \
+         by n0, then put_many calls of 2,000 keys spread over the nodes (as many as \
+         lookups); failed writes are counted, not timed. Local `--sync always` children \
          sharing this machine's 2 cores.",
         a.keys
     );

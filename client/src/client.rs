@@ -170,7 +170,7 @@ impl Client {
     }
 
     /// One call on one node, with the deadline, and retries with backoff while the node
-    /// answers UNAVAILABLE (when `retry` allows: only idempotent calls).
+    /// answers UNAVAILABLE at once (when `retry` allows: only idempotent calls).
     pub(crate) async fn call<T, F, Fut>(
         &self,
         node: &NodeHandle,
@@ -188,7 +188,11 @@ impl Client {
             )));
         }
         let mut attempt = 0;
+        // A node that took this long to fail (a connect timeout, a dropped keep-alive)
+        // would likely take as long again: it is not retried.
+        let slow_failure = self.cfg.connect_timeout.min(self.cfg.keepalive);
         loop {
+            let started = Instant::now();
             let answer = match tokio::time::timeout(self.cfg.timeout, f(node.rpc.clone())).await {
                 Ok(r) => r.map(tonic::Response::into_inner),
                 Err(_) => Err(Status::deadline_exceeded(format!(
@@ -197,7 +201,12 @@ impl Client {
                 ))),
             };
             match answer {
-                Err(s) if retry && s.code() == Code::Unavailable && attempt < self.cfg.retries => {
+                Err(s)
+                    if retry
+                        && s.code() == Code::Unavailable
+                        && attempt < self.cfg.retries
+                        && started.elapsed() < slow_failure =>
+                {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
                 }

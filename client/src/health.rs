@@ -102,7 +102,14 @@ impl NodeHealth {
     /// A read attempt on the node ran past its deadline at `now`: it is suspect (asked
     /// last by reads) for the first while, but not refused.
     pub fn suspect(&self, now: Instant) {
-        self.state().suspect_until = Some(now + self.first);
+        self.suspect_for(now, self.first);
+    }
+
+    /// Suspect until `now + d` at least (a later mark is kept).
+    pub fn suspect_for(&self, now: Instant, d: Duration) {
+        let mut s = self.state();
+        let until = now + d;
+        s.suspect_until = Some(s.suspect_until.map_or(until, |u| u.max(until)));
     }
 
     /// A read answered after `took`: the estimate moves toward it.
@@ -206,6 +213,19 @@ mod tests {
         assert_eq!(h.state_at(t0), NodeState::Suspect);
         assert_eq!(h.down_for(t0), None, "a slow node is not refused");
         assert_eq!(h.state_at(t0 + FIRST_DOWN), NodeState::Up);
+    }
+
+    #[test]
+    fn a_longer_suspicion_is_not_cut_short_by_a_later_shorter_one() {
+        let h = NodeHealth::default();
+        let t0 = Instant::now();
+        h.suspect_for(t0, FIRST_DOWN * 4);
+        h.suspect(t0 + FIRST_DOWN);
+        assert_eq!(h.state_at(t0 + FIRST_DOWN * 3), NodeState::Suspect);
+        assert_eq!(h.state_at(t0 + FIRST_DOWN * 4), NodeState::Up);
+        h.suspect_for(t0, FIRST_DOWN);
+        h.answered();
+        assert_eq!(h.state_at(t0), NodeState::Up, "an answer clears it");
     }
 
     #[test]

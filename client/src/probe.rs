@@ -3,8 +3,8 @@
 //! frozen, and it is used again within one probe of answering.
 //!
 //! A probe that answers clears the node (up); one that fails or finds no answer within
-//! the probe interval keeps it suspect (or down, after a transport failure), whatever
-//! the while it was marked for. Up nodes are not probed: their calls are the probe.
+//! the probe interval keeps it suspect (or down, after a transport failure) at least
+//! until the next probe has had its time, whatever the while it was marked for. Up nodes are not probed: their calls are the probe.
 
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
@@ -46,6 +46,7 @@ async fn probe(node: NodeHandle, deadline: Duration) {
         // The node answered, if with an error of its own (auth, recovering): it is up
         // to calls, which report that error themselves.
         Ok(Err(_)) => node.health.answered(),
-        Err(_) => node.health.suspect(now),
+        // Until past the next probe's deadline, so the mark cannot lapse between probes.
+        Err(_) => node.health.suspect_for(now, deadline * 3),
     }
 }

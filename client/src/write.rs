@@ -36,6 +36,8 @@ use std::time::Instant;
 struct Target {
     node: usize,
     hint_for: Option<usize>,
+    /// The replica's place in the write's tally: a stand-in shares its owner's.
+    slot: usize,
 }
 
 /// The targets of one write, and (sloppy quorum) the stand-ins not used yet.
@@ -63,24 +65,27 @@ impl Plan {
             targets: Vec::with_capacity(replicas.len()),
             spare: spare.into_iter(),
         };
-        for i in replicas {
-            let t = match states[i] {
-                NodeState::Up => None,
-                _ => plan.stand_in(i),
-            };
-            plan.targets.push(t.unwrap_or(Target {
+        for (slot, i) in replicas.into_iter().enumerate() {
+            let own = Target {
                 node: i,
                 hint_for: None,
-            }));
+                slot,
+            };
+            let t = match states[i] {
+                NodeState::Up => None,
+                _ => plan.stand_in(own),
+            };
+            plan.targets.push(t.unwrap_or(own));
         }
         plan
     }
 
-    /// The next spare, to hold the write for `owner`.
-    fn stand_in(&mut self, owner: usize) -> Option<Target> {
+    /// The next spare, to hold the write for `t`'s replica.
+    fn stand_in(&mut self, t: Target) -> Option<Target> {
         self.spare.next().map(|node| Target {
             node,
-            hint_for: Some(owner),
+            hint_for: Some(t.node),
+            slot: t.slot,
         })
     }
 }
@@ -98,8 +103,10 @@ impl Client {
     /// given the id of the node a stand-in holds the write for ("" for none).
     ///
     /// With `sloppy` (and [`ClientConfig::sloppy_quorum`]), a replica that is not up,
-    /// or that fails at the transport during the write, is stood in for by the next
-    /// node in placement order, which holds the write as a hint.
+    /// that fails at the transport during the write, or that is still silent at its
+    /// attempt deadline (its latency estimate, at least
+    /// [`ClientConfig::batch_attempt`]), is stood in for by the next node in placement
+    /// order, which holds the write as a hint. One acknowledgement per replica counts.
     ///
     /// When fewer than W targets are up, the write cannot reach W without a doubted
     /// node: each of those gets only [`ClientConfig::batch_attempt`] to answer, so the
@@ -149,25 +156,80 @@ impl Client {
             })
         };
         let mut answers: FuturesUnordered<_> = plan.targets.iter().map(|&t| send(t)).collect();
+        // Per replica slot: attempts running, and whether it is settled (acked or failed).
+        let mut running = vec![1usize; plan.targets.len()];
+        let mut settled = vec![false; plan.targets.len()];
+        // Sloppy quorum hedges: a replica still silent at its attempt deadline gets a
+        // stand-in beside it. Both may land; the owner keeps the newest version.
+        let mut hedges: Vec<(Instant, Target)> = match plan.spare.len() {
+            0 => Vec::new(),
+            _ => plan
+                .targets
+                .iter()
+                .filter(|t| t.hint_for.is_none())
+                .map(|&t| {
+                    let health = &view.nodes[t.node].health;
+                    let d = health.attempt_deadline(self.cfg.batch_attempt, self.cfg.timeout);
+                    (Instant::now() + d, t)
+                })
+                .collect(),
+        };
         let mut acked = Vec::new();
-        while let Some(joined) = answers.next().await {
+        while !answers.is_empty() {
+            let next_hedge = hedges.iter().map(|h| h.0).min();
+            let hedge = async {
+                match next_hedge {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let joined = tokio::select! {
+                Some(joined) = answers.next() => joined,
+                _ = hedge => {
+                    let now = Instant::now();
+                    let (due, rest) = hedges.into_iter().partition(|h| h.0 <= now);
+                    hedges = rest;
+                    for (_, t) in due as Vec<(Instant, Target)> {
+                        if settled[t.slot] {
+                            continue;
+                        }
+                        view.nodes[t.node].health.suspect(now);
+                        if let Some(s) = plan.stand_in(t) {
+                            running[t.slot] += 1;
+                            answers.push(send(s));
+                        }
+                    }
+                    continue;
+                }
+            };
             let Ok((t, node, r)) = joined else { continue };
+            running[t.slot] -= 1;
+            if settled[t.slot] {
+                continue; // the other attempt for this replica answered first
+            }
             let outcome = match r {
                 Ok(v) => {
                     acked.push(v);
+                    settled[t.slot] = true;
                     tally.ack()
                 }
                 Err(s) => match rejected(&node, &s) {
                     Some(e) => return Err(e),
                     None => {
                         let again = match t.hint_for {
-                            None if is_transport(s.code()) => plan.stand_in(t.node),
+                            None if running[t.slot] == 0 && is_transport(s.code()) => {
+                                plan.stand_in(t)
+                            }
                             _ => None,
                         };
                         if let Some(t) = again {
+                            running[t.slot] += 1;
                             answers.push(send(t));
+                        }
+                        if running[t.slot] > 0 {
                             continue;
                         }
+                        settled[t.slot] = true;
                         tally.fail(failure(&node, &s))
                     }
                 },

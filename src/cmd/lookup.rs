@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 
 use anyhow::Result;
 use clap::Args;
@@ -79,6 +80,12 @@ pub async fn run(a: LookupArgs, before: &ConnArgs) -> Result<bool> {
     c.finish_repairs().await;
     if missing > 0 {
         eprintln!("dstash: {missing} of {total} keys not found");
+    }
+    let hedged = c.metrics().hedges_sent.load(Ordering::Relaxed);
+    if hedged > 0 {
+        eprintln!(
+            "dstash: {hedged} node shares moved on to the next replica (a node too slow to answer)"
+        );
     }
     Ok(true)
 }

@@ -2,7 +2,11 @@
 //! key has its W acknowledgements or cannot get them, not when the slowest replica is
 //! done. A replica still streaming then goes on in the background, up to
 //! [`WRITES_BEHIND`] calls' worth per node; past that the call waits for it, so a slow
-//! node slows its writers instead of piling up work.
+//! node slows its writers instead of piling up work, unless the node is suspect or
+//! down: then its share is dropped (every key of it has W elsewhere; anti-entropy
+//! brings the node the rest).
+
+use std::time::Instant;
 
 use dstash_proto::v1::*;
 use rayon::prelude::*;
@@ -12,6 +16,7 @@ use tokio::task::JoinHandle;
 use super::{replicas_of, stream, LoadReport, Pace, PutItem};
 use crate::client::Client;
 use crate::error::{is_rejection, Error, NodeFailure, Result};
+use crate::health::NodeState;
 use crate::quorum::{Outcome, Tally};
 use crate::resolve::wire_version;
 use crate::view::View;
@@ -119,7 +124,11 @@ impl Client {
                 }
             }
         }
-        self.leave_behind(&view, runs).await;
+        // Nodes that answered none of their share while every key was decided.
+        let silent: Vec<bool> = (0..view.nodes.len())
+            .map(|n| !per_node[n].is_empty() && acked[n] == 0)
+            .collect();
+        self.leave_behind(&view, runs, &silent).await;
         let mut report = LoadReport::default();
         for (p, t) in tallies.into_iter().enumerate() {
             match t.outcome() {
@@ -185,8 +194,9 @@ impl Client {
 
     /// The shares still streaming once every key is decided: each goes on in the
     /// background while its node has fewer than [`WRITES_BEHIND`] such; otherwise it
-    /// is waited for here.
-    async fn leave_behind(&self, view: &View, runs: Vec<JoinHandle<()>>) {
+    /// is waited for here, or dropped if the node is suspect or down, or answered none
+    /// of this call's share (`silent`).
+    async fn leave_behind(&self, view: &View, runs: Vec<JoinHandle<()>>, silent: &[bool]) {
         for (n, run) in runs.into_iter().enumerate() {
             if run.is_finished() {
                 continue;
@@ -197,6 +207,14 @@ impl Client {
                         let _ = run.await;
                         drop(permit);
                     });
+                }
+                // A doubted node's share is given up: its keys have their W elsewhere,
+                // and anti-entropy brings it the rest. So is the share of a node silent
+                // in this call too, with earlier calls' shares still unanswered: it is
+                // marked suspect. An up node that is answering is waited for.
+                Err(_) if silent[n] || view.nodes[n].state() != NodeState::Up => {
+                    view.nodes[n].health.suspect(Instant::now());
+                    run.abort();
                 }
                 Err(_) => {
                     let _ = run.await;
