@@ -2,19 +2,8 @@
 //! with sloppy quorum, a replica that is suspect or down is stood in for by the next
 //! node in placement order, which holds the write as a hint.
 
-/// A unary write as a closure over a cloned request, with `hint_for` set per call.
-macro_rules! hinted {
-    ($req:expr, $method:ident) => {{
-        let req = $req;
-        move |mut rpc: Rpc, hint_for: String| {
-            let mut req = req.clone();
-            req.hint_for = hint_for;
-            async move { rpc.$method(req).await }
-        }
-    }};
-}
-
 use std::future::Future;
+use std::time::{Duration, Instant};
 
 use dstash_proto::v1::*;
 use dstash_proto::Bytes;
@@ -28,7 +17,18 @@ use crate::health::{is_transport, NodeState};
 use crate::quorum::{Outcome, Tally};
 use crate::resolve::wire_version;
 use crate::view::View;
-use std::time::Instant;
+
+/// A unary write as a closure over a cloned request, with `hint_for` set per call.
+macro_rules! hinted {
+    ($req:expr, $method:ident) => {{
+        let req = $req;
+        move |mut rpc: Rpc, hint_for: String| {
+            let mut req = req.clone();
+            req.hint_for = hint_for;
+            async move { rpc.$method(req).await }
+        }
+    }};
+}
 
 /// Where one replica's copy of a write goes: the replica itself, or (sloppy quorum) a
 /// stand-in further down the placement order that holds it as a hint for the replica.
@@ -78,6 +78,24 @@ impl Plan {
             plan.targets.push(t.unwrap_or(own));
         }
         plan
+    }
+
+    /// Sloppy quorum hedges: when each replica written itself gets a stand-in beside
+    /// it if still silent (its attempt deadline, `floor` to `cap`). Both may land; the
+    /// owner keeps the newest version. None when there is no spare.
+    fn hedge_times(&self, view: &View, floor: Duration, cap: Duration) -> Vec<(Instant, Target)> {
+        if self.spare.len() == 0 {
+            return Vec::new();
+        }
+        let now = Instant::now();
+        self.targets
+            .iter()
+            .filter(|t| t.hint_for.is_none())
+            .map(|&t| {
+                let d = view.nodes[t.node].health.attempt_deadline(floor, cap);
+                (now + d, t)
+            })
+            .collect()
     }
 
     /// The next spare, to hold the write for `t`'s replica.
@@ -159,21 +177,7 @@ impl Client {
         // Per replica slot: attempts running, and whether it is settled (acked or failed).
         let mut running = vec![1usize; plan.targets.len()];
         let mut settled = vec![false; plan.targets.len()];
-        // Sloppy quorum hedges: a replica still silent at its attempt deadline gets a
-        // stand-in beside it. Both may land; the owner keeps the newest version.
-        let mut hedges: Vec<(Instant, Target)> = match plan.spare.len() {
-            0 => Vec::new(),
-            _ => plan
-                .targets
-                .iter()
-                .filter(|t| t.hint_for.is_none())
-                .map(|&t| {
-                    let health = &view.nodes[t.node].health;
-                    let d = health.attempt_deadline(self.cfg.batch_attempt, self.cfg.timeout);
-                    (Instant::now() + d, t)
-                })
-                .collect(),
-        };
+        let mut hedges = plan.hedge_times(&view, self.cfg.batch_attempt, self.cfg.timeout);
         let mut acked = Vec::new();
         while !answers.is_empty() {
             let next_hedge = hedges.iter().map(|h| h.0).min();
