@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use dstash_proto::v1::StatusRequest;
 
+use crate::error::is_rejection;
 use crate::health::{is_transport, NodeState};
 use crate::view::{NodeHandle, View};
 
@@ -37,15 +38,19 @@ pub(crate) async fn probe_while_alive(view: Weak<RwLock<Arc<View>>>, every: Dura
 
 /// One probe of `node`, answered within `deadline` or held against it.
 async fn probe(node: NodeHandle, deadline: Duration) {
+    // Doubted until this probe says otherwise: the mark must not lapse while it runs.
+    node.health.suspect_for(Instant::now(), deadline * 3);
     let mut rpc = node.rpc.clone();
     let answer = tokio::time::timeout(deadline, rpc.status(StatusRequest {})).await;
     let now = Instant::now();
     match answer {
         Ok(Ok(_)) => node.health.answered(),
         Ok(Err(s)) if is_transport(s.code()) => node.health.failed(now),
-        // The node answered, if with an error of its own (auth, recovering): it is up
-        // to calls, which report that error themselves.
-        Ok(Err(_)) => node.health.answered(),
+        // The node answered, refusing the request (auth): it is up to calls, which
+        // report that error themselves.
+        Ok(Err(s)) if is_rejection(s.code()) => node.health.answered(),
+        // Anything else (a broken stream, an internal error) proves nothing.
+        Ok(Err(_)) => node.health.suspect_for(now, deadline * 3),
         // Until past the next probe's deadline, so the mark cannot lapse between probes.
         Err(_) => node.health.suspect_for(now, deadline * 3),
     }
