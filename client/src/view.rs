@@ -91,13 +91,7 @@ impl View {
             )));
         }
         let (r, w) = cfg.replication(nodes.len())?;
-        let members = nodes
-            .iter()
-            .map(|n| Member {
-                id: n.id.clone(),
-                weight: 1.0,
-            })
-            .collect();
+        let members = nodes.iter().map(|n| Member::new(n.id.clone())).collect();
         Ok(View {
             placement: Placement::new(members),
             nodes,

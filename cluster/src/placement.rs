@@ -7,9 +7,10 @@
 //! score is `weight / -ln(u)` with `u` a 53-bit uniform from xxh3-64 of the partition
 //! seeded by the node id, so a node's share follows its weight, and adding or removing
 //! a node moves only the partitions it gains or loses. Identity is the node id, never
-//! the address, so a node that moves keeps its data. The result depends only on ids,
-//! weights and the key: the same in every process and version (`tests/placement.rs`
-//! pins it).
+//! the address, so a node that moves keeps its data. Members may carry a zone: a
+//! partition's ranking then alternates zones, so its replicas span as many zones as
+//! there are, up to R. The result depends only on ids, weights, zones and the key: the
+//! same in every process and version (`tests/placement.rs` pins it).
 
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
@@ -20,6 +21,19 @@ use crate::partition::{partition_of, PARTITIONS};
 pub struct Member {
     pub id: String,
     pub weight: f64,
+    /// The failure domain (an availability zone, a rack); empty: none given.
+    pub zone: String,
+}
+
+impl Member {
+    /// A member of weight 1 in no zone.
+    pub fn new(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            weight: 1.0,
+            zone: String::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -105,7 +119,34 @@ fn rank(members: &[Member], seeds: &[u64], partition: u32) -> Vec<u16> {
         })
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    scored.into_iter().map(|(_, i)| i).collect()
+    spread(scored.into_iter().map(|(_, i)| i).collect(), members)
+}
+
+/// `order` reordered so that zones alternate: round by round, each zone's best member
+/// not yet placed, in rank order. The first R members then span min(R, zones) zones. A
+/// member without a zone is a zone of its own, so with no zones at all the order is
+/// unchanged.
+fn spread(order: Vec<u16>, members: &[Member]) -> Vec<u16> {
+    if members.iter().all(|m| m.zone.is_empty()) {
+        return order;
+    }
+    let mut out = Vec::with_capacity(order.len());
+    let mut left = order;
+    while !left.is_empty() {
+        let mut this_round: Vec<&str> = Vec::new();
+        let mut later = Vec::new();
+        for i in left {
+            let zone = members[i as usize].zone.as_str();
+            if zone.is_empty() || !this_round.contains(&zone) {
+                this_round.push(zone);
+                out.push(i);
+            } else {
+                later.push(i);
+            }
+        }
+        left = later;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -113,14 +154,7 @@ mod tests {
     use super::*;
 
     fn nodes(ids: &[&str]) -> Placement {
-        Placement::new(
-            ids.iter()
-                .map(|id| Member {
-                    id: id.to_string(),
-                    weight: 1.0,
-                })
-                .collect(),
-        )
+        Placement::new(ids.iter().map(|id| Member::new(*id)).collect())
     }
 
     #[test]
@@ -149,16 +183,69 @@ mod tests {
         }
     }
 
+    fn zoned(spec: &[(&str, &str)]) -> Placement {
+        Placement::new(
+            spec.iter()
+                .map(|(id, zone)| Member {
+                    zone: zone.to_string(),
+                    ..Member::new(*id)
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn replicas_span_distinct_zones_when_there_are_enough() {
+        let p = zoned(&[
+            ("a1", "a"),
+            ("a2", "a"),
+            ("a3", "a"),
+            ("b1", "b"),
+            ("b2", "b"),
+            ("c1", "c"),
+        ]);
+        let zone = |i: usize| p.members()[i].zone.clone();
+        let mut first_in_c = 0;
+        for part in 0..crate::PARTITIONS {
+            let reps = p.partition_replicas(part, 3);
+            let mut zones: Vec<String> = reps.iter().map(|&i| zone(i)).collect();
+            zones.sort();
+            assert_eq!(zones, ["a", "b", "c"], "partition {part}");
+            // Two zones among R=2, and every member ranked once.
+            let two = p.partition_replicas(part, 2);
+            assert_ne!(zone(two[0]), zone(two[1]));
+            let mut all = p.partition_replicas(part, 6);
+            all.sort();
+            assert_eq!(all, [0, 1, 2, 3, 4, 5]);
+            first_in_c += usize::from(zone(reps[0]) == "c");
+        }
+        // c's one node is in every partition's replicas, but leads only its rendezvous
+        // share (a sixth): zones change who follows the leader, not who leads.
+        let share = first_in_c as f64 / crate::PARTITIONS as f64;
+        assert!((0.12..0.22).contains(&share), "{share}");
+    }
+
+    #[test]
+    fn with_fewer_zones_than_replicas_every_zone_is_used() {
+        let p = zoned(&[("a1", "a"), ("a2", "a"), ("b1", "b"), ("x", "")]);
+        for part in 0..crate::PARTITIONS {
+            let reps = p.partition_replicas(part, 3);
+            let zones: Vec<&str> = reps.iter().map(|&i| p.members()[i].zone.as_str()).collect();
+            assert!(zones.contains(&"a") && zones.contains(&"b"), "{zones:?}");
+            assert!(
+                zones.contains(&""),
+                "a member without a zone is a zone of its own"
+            );
+        }
+    }
+
     #[test]
     fn weight_sets_the_share() {
         let p = Placement::new(vec![
+            Member::new("small"),
             Member {
-                id: "small".into(),
-                weight: 1.0,
-            },
-            Member {
-                id: "big".into(),
                 weight: 3.0,
+                ..Member::new("big")
             },
         ]);
         let big = (0..20_000)

@@ -4,14 +4,7 @@
 use dstash_cluster::{Member, Placement};
 
 fn cluster(ids: &[&str]) -> Placement {
-    Placement::new(
-        ids.iter()
-            .map(|id| Member {
-                id: id.to_string(),
-                weight: 1.0,
-            })
-            .collect(),
-    )
+    Placement::new(ids.iter().map(|id| Member::new(*id)).collect())
 }
 
 #[test]
@@ -31,6 +24,34 @@ const VECTORS: [&str; 5] = [
     "node-2,node-4,node-3",
     "node-1,node-2,node-4",
     "node-0,node-2,node-3",
+];
+
+#[test]
+fn zoned_placement_is_pinned_by_test_vectors() {
+    let zones = ["a", "a", "b", "b", "c"];
+    let p = Placement::new(
+        (0..5)
+            .map(|i| Member {
+                zone: zones[i].to_string(),
+                ..Member::new(format!("node-{i}"))
+            })
+            .collect(),
+    );
+    let got: Vec<String> = ["", "a", "user:42", "key-000000000007", "\u{1F600}"]
+        .iter()
+        .map(|k| p.replica_ids(k.as_bytes(), 3).join(","))
+        .collect();
+    assert_eq!(got, ZONED_VECTORS, "zoned placement changed");
+}
+
+// Zones a: node-0, node-1; b: node-2, node-3; c: node-4. The unzoned vectors' second
+// key ("node-2,node-3,node-4", two in b) becomes b, c, a.
+const ZONED_VECTORS: [&str; 5] = [
+    "node-1,node-4,node-3",
+    "node-2,node-4,node-0",
+    "node-2,node-4,node-0",
+    "node-1,node-2,node-4",
+    "node-0,node-2,node-4",
 ];
 
 #[test]

@@ -72,10 +72,7 @@ impl Syncer {
         let placement = Placement::new(
             plan.members
                 .iter()
-                .map(|m| Member {
-                    id: m.id.clone(),
-                    weight: 1.0,
-                })
+                .map(|m| Member::new(m.id.clone()))
                 .collect(),
         );
         let me = placement.position(&self.self_id).ok_or_else(|| {
