@@ -5,7 +5,9 @@
 //! - [`partition`]: keys cut into fixed partitions and digest leaves, and the digest
 //!   item of a (key, version) that anti-entropy compares.
 //! - [`placement`]: which nodes hold a partition (weighted rendezvous hashing over node
-//!   ids).
+//!   ids, spread over zones).
+//! - [`layout`]: the member set an operator applied, the stages of a transition from the
+//!   previous one, and its durable form.
 
 // Library code returns errors; it does not panic.
 #![cfg_attr(
@@ -13,10 +15,12 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod layout;
 pub mod partition;
 pub mod placement;
 pub mod version;
 
+pub use layout::{Layout, LayoutError, LayoutMember, Stage};
 pub use partition::{digest_item, partition_of, PARTITIONS};
 pub use placement::{Member, Placement};
 pub use version::{Hlc, Version};

@@ -1,0 +1,160 @@
+//! The layout's durable form, the same on disk and on the wire:
+//!
+//! ```text
+//! magic "DSLY" | format version u16 | epoch u64 | replicas u8 | stage u8
+//! | members | previous | xxh3-64 of everything before it (u64)
+//! members: count u16, then per member: id, addr, zone (each u16 length + UTF-8),
+//!          weight (f64 bits as u64)
+//! ```
+//!
+//! All integers little-endian. Decoding checks the magic, the version and the
+//! checksum before it reads a field, and every length against what is left, so any
+//! bytes decode to a layout or an error, never a panic.
+
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::{check_members, Layout, LayoutError, LayoutMember, Stage};
+
+const MAGIC: &[u8; 4] = b"DSLY";
+const FORMAT: u16 = 1;
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    let b = &s.as_bytes()[..s.len().min(u16::MAX as usize)];
+    out.extend_from_slice(&(b.len() as u16).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+fn put_members(out: &mut Vec<u8>, members: &[LayoutMember]) {
+    let n = members.len().min(u16::MAX as usize);
+    out.extend_from_slice(&(n as u16).to_le_bytes());
+    for m in &members[..n] {
+        put_str(out, &m.id);
+        put_str(out, &m.addr);
+        put_str(out, &m.zone);
+        out.extend_from_slice(&m.weight.to_bits().to_le_bytes());
+    }
+}
+
+fn stage_byte(s: Stage) -> u8 {
+    match s {
+        Stage::Stable => 0,
+        Stage::WriteBoth => 1,
+        Stage::Streaming => 2,
+        Stage::ReadNew => 3,
+        Stage::Cleanup => 4,
+    }
+}
+
+impl Layout {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + 64 * (self.members.len() + self.previous.len()));
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT.to_le_bytes());
+        out.extend_from_slice(&self.epoch.to_le_bytes());
+        out.push(self.replicas);
+        out.push(stage_byte(self.stage));
+        put_members(&mut out, &self.members);
+        put_members(&mut out, &self.previous);
+        let sum = xxh3_64(&out);
+        out.extend_from_slice(&sum.to_le_bytes());
+        out
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Layout, LayoutError> {
+        let bad = |m: &str| LayoutError(format!("layout: {m}"));
+        if b.len() < MAGIC.len() + 2 + 8 || &b[..4] != MAGIC {
+            return Err(bad("not a layout (bad magic)"));
+        }
+        let format = u16::from_le_bytes([b[4], b[5]]);
+        if format != FORMAT {
+            return Err(bad(&format!(
+                "format version {format} is not supported (this build reads {FORMAT})"
+            )));
+        }
+        let (body, sum) = b.split_at(b.len() - 8);
+        let mut want = [0u8; 8];
+        want.copy_from_slice(sum);
+        if xxh3_64(body) != u64::from_le_bytes(want) {
+            return Err(bad("checksum mismatch"));
+        }
+        let mut r = Reader(&body[6..]);
+        let epoch = r.u64().ok_or_else(|| bad("truncated"))?;
+        let replicas = r.u8().ok_or_else(|| bad("truncated"))?;
+        let stage = match r.u8().ok_or_else(|| bad("truncated"))? {
+            0 => Stage::Stable,
+            1 => Stage::WriteBoth,
+            2 => Stage::Streaming,
+            3 => Stage::ReadNew,
+            4 => Stage::Cleanup,
+            s => return Err(bad(&format!("unknown stage {s}"))),
+        };
+        let members = r.members().ok_or_else(|| bad("truncated members"))?;
+        let previous = r
+            .members()
+            .ok_or_else(|| bad("truncated previous members"))?;
+        if !r.0.is_empty() {
+            return Err(bad("trailing bytes"));
+        }
+        check_members(&members, replicas)?;
+        if stage != Stage::Stable {
+            check_members(&previous, replicas)?;
+        }
+        Ok(Layout {
+            epoch,
+            replicas,
+            members,
+            previous,
+            stage,
+        })
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+
+    fn u16(&mut self) -> Option<u16> {
+        self.take(2).map(|b| u16::from_le_bytes([b[0], b[1]]))
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(self.take(8)?);
+        Some(u64::from_le_bytes(w))
+    }
+
+    fn str(&mut self) -> Option<String> {
+        let n = self.u16()? as usize;
+        String::from_utf8(self.take(n)?.to_vec()).ok()
+    }
+
+    fn members(&mut self) -> Option<Vec<LayoutMember>> {
+        let n = self.u16()? as usize;
+        // Each member takes at least 14 bytes: a count beyond that is damage.
+        if n > self.0.len() / 14 {
+            return None;
+        }
+        (0..n)
+            .map(|_| {
+                Some(LayoutMember {
+                    id: self.str()?,
+                    addr: self.str()?,
+                    zone: self.str()?,
+                    weight: f64::from_bits(self.u64()?),
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,112 @@
+use super::*;
+
+fn members(ids: &[&str]) -> Vec<LayoutMember> {
+    ids.iter()
+        .map(|id| LayoutMember {
+            id: id.to_string(),
+            addr: format!("{id}.dstash:5000"),
+            weight: 1.0,
+            zone: String::new(),
+        })
+        .collect()
+}
+
+#[test]
+fn a_transition_walks_its_stages_and_ends_stable_at_the_new_set() {
+    let l = Layout::first(members(&["a", "b", "c"]), 2).unwrap();
+    assert_eq!((l.epoch, l.stage), (1, Stage::Stable));
+    let mut t = l.apply(members(&["a", "b", "c", "d", "e"])).unwrap();
+    let mut seen = vec![t.stage];
+    while t.stage != Stage::Stable {
+        let next = t.advance();
+        assert_eq!(next.epoch, t.epoch + 1, "every step raises the epoch");
+        t = next;
+        seen.push(t.stage);
+    }
+    use Stage::*;
+    assert_eq!(seen, [WriteBoth, Streaming, ReadNew, Cleanup, Stable]);
+    assert_eq!(t.members.len(), 5);
+    assert!(t.previous.is_empty());
+}
+
+#[test]
+fn reads_stay_on_the_old_owners_until_streaming_is_done() {
+    let l = Layout::first(members(&["a", "b"]), 2).unwrap();
+    let t = l.apply(members(&["c", "d"])).unwrap();
+    let ids = |m: &[LayoutMember]| m.iter().map(|m| m.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(t.read_members()), ["a", "b"]);
+    assert_eq!(t.write_members().len(), 2);
+    let streaming = t.advance();
+    assert_eq!(ids(streaming.read_members()), ["a", "b"]);
+    let read_new = streaming.advance();
+    assert_eq!(ids(read_new.read_members()), ["c", "d"]);
+    assert_eq!(
+        read_new.write_members().len(),
+        2,
+        "old readers still see writes"
+    );
+    let cleanup = read_new.advance();
+    assert_eq!(cleanup.write_members().len(), 1);
+}
+
+#[test]
+fn a_second_apply_is_refused_and_an_abort_goes_back() {
+    let l = Layout::first(members(&["a", "b"]), 2).unwrap();
+    let t = l.apply(members(&["a", "b", "c"])).unwrap();
+    let e = t.apply(members(&["a"])).unwrap_err().to_string();
+    assert!(e.contains("in progress") && e.contains("epoch 2"), "{e}");
+    // Before reads switched: the old set reads on; the new owners are cleaned up.
+    let back = t.advance().abort().unwrap();
+    assert_eq!((back.stage, back.members.len()), (Stage::Cleanup, 2));
+    assert_eq!(back.advance().stage, Stage::Stable);
+    // After: reads switch back at once, both sets still written.
+    let back = t.advance().advance().abort().unwrap();
+    assert_eq!((back.stage, back.read_members().len()), (Stage::ReadNew, 2));
+    assert!(t.advance().advance().advance().abort().is_err());
+    assert!(l.abort().is_err());
+}
+
+#[test]
+fn bad_member_sets_are_refused_with_a_reason() {
+    let mut twice = members(&["a", "a"]);
+    assert!(Layout::first(twice.clone(), 1)
+        .unwrap_err()
+        .0
+        .contains("twice"));
+    twice[1].id = "b".into();
+    twice[1].weight = 0.0;
+    assert!(Layout::first(twice, 1).unwrap_err().0.contains("weight"));
+    assert!(Layout::first(vec![], 1).is_err());
+    assert!(Layout::first(members(&["a"]), 0).is_err());
+}
+
+#[test]
+fn the_durable_form_round_trips_and_refuses_any_damage() {
+    let mut zoned = members(&["a", "b", "c"]);
+    zoned[0].zone = "eu-1a".into();
+    zoned[1].weight = 2.5;
+    let l = Layout::first(zoned, 3)
+        .unwrap()
+        .apply(members(&["a", "b", "c", "d"]))
+        .unwrap()
+        .advance();
+    let b = l.encode();
+    assert_eq!(Layout::decode(&b).unwrap(), l);
+    for i in 0..b.len() {
+        for bit in [0x01, 0x80] {
+            let mut d = b.clone();
+            d[i] ^= bit;
+            assert!(Layout::decode(&d).is_err(), "flip at byte {i} accepted");
+        }
+    }
+    for n in 0..b.len() {
+        assert!(
+            Layout::decode(&b[..n]).is_err(),
+            "truncated to {n} accepted"
+        );
+    }
+    let mut future = b.clone();
+    future[4] = 9;
+    let e = Layout::decode(&future).unwrap_err().0;
+    assert!(e.contains("format version 9"), "{e}");
+}
