@@ -173,12 +173,18 @@ impl Client {
                 batch_id: id as u64,
             })
             .collect();
+        // A doubted node gets the attempt deadline per answer, as a single write that
+        // needs it does: keys that need it fail fast, and the others do not wait for it.
+        let doubted = node.state() != NodeState::Up;
         let pace = Pace {
             in_flight: self.cfg.in_flight,
-            deadline: self.cfg.timeout,
+            deadline: match doubted {
+                true => self.cfg.batch_attempt,
+                false => self.cfg.timeout,
+            },
             sample: false,
             patient: false,
-            short: false,
+            short: doubted,
         };
         tokio::spawn(async move {
             let acks = |batches| {
