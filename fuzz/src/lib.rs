@@ -202,7 +202,10 @@ pub fn index_pages(data: &[u8]) {
     open_damaged(work.path(), |_| true, |_| false);
 }
 
-/// A node service over a fresh store, replaced every so often so that fuzzed
+/// The fuzzed node's id (the service's default).
+const NODE_ID: &str = "dstash";
+
+/// A node service over a fresh store (and hint store), replaced every so often so that fuzzed
 /// namespaces do not pile up.
 struct Served {
     rt: tokio::runtime::Runtime,
@@ -217,7 +220,11 @@ fn served() -> Served {
     let store = Arc::new(Store::open(dir.path(), options()).expect("open"));
     let slot = dstash_node::slot::StoreSlot::open(store.clone());
     let metrics = Arc::new(dstash_node::metrics::Metrics::new(slot.clone()));
-    let service = dstash_node::service::NodeService::new(slot, metrics, Default::default());
+    let hints = Arc::new(dstash_node::hints::Hints::new(metrics.hints.clone()));
+    let hint_store = Store::open(dir.path().join("hints"), options()).expect("open hints");
+    hints.slot.fill(Arc::new(hint_store));
+    let service =
+        dstash_node::service::NodeService::new(slot, metrics, Default::default()).with_hints(hints);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -282,9 +289,11 @@ async fn one_request(svc: &NodeService, store: &Store, kind: u8, msg: &[u8]) {
             let Ok(r) = PutRequest::decode(msg) else {
                 return;
             };
-            // A stale put (an older version than the one held) changes nothing.
+            // A stale put (an older version than the one held) changes nothing; a put
+            // held as a hint for another node is not served here.
+            let hinted = !r.hint_for.is_empty() && r.hint_for != NODE_ID;
             let put = checked("Put", svc.put(Request::new(r.clone())).await);
-            if put.is_some_and(|p| !p.into_inner().stale) {
+            if put.is_some_and(|p| !p.into_inner().stale) && !hinted {
                 let l = svc
                     .lookup(Request::new(LookupRequest {
                         namespace: r.namespace,
