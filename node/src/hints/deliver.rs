@@ -5,7 +5,7 @@
 //! for the next round; owners are served concurrently, so one frozen owner delays no
 //! other.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,8 +21,9 @@ use crate::batch::version_out;
 use crate::sync::dial::Dialer;
 use crate::sync::Peer;
 
-/// Hints read from the store per round, at most.
-const ROUND_LIMIT: usize = 20_000;
+/// Hints read per owner per round, at most: an owner with a large backlog, or one that
+/// does not answer, does not keep the others' hints from being read.
+const OWNER_LIMIT: usize = 4_000;
 /// Entries per batch sent to an owner.
 const BATCH: usize = 500;
 /// How long an owner has to acknowledge one batch.
@@ -51,8 +52,8 @@ impl Delivery {
         }
         loop {
             tokio::time::sleep(self.interval).await;
-            // A full round may have left more behind: go again at once while it helps.
-            while self.round().await >= ROUND_LIMIT / 2 {}
+            // A round that handed hints over may have left more behind: go again at once.
+            while self.round().await > 0 {}
         }
     }
 
@@ -61,7 +62,9 @@ impl Delivery {
         let Ok(store) = self.hints.slot.get() else {
             return 0;
         };
-        let due = match tokio::task::spawn_blocking(move || collect(&store)).await {
+        let peers = self.peers.borrow().clone();
+        let known: HashSet<String> = peers.iter().map(|p| p.id.clone()).collect();
+        let due = match tokio::task::spawn_blocking(move || collect(&store, &known)).await {
             Ok(Ok(due)) => due,
             Ok(Err(e)) => {
                 tracing::warn!("reading the hint store: {e}");
@@ -71,7 +74,6 @@ impl Delivery {
         };
         let found: usize = due.values().map(Vec::len).sum();
         self.hints.metrics.pending.set(found as i64);
-        let peers = self.peers.borrow().clone();
         let mut by_owner: BTreeMap<String, Vec<(String, Vec<Due>)>> = BTreeMap::new();
         for ((owner, ns), list) in due {
             by_owner.entry(owner).or_default().push((ns, list));
@@ -167,41 +169,122 @@ impl Delivery {
     }
 }
 
-/// Up to [`ROUND_LIMIT`] live hints, by (owner, namespace).
-fn collect(store: &Store) -> dstash_storage::Result<BTreeMap<(String, String), Vec<Due>>> {
+/// Live hints for the `known` owners, up to [`OWNER_LIMIT`] each, by (owner,
+/// namespace). Hints for owners not known (yet) are left where they are.
+fn collect(
+    store: &Store,
+    known: &HashSet<String>,
+) -> dstash_storage::Result<BTreeMap<(String, String), Vec<Due>>> {
     let mut due: BTreeMap<(String, String), Vec<Due>> = BTreeMap::new();
-    let mut total = 0;
+    let mut per_owner: HashMap<String, usize> = HashMap::new();
     for ns in store.namespaces() {
         let mut keys = store.keys(&ns, "")?;
         while let Some(chunk) = keys.next_chunk()? {
-            let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
-            for (k, found) in chunk.iter().zip(store.lookup_each(&ns, &refs)?) {
-                let (Lookup::Found(f), Some(h)) = (found, HintKey::decode(k)) else {
-                    continue; // expired with its value, or not a hint
-                };
-                let Some((&kind, value)) = f.value.split_first() else {
-                    continue;
-                };
-                let entry = Entry {
-                    key: Bytes::copy_from_slice(h.key),
-                    value: Bytes::copy_from_slice(value),
-                    ttl_seconds: f.ttl_secs,
-                    version: version_out(h.version),
-                    tombstone: kind == DELETE,
-                };
-                due.entry((h.owner.to_string(), ns.clone()))
-                    .or_default()
-                    .push(Due {
-                        hint_key: k.clone(),
-                        version: f.version,
-                        entry,
-                    });
-                total += 1;
-                if total >= ROUND_LIMIT {
-                    return Ok(due);
+            let wanted: Vec<&Vec<u8>> = chunk
+                .iter()
+                .filter(|k| {
+                    let Some(h) = HintKey::decode(k).filter(|h| known.contains(h.owner)) else {
+                        return false;
+                    };
+                    let n = per_owner.entry(h.owner.to_string()).or_default();
+                    *n += 1;
+                    *n <= OWNER_LIMIT
+                })
+                .collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            let refs: Vec<&[u8]> = wanted.iter().map(|k| k.as_slice()).collect();
+            for (k, found) in wanted.into_iter().zip(store.lookup_each(&ns, &refs)?) {
+                if let Some((owner, d)) = due_of(k, found) {
+                    due.entry((owner, ns.clone())).or_default().push(d);
                 }
             }
         }
     }
     Ok(due)
+}
+
+/// A hint's owner and what to send it; None when the hint expired with its value.
+fn due_of(k: &[u8], found: Lookup) -> Option<(String, Due)> {
+    let (Lookup::Found(f), Some(h)) = (found, HintKey::decode(k)) else {
+        return None;
+    };
+    let (&kind, value) = f.value.split_first()?;
+    let entry = Entry {
+        key: Bytes::copy_from_slice(h.key),
+        value: Bytes::copy_from_slice(value),
+        ttl_seconds: f.ttl_secs,
+        version: version_out(h.version),
+        tombstone: kind == DELETE,
+    };
+    let due = Due {
+        hint_key: k.to_vec(),
+        version: f.version,
+        entry,
+    };
+    Some((h.owner.to_string(), due))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hints::key::PUT;
+    use dstash_storage::{Options, PutEntry, SyncMode};
+
+    #[test]
+    fn a_round_reads_known_owners_only_and_caps_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            dir.path(),
+            Options {
+                sync: SyncMode::Never,
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        let mut keys = Vec::new();
+        for (owner, n) in [("a", OWNER_LIMIT + 10), ("b", 5), ("gone", 3)] {
+            for i in 0..n {
+                let k = format!("k{i}");
+                let h = HintKey {
+                    owner,
+                    version: Version::new(1 << 20, i as u64),
+                    key: k.as_bytes(),
+                };
+                keys.push(h.encode().unwrap());
+            }
+        }
+        let value = [PUT, b'v'];
+        for chunk in keys.chunks(1000) {
+            let changes: Vec<Change> = chunk
+                .iter()
+                .map(|k| {
+                    Change::Put(PutEntry {
+                        key: k,
+                        value: &value,
+                        ttl_secs: 0,
+                        version: Some(Version::new(1 << 20, 1)),
+                    })
+                })
+                .collect();
+            store.write_each("kv", &changes).unwrap();
+        }
+        let known: HashSet<String> = ["a", "b"].map(String::from).into();
+        let due = collect(&store, &known).unwrap();
+        let count = |o: &str| {
+            due.get(&(o.to_string(), "kv".to_string()))
+                .map_or(0, Vec::len)
+        };
+        assert_eq!(count("a"), OWNER_LIMIT);
+        assert_eq!(count("b"), 5);
+        assert_eq!(
+            count("gone"),
+            0,
+            "an owner that is not a peer is left alone"
+        );
+        let one = &due[&("b".to_string(), "kv".to_string())][0];
+        assert_eq!(&one.entry.value[..], b"v");
+        assert!(!one.entry.tombstone);
+    }
 }
