@@ -8,7 +8,9 @@
 //! Each target panics only when dstash does something wrong: a panic inside dstash, a
 //! decoded record that does not re-encode to its bytes, a recovered store that lost or
 //! changed data written before the damage, or a request answered with a status other
-//! than the documented ones.
+//! than the documented ones, or a decoded layout that does not round-trip.
+
+pub mod layout;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -26,11 +28,12 @@ use tonic::{Code, Request};
 pub type Target = fn(&[u8]);
 
 /// Every target, by the name of its corpus directory and `cargo fuzz` binary.
-pub const TARGETS: [(&str, Target); 4] = [
+pub const TARGETS: [(&str, Target); 5] = [
     ("record", record),
     ("segment_recovery", segment_recovery),
     ("index_pages", index_pages),
     ("request", request),
+    ("layout", layout::layout),
 ];
 
 /// The one time every store here runs at.
@@ -435,6 +438,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             vec![tail, torn, vec![0; 64]]
         }
         "index_pages" => vec![vec![0, 0xff, 0xff], vec![1; 40], vec![2; 64]],
+        "layout" => layout::seeds(),
         "request" => {
             let msg = |kind: u8, m: &dyn Fn(&mut Vec<u8>)| {
                 let mut b = vec![kind];

@@ -96,8 +96,12 @@ impl Layout {
             return Err(bad("trailing bytes"));
         }
         check_members(&members, replicas)?;
-        if stage != Stage::Stable {
-            check_members(&previous, replicas)?;
+        match stage {
+            Stage::Stable if !previous.is_empty() => {
+                return Err(bad("a stable layout with a previous member set"))
+            }
+            Stage::Stable => {}
+            _ => check_members(&previous, replicas)?,
         }
         Ok(Layout {
             epoch,
