@@ -2,9 +2,11 @@
 //! status a few times a second, so reads stop paying for a frozen node while it stays
 //! frozen, and it is used again within one probe of answering.
 //!
-//! A probe that answers clears the node (up); one that fails or finds no answer within
-//! the probe interval keeps it suspect (or down, after a transport failure) at least
-//! until the next probe has had its time, whatever the while it was marked for. Up nodes are not probed: their calls are the probe.
+//! A node stays doubted while its probe runs. A probe that answers, or that the node
+//! refuses (a wrong token), clears it (up); one that fails or finds no answer within the
+//! probe interval keeps it suspect (or down, after a transport failure) at least until
+//! the next probe has had its time, whatever the while it was marked for. Up nodes are
+//! not probed: their calls are the probe.
 
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
