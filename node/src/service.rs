@@ -155,8 +155,8 @@ impl NodeService {
         self
     }
 
-    /// A write the client sent here for another node: held as a hint. None when the
-    /// write names no other node and is served as usual.
+    /// A write the client sent here with `hint_for` set: held as a hint. None when it
+    /// names this node, and is served as usual.
     async fn hold(&self, rpc: Rpc, ns: String, w: HintedWrite) -> Option<Result<Applied, Status>> {
         if w.owner.is_empty() || w.owner == self.config.node_id {
             return None;
@@ -214,17 +214,19 @@ impl NodeService {
 impl Dstash for NodeService {
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let mut r = req.into_inner();
-        let hint = HintedWrite {
-            owner: std::mem::take(&mut r.hint_for),
-            key: r.key.clone(),
-            value: Some(r.value.clone()),
-            ttl_secs: r.ttl_seconds,
-            version: version_in(r.version),
-        };
-        if let Some(held) = self.hold(Rpc::Put, r.namespace.clone(), hint).await {
-            return Ok(Response::new(PutResponse {
-                stale: held? == Applied::Stale,
-            }));
+        if !r.hint_for.is_empty() {
+            let hint = HintedWrite {
+                owner: std::mem::take(&mut r.hint_for),
+                key: r.key.clone(),
+                value: Some(r.value.clone()),
+                ttl_secs: r.ttl_seconds,
+                version: version_in(r.version),
+            };
+            if let Some(held) = self.hold(Rpc::Put, r.namespace.clone(), hint).await {
+                return Ok(Response::new(PutResponse {
+                    stale: held? == Applied::Stale,
+                }));
+            }
         }
         let applied = self
             .ctx
@@ -266,18 +268,20 @@ impl Dstash for NodeService {
         req: Request<DeleteRequest>,
     ) -> Result<Response<DeleteResponse>, Status> {
         let mut r = req.into_inner();
-        let hint = HintedWrite {
-            owner: std::mem::take(&mut r.hint_for),
-            key: r.key.clone(),
-            value: None,
-            ttl_secs: 0,
-            version: version_in(r.version),
-        };
-        if let Some(held) = self.hold(Rpc::Delete, r.namespace.clone(), hint).await {
-            return Ok(Response::new(DeleteResponse {
-                found: false,
-                stale: held? == Applied::Stale,
-            }));
+        if !r.hint_for.is_empty() {
+            let hint = HintedWrite {
+                owner: std::mem::take(&mut r.hint_for),
+                key: r.key.clone(),
+                value: None,
+                ttl_secs: 0,
+                version: version_in(r.version),
+            };
+            if let Some(held) = self.hold(Rpc::Delete, r.namespace.clone(), hint).await {
+                return Ok(Response::new(DeleteResponse {
+                    found: false,
+                    stale: held? == Applied::Stale,
+                }));
+            }
         }
         let applied = self
             .ctx
