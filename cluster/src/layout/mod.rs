@@ -23,6 +23,9 @@
 //! [`codec`] is its durable form.
 
 pub mod codec;
+mod moves;
+
+pub use moves::Move;
 
 use crate::placement::{Member, Placement};
 
@@ -239,6 +242,35 @@ impl Layout {
             previous: self.members.clone(),
             stage,
         })
+    }
+
+    /// Every node the layout names, members first, then the previous members that are
+    /// not members any more: the nodes a transition must reach.
+    pub fn union(&self) -> Vec<&LayoutMember> {
+        let mut all: Vec<&LayoutMember> = self.members.iter().collect();
+        for p in &self.previous {
+            if !all.iter().any(|m| m.id == p.id) {
+                all.push(p);
+            }
+        }
+        all
+    }
+
+    /// The node that takes this layout to its next one: during a transition the
+    /// lowest id of the set it moves from (it holds every layout of the transition),
+    /// else the lowest member id. Each epoch has one driver, so each next epoch is made
+    /// in one place.
+    pub fn driver(&self) -> &str {
+        let from = match self.stage {
+            Stage::Stable => &self.members,
+            _ => &self.previous,
+        };
+        from.iter().map(|m| m.id.as_str()).min().unwrap_or("")
+    }
+
+    /// The member named `id` in this layout or the previous one.
+    pub fn member(&self, id: &str) -> Option<&LayoutMember> {
+        self.union().into_iter().find(|m| m.id == id)
     }
 
     /// Whose copies reads use: the old owners until streaming is done, then the new.

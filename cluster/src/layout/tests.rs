@@ -110,3 +110,21 @@ fn the_durable_form_round_trips_and_refuses_any_damage() {
     let e = Layout::decode(&future).unwrap_err().0;
     assert!(e.contains("format version 9"), "{e}");
 }
+
+#[test]
+fn one_driver_per_epoch_and_the_union_names_everyone() {
+    let l = Layout::first(members(&["b", "c", "d"]), 2).unwrap();
+    assert_eq!(l.driver(), "b");
+    let t = l.apply(members(&["a", "c"])).unwrap();
+    // The driver comes from the set the transition leaves, which holds every layout.
+    assert_eq!(t.driver(), "b");
+    let ids: Vec<&str> = t.union().iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, ["a", "c", "b", "d"]);
+    assert!(t.member("d").is_some() && t.member("e").is_none());
+    let mut s = t.clone();
+    while s.stage != Stage::Stable {
+        s = s.advance();
+    }
+    assert_eq!(s.driver(), "a");
+    assert_eq!(s.union().len(), 2);
+}
