@@ -64,6 +64,8 @@ enum Command {
     Status(status::StatusArgs),
     /// Bring every replica of every key to its newest version: one full pass.
     Repair(repair::RepairArgs),
+    /// Show or change the cluster's member set: staged, with handoff.
+    Layout(layout::LayoutArgs),
     /// Run a throwaway 3-node cluster end to end.
     Demo(demo::DemoArgs),
     /// Ask a node's grpc.health.v1 whether it serves (exit 0 if so): for health checks.
@@ -100,6 +102,7 @@ fn main() -> ExitCode {
             Command::Lookup(a) => lookup::run(a, before).await,
             Command::Status(a) => status::run(a, before).await,
             Command::Repair(a) => repair::run(a, before).await,
+            Command::Layout(a) => layout::run(a, before).await,
             Command::Demo(a) => demo::run(a).await.map(|()| true),
             Command::Health(a) => health::run(a).await,
             Command::Completions(a) => completions::run(a),

@@ -69,6 +69,7 @@ fn every_variable_deploy_and_k8s_set_is_one_the_binary_reads() {
         "k8s/configmap.yaml",
         "k8s/statefulset.yaml",
         "k8s/load-job.yaml",
+        "k8s/layout-job.yaml",
     ] {
         for v in vars(&read(file)) {
             assert!(
@@ -88,6 +89,9 @@ fn the_subcommands_and_ports_k8s_uses_exist() {
     let job = read("k8s/load-job.yaml");
     assert!(job.contains("args: [\"load\", \"users\", \"/input/users.tsv\"]"));
     assert_eq!(run(&["load", "--help"]).0, 0);
+    let layout = read("k8s/layout-job.yaml");
+    assert!(layout.contains("- layout\n            - apply\n            - --wait"));
+    assert_eq!(run(&["layout", "apply", "--help"]).0, 0);
 }
 
 #[test]

@@ -36,6 +36,24 @@ impl Dstash for Echo {
     async fn delete(&self, _: Request<DeleteRequest>) -> Result<Response<DeleteResponse>, Status> {
         unimplemented()
     }
+    async fn get_layout(
+        &self,
+        _: Request<GetLayoutRequest>,
+    ) -> Result<Response<LayoutState>, Status> {
+        unimplemented()
+    }
+    async fn set_layout(
+        &self,
+        _: Request<SetLayoutRequest>,
+    ) -> Result<Response<LayoutState>, Status> {
+        unimplemented()
+    }
+    async fn change_layout(
+        &self,
+        _: Request<ChangeLayoutRequest>,
+    ) -> Result<Response<LayoutState>, Status> {
+        unimplemented()
+    }
 
     type BatchPutStream = Answers<PutBatchAck>;
     async fn batch_put(

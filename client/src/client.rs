@@ -68,10 +68,10 @@ pub(crate) fn failure_of(node: &str, s: &Status) -> NodeFailure {
     }
 }
 
-/// Turns a node's error into the call's error when it rejects the request itself
-/// (bad input, auth): asking another replica would fail the same way.
+/// Turns a node's error into the call's error when it refuses the request itself
+/// (bad input, auth, an old layout): asking another replica would not help.
 pub(crate) fn rejected(node: &NodeHandle, s: &Status) -> Option<Error> {
-    crate::error::is_rejection(s.code()).then(|| Error::Rejected(failure(node, s)))
+    crate::error::refused(&failure(node, s))
 }
 
 /// A unary call as a closure over a cloned request, for [`Client::call`].
@@ -159,10 +159,20 @@ impl Client {
     }
 
     /// Replaces the node set (membership changes): one atomic swap of the whole view.
+    /// Once the client routes by a layout, the layout names the nodes and this changes
+    /// nothing.
     pub fn set_nodes(&self, nodes: Vec<NodeHandle>) -> Result<()> {
         let view = View::new(&self.cfg, nodes)?;
-        *self.view.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(view);
+        self.swap_view(|old| old.layout.is_none().then_some(view));
         Ok(())
+    }
+
+    /// Swaps in the view `make` returns from the current one, if it returns one.
+    pub(crate) fn swap_view(&self, make: impl FnOnce(&View) -> Option<View>) {
+        let mut cell = self.view.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = make(&cell) {
+            *cell = Arc::new(v);
+        }
     }
 
     pub fn view(&self) -> Arc<View> {

@@ -1,4 +1,5 @@
-//! One gRPC channel per node, reused by every call, with TLS and the bearer token.
+//! One gRPC channel per node, reused by every call, with TLS, the bearer token and the
+//! layout epoch the call was routed by.
 
 use dstash_proto::DstashClient;
 use tonic::metadata::MetadataValue;
@@ -9,20 +10,54 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use crate::config::{ClientConfig, TlsOptions};
 use crate::error::{Error, Result};
 
-/// Adds `authorization: Bearer <token>` to every call when a token is set.
+type Ascii = MetadataValue<tonic::metadata::Ascii>;
+
+/// The metadata a call names its layout epoch in (the node's `EPOCH_HEADER`).
+pub const EPOCH_HEADER: &str = "dstash-epoch";
+
+/// Adds `authorization: Bearer <token>` to every call when a token is set, and
+/// `dstash-epoch` when the call is routed by a layout.
 #[derive(Clone)]
-pub struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
+pub struct Bearer {
+    token: Option<Ascii>,
+    epoch: Option<Ascii>,
+}
 
 impl Interceptor for Bearer {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(v) = &self.0 {
+        if let Some(v) = &self.token {
             req.metadata_mut().insert("authorization", v.clone());
+        }
+        if let Some(v) = &self.epoch {
+            req.metadata_mut().insert(EPOCH_HEADER, v.clone());
         }
         Ok(req)
     }
 }
 
 pub type Rpc = DstashClient<InterceptedService<Channel, Bearer>>;
+
+/// A node's channel and token, from which calls at any epoch are made.
+#[derive(Clone)]
+pub struct Conn {
+    channel: Channel,
+    token: Option<Ascii>,
+}
+
+impl Conn {
+    /// Calls carrying `epoch` (0: none).
+    pub fn rpc(&self, epoch: u64) -> Rpc {
+        let bearer = Bearer {
+            token: self.token.clone(),
+            epoch: (epoch != 0)
+                .then(|| epoch.to_string().parse().ok())
+                .flatten(),
+        };
+        DstashClient::with_interceptor(self.channel.clone(), bearer)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20)
+    }
+}
 
 fn read(path: &std::path::Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::Config(format!("reading {}: {e}", path.display())))
@@ -48,7 +83,7 @@ fn tls_config(t: &TlsOptions, host: &str) -> Result<ClientTlsConfig> {
 
 /// A lazily connecting channel to `addr`: the first call connects, and a broken
 /// connection is re-established on the next call.
-pub fn channel(cfg: &ClientConfig, addr: &str) -> Result<Rpc> {
+pub fn channel(cfg: &ClientConfig, addr: &str) -> Result<Conn> {
     let scheme = if cfg.tls.is_some() { "https" } else { "http" };
     let bad = |e: tonic::transport::Error| Error::Connect {
         addr: addr.to_string(),
@@ -73,8 +108,8 @@ pub fn channel(cfg: &ClientConfig, addr: &str) -> Result<Rpc> {
         ),
         None => None,
     };
-    let ch = ep.connect_lazy();
-    Ok(DstashClient::with_interceptor(ch, Bearer(token))
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20))
+    Ok(Conn {
+        channel: ep.connect_lazy(),
+        token,
+    })
 }

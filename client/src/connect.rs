@@ -68,6 +68,9 @@ impl Client {
         }
         let client = Client::empty_shared(cfg.clone());
         client.set_nodes(nodes)?;
+        if let Err(e) = client.refresh_layout().await {
+            tracing::warn!("cannot route by the cluster's layout yet: {e}");
+        }
         if !cfg.probe_every.is_zero() {
             tokio::spawn(crate::probe::probe_while_alive(
                 Arc::downgrade(&client.view_cell()),
@@ -89,7 +92,8 @@ impl Client {
 /// The node behind `spec`: its given id, or the one it reports. The outer error is a
 /// configuration error; the inner one says why the node did not answer.
 async fn identify(cfg: &ClientConfig, spec: &NodeSpec) -> Result<Asked> {
-    let mut rpc = channel(cfg, &spec.addr)?;
+    let conn = channel(cfg, &spec.addr)?;
+    let mut rpc = conn.rpc(0);
     let id = match &spec.id {
         Some(id) => id.clone(),
         None => {
@@ -103,7 +107,7 @@ async fn identify(cfg: &ClientConfig, spec: &NodeSpec) -> Result<Asked> {
             }
         }
     };
-    Ok(Ok(NodeHandle::new(cfg, id, spec.addr.clone(), rpc)))
+    Ok(Ok(NodeHandle::new(cfg, id, spec.addr.clone(), conn)))
 }
 
 /// Asks the unidentified nodes again, with backoff, for as long as the client lives;

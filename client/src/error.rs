@@ -28,12 +28,15 @@ fn list(failures: &[NodeFailure]) -> String {
 #[non_exhaustive]
 pub enum Error {
     #[error(
-        "write quorum not reached: needed {needed} acks from replicas [{}], got {acks}{}",
+        "write quorum not reached: needed {needed} acks{} from replicas [{}], got {acks}{}",
+        if *.sets > 1 { format!(" in each of {} replica sets (a layout transition runs)", .sets) } else { String::new() },
         .replicas.join(", "),
         if .failures.is_empty() { String::new() } else { format!(" ({})", list(.failures)) }
     )]
     Quorum {
         needed: usize,
+        /// Sets of replicas that each needed `needed` (2 during a layout transition).
+        sets: usize,
         acks: usize,
         replicas: Vec<String>,
         failures: Vec<NodeFailure>,
@@ -44,6 +47,10 @@ pub enum Error {
     /// The node rejected the request itself (bad input): retrying elsewhere cannot help.
     #[error("{0}")]
     Rejected(NodeFailure),
+    /// The request was routed by a layout older than a node's; the call refreshes its
+    /// layout and retries, so callers see this only when that kept happening.
+    #[error("{0} (the layout kept changing while the call was retried)")]
+    StaleLayout(NodeFailure),
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("cannot reach {addr}: {reason}")]
@@ -54,6 +61,16 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The call's error when a node refused the request itself: bad input or auth
+/// (`Rejected`: no replica would take it), or routing by an old layout
+/// (`StaleLayout`: the caller refreshes its layout and retries).
+pub fn refused(f: &NodeFailure) -> Option<Error> {
+    if f.code == tonic::Code::Aborted {
+        return Some(Error::StaleLayout(f.clone()));
+    }
+    is_rejection(f.code).then(|| Error::Rejected(f.clone()))
+}
 
 /// Codes that mean "this request is wrong", the same on every replica.
 pub fn is_rejection(code: tonic::Code) -> bool {

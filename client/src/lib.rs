@@ -8,6 +8,8 @@
 //!   `probe.rs` asks the doubted ones again in the background.
 //! - [`quorum`]: the write-quorum rule.
 //! - [`view`]: the cluster as one snapshot: nodes, placement, R and W.
+//! - [`layout`]: the layout routed by, fetched from the nodes and refreshed when a
+//!   node refuses a request routed by an older one.
 //! - [`client`]: the call every request goes through, listing, status; single-key
 //!   writes (`write.rs`, quorum) and reads (`read.rs`, failover and read repair).
 //! - [`batch`]: batches split by node and streamed to every node at once.
@@ -27,6 +29,7 @@ pub mod conn;
 mod connect;
 pub mod error;
 pub mod health;
+pub mod layout;
 pub mod load;
 pub mod membership;
 mod probe;
@@ -40,7 +43,7 @@ mod write;
 pub use batch::{LoadReport, PutItem};
 pub use client::{Client, NodeStatus};
 pub use config::{ClientConfig, NodeSpec, TlsOptions};
-pub use dstash_cluster::{placement, Hlc, Member, Placement, Version};
+pub use dstash_cluster::{placement, Hlc, Layout, LayoutMember, Member, Placement, Stage, Version};
 pub use dstash_membership::WatchOptions;
 /// Keys and values: cheap to clone and slice.
 pub use dstash_proto::Bytes;

@@ -69,6 +69,9 @@ impl Client {
         })?;
         let client = Client::empty(cfg);
         client.set_nodes(handles(&client.cfg, &client.view(), &first)?)?;
+        if let Err(e) = client.refresh_layout().await {
+            tracing::warn!("cannot route by the cluster's layout yet: {e}");
+        }
         let weak: Weak<RwLock<Arc<View>>> = Arc::downgrade(&client.view_cell());
         let cfg = client.cfg.clone();
         tokio::spawn(async move {

@@ -151,6 +151,10 @@ impl Client {
     /// with a value or a tombstone (a replica that holds nothing, or fails, moves the
     /// read on). The newest version wins; replicas found lagging get it written back.
     pub async fn get(&self, ns: &str, key: &[u8]) -> Result<Option<Bytes>> {
+        self.routed(|| self.get_once(ns, key)).await
+    }
+
+    async fn get_once(&self, ns: &str, key: &[u8]) -> Result<Option<Bytes>> {
         let req = LookupRequest {
             namespace: ns.into(),
             key: Bytes::copy_from_slice(key),
@@ -249,6 +253,17 @@ impl Client {
     /// Counts `key`'s events in the last `window_seconds` (0: the retention) on its best
     /// answering replica, or with `max_over_replicas` the highest count of all of them.
     pub async fn count(
+        &self,
+        ns: &str,
+        key: &[u8],
+        window_seconds: u32,
+        max_over_replicas: bool,
+    ) -> Result<u64> {
+        self.routed(|| self.count_once(ns, key, window_seconds, max_over_replicas))
+            .await
+    }
+
+    async fn count_once(
         &self,
         ns: &str,
         key: &[u8],

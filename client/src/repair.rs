@@ -29,14 +29,18 @@ impl Client {
     /// as a whole: a node that cannot be asked is counted in `failed`.
     pub async fn repair_all(&self, progress: &dyn RepairProgress) -> RepairReport {
         let view = self.view();
-        let members: Vec<Member> = view
-            .nodes
-            .iter()
-            .map(|n| Member {
-                id: n.id.clone(),
-                address: n.addr.clone(),
-            })
-            .collect();
+        // A layout's nodes run over their own layout: they are named nothing.
+        let members: Vec<Member> = match view.layout {
+            Some(_) => Vec::new(),
+            None => view
+                .nodes
+                .iter()
+                .map(|n| Member {
+                    id: n.id.clone(),
+                    address: n.addr.clone(),
+                })
+                .collect(),
+        };
         let mut latest = vec![Progress::default(); view.nodes.len()];
         let mut errors = Vec::new();
         let mut streams =
@@ -44,7 +48,11 @@ impl Client {
                 let mut rpc = n.rpc.clone();
                 let req = RepairRequest {
                     members: members.clone(),
-                    replicas: view.r as u32,
+                    replicas: if view.layout.is_some() {
+                        0
+                    } else {
+                        view.r as u32
+                    },
                     higher_peers_only: true,
                 };
                 let id = n.id.clone();

@@ -50,22 +50,27 @@ struct Plan {
 impl Plan {
     /// One target per replica. Without `sloppy`, the replicas themselves. With it, a
     /// replica that is not up is stood in for by the next spare; a replica with no
-    /// spare left is written itself.
-    fn new(view: &View, key: &[u8], states: &[NodeState], sloppy: bool) -> Plan {
-        let replicas = view.replicas(key);
+    /// spare left is written itself. A layout transition has no spares: its writes go
+    /// to the old and the new owners themselves.
+    fn new(
+        view: &View,
+        replicas: &[usize],
+        key: &[u8],
+        states: &[NodeState],
+        sloppy: bool,
+    ) -> Plan {
         let spare: Vec<usize> = match sloppy {
-            true => view.placement.replicas(key, view.nodes.len()),
+            true => view.spares(key).unwrap_or_default(),
             false => Vec::new(),
         }
         .into_iter()
-        .skip(replicas.len())
-        .filter(|&i| states[i] == NodeState::Up)
+        .filter(|i| !replicas.contains(i) && states[*i] == NodeState::Up)
         .collect();
         let mut plan = Plan {
             targets: Vec::with_capacity(replicas.len()),
             spare: spare.into_iter(),
         };
-        for (slot, i) in replicas.into_iter().enumerate() {
+        for (slot, &i) in replicas.iter().enumerate() {
             let own = Target {
                 node: i,
                 hint_for: None,
@@ -140,19 +145,19 @@ impl Client {
     {
         let view = self.view();
         let states = view.states(Instant::now());
-        let mut plan = Plan::new(&view, key, &states, sloppy && self.cfg.sloppy_quorum);
+        let targets = view.write_targets(key);
+        let sloppy = sloppy && self.cfg.sloppy_quorum;
+        let mut plan = Plan::new(&view, &targets.nodes, key, &states, sloppy);
         let names = plan.targets.iter().map(|t| describe(&view, t)).collect();
-        let mut tally = Tally::new(names, view.w);
+        let mut tally = Tally::of(names, &targets);
         // W above the replicas: refuse before sending anything.
         if tally.outcome() == Outcome::Failed {
             return Err(tally.error());
         }
-        let up = plan
-            .targets
-            .iter()
-            .filter(|t| states[t.node] == NodeState::Up)
-            .count();
-        let doubt = (up < view.w).then_some(self.cfg.batch_attempt);
+        let sent: Vec<usize> = plan.targets.iter().map(|t| t.node).collect();
+        let doubt = targets
+            .short_of_up(&sent, &states)
+            .then_some(self.cfg.batch_attempt);
         let send = |t: Target| {
             let node = view.nodes[t.node].clone();
             let owner = t.hint_for.map(|o| view.nodes[o].id.clone());
@@ -215,7 +220,7 @@ impl Client {
                 Ok(v) => {
                     acked.push(v);
                     settled[t.slot] = true;
-                    tally.ack()
+                    tally.ack(t.slot)
                 }
                 Err(s) => match rejected(&node, &s) {
                     Some(e) => return Err(e),
@@ -234,7 +239,7 @@ impl Client {
                             continue;
                         }
                         settled[t.slot] = true;
-                        tally.fail(failure(&node, &s))
+                        tally.fail(t.slot, failure(&node, &s))
                     }
                 },
             };
@@ -248,6 +253,11 @@ impl Client {
     }
 
     pub async fn put(&self, ns: &str, key: &[u8], value: &[u8], ttl_seconds: u32) -> Result<()> {
+        self.routed(|| self.put_once(ns, key, value, ttl_seconds))
+            .await
+    }
+
+    async fn put_once(&self, ns: &str, key: &[u8], value: &[u8], ttl_seconds: u32) -> Result<()> {
         let req = PutRequest {
             namespace: ns.into(),
             key: Bytes::copy_from_slice(key),
@@ -264,6 +274,10 @@ impl Client {
     /// Deletes `key` from its replicas, leaving a tombstone of this delete's version on
     /// each; true when any replica that answered had a live value.
     pub async fn delete(&self, ns: &str, key: &[u8]) -> Result<bool> {
+        self.routed(|| self.delete_once(ns, key)).await
+    }
+
+    async fn delete_once(&self, ns: &str, key: &[u8]) -> Result<bool> {
         let req = DeleteRequest {
             namespace: ns.into(),
             key: Bytes::copy_from_slice(key),
@@ -276,7 +290,13 @@ impl Client {
 
     /// Adds `n` events to `key` on its replicas; returns the highest count among the W
     /// that acknowledged. Not retried: a retry could count an event twice.
+    /// Not retried on a transport failure (a retry could count an event twice); retried
+    /// when refused for an old layout, which a node does before counting.
     pub async fn add(&self, ns: &str, key: &[u8], n: u32) -> Result<u64> {
+        self.routed(|| self.add_once(ns, key, n)).await
+    }
+
+    async fn add_once(&self, ns: &str, key: &[u8], n: u32) -> Result<u64> {
         let req = AddRequest {
             namespace: ns.into(),
             key: Bytes::copy_from_slice(key),

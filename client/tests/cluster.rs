@@ -101,8 +101,7 @@ async fn single_keys_go_to_r_replicas_and_reads_fail_over() {
     c.put("kv", b"alice", b"1", 0).await.unwrap();
     let replicas: Vec<usize> = c
         .view()
-        .placement
-        .replica_ids(b"alice", 2)
+        .replica_ids(b"alice")
         .iter()
         .map(|id| idx(id))
         .collect();
@@ -163,12 +162,7 @@ async fn a_missed_quorum_names_the_needed_acks_and_each_failure() {
     // A key with n0 among its replicas cannot reach W=2.
     let key = (0..)
         .map(|i| format!("k{i}"))
-        .find(|k| {
-            c.view()
-                .placement
-                .replica_ids(k.as_bytes(), 2)
-                .contains(&"n0")
-        })
+        .find(|k| c.view().replica_ids(k.as_bytes()).contains(&"n0"))
         .unwrap();
     let e = c.put("kv", key.as_bytes(), b"v", 0).await.unwrap_err();
     match &e {
@@ -200,7 +194,7 @@ async fn a_missed_quorum_names_the_needed_acks_and_each_failure() {
     let report = c.put_many("kv", &items).await.unwrap();
     let expect_failed = items
         .iter()
-        .filter(|i| c.view().placement.replica_ids(&i.key, 2).contains(&"n0"))
+        .filter(|i| c.view().replica_ids(&i.key).contains(&"n0"))
         .count();
     assert_eq!(report.failed.len(), expect_failed);
     assert_eq!(report.written as usize, 3000 - expect_failed);
@@ -244,7 +238,7 @@ async fn a_read_writes_back_to_a_replica_that_lacks_the_key_keeping_its_ttl() {
     // A key whose best replica is n1; write it while n1 is down.
     let key = (0..)
         .map(|i| format!("k{i}"))
-        .find(|k| c.view().placement.replica_ids(k.as_bytes(), 2)[0] == "n1")
+        .find(|k| c.view().replica_ids(k.as_bytes())[0] == "n1")
         .unwrap();
     cluster.stop(1).await;
     c.put("kv", key.as_bytes(), b"v", 300).await.unwrap();
@@ -382,7 +376,7 @@ async fn a_damaged_record_fails_over_for_its_key_alone_and_is_repaired() {
     // a batch, the other alone.
     let victims: Vec<String> = (0..)
         .map(|i| format!("victim{i}"))
-        .filter(|k| c.view().placement.replica_ids(k.as_bytes(), 2)[0] == "n0")
+        .filter(|k| c.view().replica_ids(k.as_bytes())[0] == "n0")
         .take(2)
         .collect();
     let keys: Vec<Bytes> = ["a", victims[0].as_str(), "b", victims[1].as_str()]

@@ -26,6 +26,8 @@ pub enum Error {
     Transport(#[from] tonic::transport::Error),
     #[error("serving metrics: {0}")]
     Metrics(std::io::Error),
+    #[error("layout: {0}")]
+    Layout(#[from] crate::layout::cell::LayoutFileError),
     #[error("a node task failed: {0}")]
     Task(String),
 }

@@ -10,6 +10,8 @@
 //! - [`metrics`]: Prometheus metrics and their `/metrics` listener.
 //! - [`hints`]: hinted handoff: writes held for a replica that was down, handed over
 //!   when it answers.
+//! - [`layout`]: the member set an operator applied, the fence of its epoch, and the
+//!   staged transitions with their handoff.
 //! - [`sync`]: anti-entropy with co-replicas, in the background and on demand.
 //! - [`tls`]: TLS and mTLS settings from PEM files.
 //! - [`server`]: a running node: listeners, health, recovery and draining shutdown.
@@ -24,6 +26,7 @@ pub mod auth;
 pub mod batch;
 pub mod error;
 pub mod hints;
+pub mod layout;
 pub mod metrics;
 pub mod oversize;
 pub mod server;

@@ -26,6 +26,9 @@ use tonic_health::ServingStatus;
 use crate::error::{Error, Result};
 use crate::hints::deliver::Delivery;
 use crate::hints::Hints;
+use crate::layout::driver::Driver;
+use crate::layout::handoff::Handoff;
+use crate::layout::{LayoutCell, CURSOR_FILE, LAYOUT_FILE};
 use crate::metrics::{self, Metrics};
 use crate::service::{NodeConfig, NodeService};
 use crate::slot::StoreSlot;
@@ -83,6 +86,7 @@ pub struct Node {
     sync_task: JoinHandle<()>,
     hints: Arc<Hints>,
     hint_task: JoinHandle<()>,
+    layout_tasks: Vec<JoinHandle<()>>,
 }
 
 type Served = DstashServer<NodeService>;
@@ -127,6 +131,7 @@ impl Node {
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::NotServing).await;
 
+        let layout = Arc::new(LayoutCell::open(opts.data_dir.join(LAYOUT_FILE))?);
         let syncer = Arc::new(
             Syncer::new(
                 opts.service.node_id.clone(),
@@ -134,10 +139,32 @@ impl Node {
                 slot.clone(),
                 metrics.sync.clone(),
                 opts.service.max_message_bytes,
+                layout.clone(),
             )
             .map_err(Error::Auth)?,
         );
         let sync_task = tokio::spawn(syncer.clone().background());
+        let me = opts.service.node_id.clone();
+        let layout_tasks = vec![
+            tokio::spawn(
+                Driver {
+                    me: me.clone(),
+                    cell: layout.clone(),
+                    syncer: syncer.clone(),
+                }
+                .run(),
+            ),
+            tokio::spawn(
+                Handoff {
+                    me,
+                    cell: layout.clone(),
+                    syncer: syncer.clone(),
+                    rate: opts.sync.handoff_rate,
+                    cursor: Some(opts.data_dir.join(CURSOR_FILE)),
+                }
+                .run(),
+            ),
+        ];
         let hints = Arc::new(Hints::new(metrics.hints.clone()));
         let delivery = Delivery {
             hints: hints.clone(),
@@ -153,7 +180,8 @@ impl Node {
         let hint_task = tokio::spawn(delivery.run());
         let service = NodeService::new(slot.clone(), metrics.clone(), opts.service.clone())
             .with_syncer(syncer)
-            .with_hints(hints.clone());
+            .with_hints(hints.clone())
+            .with_layout(layout);
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = tls {
             builder = builder.tls_config(tls)?;
@@ -226,6 +254,7 @@ impl Node {
             sync_task,
             hints,
             hint_task,
+            layout_tasks,
         })
     }
 
@@ -261,6 +290,9 @@ impl Node {
         self.serving.send_replace(false);
         self.sync_task.abort();
         self.hint_task.abort();
+        for t in &self.layout_tasks {
+            t.abort();
+        }
         let _ = self.stop_grpc.send(());
         match tokio::time::timeout(self.drain_timeout, &mut self.grpc).await {
             Ok(joined) => joined.map_err(|e| Error::Task(e.to_string()))??,

@@ -18,6 +18,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::auth::TokenAuth;
 use crate::batch::{self, answer, version_in};
 use crate::hints::{HintedWrite, Hints};
+use crate::layout::{self, routed_epoch, LayoutCell};
 use crate::metrics::{Metrics, Rpc};
 use crate::oversize::OversizeIsInvalid;
 use crate::slot::StoreSlot;
@@ -58,6 +59,7 @@ pub struct NodeService {
     started: Instant,
     syncer: Option<Arc<Syncer>>,
     hints: Option<Arc<Hints>>,
+    layout: Arc<LayoutCell>,
 }
 
 /// What every handler needs: the store (once recovered) and the metrics it records.
@@ -139,7 +141,14 @@ impl NodeService {
             started: Instant::now(),
             syncer: None,
             hints: None,
+            layout: Arc::new(LayoutCell::in_memory()),
         }
+    }
+
+    /// Serves and fences by this layout; without it, one kept in memory only.
+    pub fn with_layout(mut self, layout: Arc<LayoutCell>) -> Self {
+        self.layout = layout;
+        self
     }
 
     /// Serves `Repair` with this syncer; without one, `Repair` is `UNIMPLEMENTED`.
@@ -174,6 +183,14 @@ impl NodeService {
         )
     }
 
+    /// The fence for a unary request: held while it runs.
+    async fn enter<T>(
+        &self,
+        req: &Request<T>,
+    ) -> Result<tokio::sync::RwLockReadGuard<'_, ()>, Status> {
+        self.layout.enter(routed_epoch(req.metadata())?).await
+    }
+
     /// The tonic service, with the configured message size limits, behind `auth`.
     pub fn into_server(
         self,
@@ -188,17 +205,23 @@ impl NodeService {
 
     /// Answers a stream of batches in order, with up to `max_in_flight` of them running
     /// at once.
-    fn batches<In, Out>(&self, input: Streaming<In>, kind: BatchRpc<In, Out>) -> Answers<Out>
+    /// Each message is fenced on its own: a long stream does not hold a layout change
+    /// back, and its messages after one are refused.
+    fn batches<In, Out>(&self, req: Request<Streaming<In>>, kind: BatchRpc<In, Out>) -> Answers<Out>
     where
         In: Send + 'static,
         Out: Send + 'static,
     {
+        let routed = routed_epoch(req.metadata());
+        let input = req.into_inner();
         let ctx = self.ctx.clone();
+        let fence = self.layout.clone();
         let max = self.config.max_message_bytes;
         let answers = input
             .map(move |batch| {
-                let ctx = ctx.clone();
+                let (ctx, fence, routed) = (ctx.clone(), fence.clone(), routed.clone());
                 async move {
+                    let _fenced = fence.enter(routed?).await?;
                     let batch = batch.map_err(|e| stream_error(e, max))?;
                     let keys = (kind.keys)(&batch);
                     let run = kind.run;
@@ -213,6 +236,7 @@ impl NodeService {
 #[tonic::async_trait]
 impl Dstash for NodeService {
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let _fenced = self.enter(&req).await?;
         let mut r = req.into_inner();
         if !r.hint_for.is_empty() {
             let hint = HintedWrite {
@@ -249,6 +273,7 @@ impl Dstash for NodeService {
         &self,
         req: Request<LookupRequest>,
     ) -> Result<Response<LookupResponse>, Status> {
+        let _fenced = self.enter(&req).await?;
         let r = req.into_inner();
         let found = self
             .ctx
@@ -267,6 +292,7 @@ impl Dstash for NodeService {
         &self,
         req: Request<DeleteRequest>,
     ) -> Result<Response<DeleteResponse>, Status> {
+        let _fenced = self.enter(&req).await?;
         let mut r = req.into_inner();
         if !r.hint_for.is_empty() {
             let hint = HintedWrite {
@@ -306,7 +332,7 @@ impl Dstash for NodeService {
         req: Request<Streaming<PutBatch>>,
     ) -> Result<Response<Self::BatchPutStream>, Status> {
         Ok(Response::new(self.batches(
-            req.into_inner(),
+            req,
             BatchRpc {
                 rpc: Rpc::BatchPut,
                 keys: |b| b.entries.len(),
@@ -322,7 +348,7 @@ impl Dstash for NodeService {
         req: Request<Streaming<LookupBatch>>,
     ) -> Result<Response<Self::BatchLookupStream>, Status> {
         Ok(Response::new(self.batches(
-            req.into_inner(),
+            req,
             BatchRpc {
                 rpc: Rpc::BatchLookup,
                 keys: |b| b.keys.len(),
@@ -332,6 +358,7 @@ impl Dstash for NodeService {
     }
 
     async fn add(&self, req: Request<AddRequest>) -> Result<Response<CountResponse>, Status> {
+        let _fenced = self.enter(&req).await?;
         let r = req.into_inner();
         let count = self
             .ctx
@@ -341,6 +368,7 @@ impl Dstash for NodeService {
     }
 
     async fn count(&self, req: Request<CountRequest>) -> Result<Response<CountResponse>, Status> {
+        let _fenced = self.enter(&req).await?;
         let r = req.into_inner();
         let count = self
             .ctx
@@ -358,7 +386,7 @@ impl Dstash for NodeService {
         req: Request<Streaming<AddBatch>>,
     ) -> Result<Response<Self::BatchAddStream>, Status> {
         Ok(Response::new(self.batches(
-            req.into_inner(),
+            req,
             BatchRpc {
                 rpc: Rpc::BatchAdd,
                 keys: |b| b.keys.len(),
@@ -374,7 +402,7 @@ impl Dstash for NodeService {
         req: Request<Streaming<CountBatch>>,
     ) -> Result<Response<Self::BatchCountStream>, Status> {
         Ok(Response::new(self.batches(
-            req.into_inner(),
+            req,
             BatchRpc {
                 rpc: Rpc::BatchCount,
                 keys: |b| b.keys.len(),
@@ -468,6 +496,33 @@ impl Dstash for NodeService {
         req: Request<RepairRequest>,
     ) -> Result<Response<Self::RepairStream>, Status> {
         serve::repair(self.syncer.clone(), req.into_inner()).await
+    }
+
+    async fn get_layout(
+        &self,
+        _req: Request<GetLayoutRequest>,
+    ) -> Result<Response<LayoutState>, Status> {
+        Ok(Response::new(self.layout.state(&self.config.node_id)))
+    }
+
+    async fn set_layout(
+        &self,
+        req: Request<SetLayoutRequest>,
+    ) -> Result<Response<LayoutState>, Status> {
+        let me = &self.config.node_id;
+        Ok(Response::new(
+            layout::rpc::set(&self.layout, me, req.into_inner()).await?,
+        ))
+    }
+
+    async fn change_layout(
+        &self,
+        req: Request<ChangeLayoutRequest>,
+    ) -> Result<Response<LayoutState>, Status> {
+        let me = &self.config.node_id;
+        Ok(Response::new(
+            layout::rpc::change(&self.layout, me, req.into_inner()).await?,
+        ))
     }
 
     async fn status(

@@ -289,6 +289,9 @@ fn service_name_and_method_paths() {
         "Digest",
         "LeafEntries",
         "Repair",
+        "GetLayout",
+        "SetLayout",
+        "ChangeLayout",
     ] {
         let path = format!("\"/dstash.v1.Dstash/{method}\"");
         assert!(generated.contains(&path), "missing {path}");
@@ -350,5 +353,52 @@ fn anti_entropy_fields() {
     assert_eq!(
         p.encode_to_vec(),
         [tag(5, 0), 1, tag(6, 0), 2, tag(9, 0), 3, tag(10, 0), 1]
+    );
+}
+
+#[test]
+fn layout_fields() {
+    let c = ChangeLayoutRequest {
+        expect_epoch: 7,
+        members: vec![LayoutNode {
+            id: "n".into(),
+            address: "h:1".into(),
+            weight: 2.0,
+            zone: "z".into(),
+        }],
+        abort: true,
+        initial: vec![],
+        replicas: 3,
+    };
+    let b = c.encode_to_vec();
+    assert_eq!(b[0], tag(1, 0));
+    assert_eq!(b[1], 7);
+    assert_eq!(b[2], tag(2, 2));
+    let s = LayoutState {
+        node_id: "n".into(),
+        layout: vec![1].into(),
+        epoch: 9,
+        stage_done: true,
+        handoff: None,
+        handoff_epoch: 4,
+        handoff_seconds: 0.0,
+    };
+    let b = s.encode_to_vec();
+    assert_eq!(
+        b,
+        [
+            tag(1, 2),
+            1,
+            b'n',
+            tag(2, 2),
+            1,
+            1,
+            tag(3, 0),
+            9,
+            tag(4, 0),
+            1,
+            tag(6, 0),
+            4
+        ]
     );
 }

@@ -43,6 +43,15 @@ pub struct ClusterArgs {
         default_value_t = 1000
     )]
     hint_interval_ms: u64,
+    /// Records per second, at most, this node sends to new owners while a layout
+    /// transition streams; 0: no limit.
+    #[arg(
+        long,
+        env = "DSTASH_HANDOFF_RATE",
+        value_name = "KEYS",
+        default_value_t = 50_000
+    )]
+    handoff_rate: u64,
     /// CA that signs the peers' certificates [default: --tls-client-ca].
     #[arg(long, env = "DSTASH_PEER_CA", value_name = "FILE")]
     peer_ca: Option<PathBuf>,
@@ -83,6 +92,7 @@ impl ClusterArgs {
             tls,
             token,
             hint_interval: Duration::from_millis(self.hint_interval_ms),
+            handoff_rate: self.handoff_rate,
         })
     }
 }

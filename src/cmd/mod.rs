@@ -10,6 +10,7 @@ pub mod demo;
 pub mod get;
 pub mod health;
 pub mod keys;
+pub mod layout;
 pub mod load;
 pub mod lookup;
 pub mod node;

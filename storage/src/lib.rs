@@ -48,4 +48,10 @@ pub use error::{Error, Result};
 pub use keyspace::{Applied, KeyspaceStats, LeafEntry};
 pub use name::validate_namespace;
 pub use options::{Options, SyncMode, MAX_KEY_LEN};
+/// Writes `bytes` to `path` so that a crash leaves the old file or the new one, never
+/// a mix: a temporary file, fsynced, renamed over `path`, and the directory fsynced.
+pub fn write_file_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    fsutil::write_atomic(&io::RealIo, path, bytes)
+}
+
 pub use store::{Change, DeleteEntry, Found, KeyStream, Lookup, NamespaceStats, PutEntry, Store};

@@ -22,7 +22,7 @@ use tonic::{Status, Streaming};
 use crate::client::failure;
 use crate::conn::Rpc;
 use crate::error::{Error, NodeFailure};
-use crate::view::{NodeHandle, View};
+use crate::view::NodeHandle;
 
 mod read;
 mod write;
@@ -48,15 +48,16 @@ pub struct LoadReport {
 /// Above this many keys, placement is computed on rayon's threads.
 const PARALLEL_PLACEMENT: usize = 4096;
 
-fn replicas_of<'a>(
-    view: &View,
+/// `place` of each key: its read replicas or its write targets.
+fn placed<'a, T: Send>(
     keys: impl IndexedParallelIterator<Item = &'a [u8]>,
-) -> Vec<Vec<usize>> {
+    place: impl Fn(&[u8]) -> T + Sync + Send,
+) -> Vec<T> {
     if keys.len() >= PARALLEL_PLACEMENT {
-        keys.map(|k| view.replicas(k)).collect()
+        keys.map(place).collect()
     } else {
         let keys: Vec<&[u8]> = keys.collect();
-        keys.into_iter().map(|k| view.replicas(k)).collect()
+        keys.into_iter().map(place).collect()
     }
 }
 

@@ -7,9 +7,9 @@ use dstash_proto::v1::*;
 use dstash_proto::Bytes;
 use rayon::prelude::*;
 
-use super::{damaged, replicas_of, stream, Pace};
+use super::{damaged, placed, stream, Pace};
 use crate::client::Client;
-use crate::error::{is_rejection, Error, Result};
+use crate::error::{refused, Result};
 use crate::health::NodeState;
 use crate::resolve::{Held, Replies};
 
@@ -20,8 +20,11 @@ impl Client {
     /// short of their quorum. Fails only if some key could be read from none of its
     /// replicas, or the input is refused.
     pub async fn get_many(&self, ns: &str, keys: &[Bytes]) -> Result<Vec<Option<Bytes>>> {
-        let q = self.view().q;
-        self.get_many_quorum(ns, keys, q).await
+        self.routed(|| async {
+            let q = self.view().q;
+            self.get_many_quorum(ns, keys, q).await
+        })
+        .await
     }
 
     /// [`get_many`](Self::get_many) with read quorum `q` (capped at R).
@@ -32,7 +35,7 @@ impl Client {
         q: usize,
     ) -> Result<Vec<Option<Bytes>>> {
         let view = self.view();
-        let mut placed = replicas_of(&view, keys.par_iter().map(|k| k.as_ref()));
+        let mut placed = placed(keys.par_iter().map(|k| k.as_ref()), |k| view.replicas(k));
         let now = Instant::now();
         let states = view.states(now);
         if states.iter().any(|&s| s != NodeState::Up) {
@@ -124,8 +127,8 @@ impl Client {
                     answered += ps.len();
                 }
                 if let Some(f) = failed {
-                    if is_rejection(f.code) {
-                        return Err(Error::Rejected(f));
+                    if let Some(e) = refused(&f) {
+                        return Err(e);
                     }
                     let cut_short = short[n] && f.code == tonic::Code::DeadlineExceeded;
                     if cut_short {

@@ -13,9 +13,9 @@ use rayon::prelude::*;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{replicas_of, stream, LoadReport, Pace, PutItem};
+use super::{placed, stream, LoadReport, Pace, PutItem};
 use crate::client::Client;
-use crate::error::{is_rejection, Error, NodeFailure, Result};
+use crate::error::{refused, NodeFailure, Result};
 use crate::health::NodeState;
 use crate::quorum::{Outcome, Tally};
 use crate::resolve::wire_version;
@@ -50,18 +50,27 @@ impl Client {
     /// Writes every item to its replicas. Per-key results: see [`LoadReport`]. Fails as
     /// a whole only when the input itself is refused (`Error::Rejected`).
     pub async fn put_many(&self, ns: &str, items: &[PutItem]) -> Result<LoadReport> {
+        self.routed(|| self.put_many_once(ns, items)).await
+    }
+
+    async fn put_many_once(&self, ns: &str, items: &[PutItem]) -> Result<LoadReport> {
         let view = self.view();
         if view.w > view.r {
             // No key can reach W: refuse before sending anything.
             let ids = view.nodes.iter().map(|n| n.id.clone()).collect();
             return Err(Tally::new(ids, view.w).error());
         }
-        let placed = replicas_of(&view, items.par_iter().map(|i| i.key.as_ref()));
-        // Per node: the positions of the items it holds, in input order.
+        let placed = placed(items.par_iter().map(|i| i.key.as_ref()), |k| {
+            view.write_targets(k)
+        });
+        // Per node: the positions of the items it holds, in input order, with the
+        // node's place among each item's targets.
         let mut per_node: Vec<Vec<usize>> = vec![Vec::new(); view.nodes.len()];
-        for (pos, replicas) in placed.iter().enumerate() {
-            for &n in replicas {
+        let mut slot_of: Vec<Vec<u8>> = vec![Vec::new(); view.nodes.len()];
+        for (pos, targets) in placed.iter().enumerate() {
+            for (slot, &n) in targets.nodes.iter().enumerate() {
                 per_node[n].push(pos);
+                slot_of[n].push(slot as u8);
             }
         }
         // One version per item, taken now: a later call's writes sort after these.
@@ -87,11 +96,9 @@ impl Client {
         let chunk = self.cfg.batch_keys.max(1);
         let mut tallies: Vec<Tally> = placed
             .iter()
-            .map(|r| {
-                Tally::new(
-                    r.iter().map(|&n| view.nodes[n].id.clone()).collect(),
-                    view.w,
-                )
+            .map(|t| {
+                let names = t.nodes.iter().map(|&n| view.nodes[n].id.clone()).collect();
+                Tally::of(names, t)
             })
             .collect();
         // Keys not yet written nor out of reach of W, and each node's acknowledged keys.
@@ -111,16 +118,19 @@ impl Client {
                 Progress::Ended { node, failed } => (node, 0, failed),
             };
             let upto = (batches * chunk).min(per_node[n].len()).max(acked[n]);
-            for &p in &per_node[n][acked[n]..upto] {
-                settle(p, tallies[p].ack(), &mut open);
+            for (&p, &slot) in per_node[n][acked[n]..upto]
+                .iter()
+                .zip(&slot_of[n][acked[n]..upto])
+            {
+                settle(p, tallies[p].ack(slot as usize), &mut open);
             }
             acked[n] = upto;
             if let Some(f) = failed {
-                if is_rejection(f.code) {
-                    return Err(Error::Rejected(f));
+                if let Some(e) = refused(&f) {
+                    return Err(e);
                 }
-                for &p in &per_node[n][acked[n]..] {
-                    settle(p, tallies[p].fail(f.clone()), &mut open);
+                for (&p, &slot) in per_node[n][acked[n]..].iter().zip(&slot_of[n][acked[n]..]) {
+                    settle(p, tallies[p].fail(slot as usize, f.clone()), &mut open);
                 }
             }
         }

@@ -11,7 +11,10 @@ use tonic::service::Interceptor;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Status};
 
-/// Adds `authorization: Bearer <token>` when a token is set.
+use crate::layout::{EPOCH_HEADER, PEER_EPOCH};
+
+/// Adds `authorization: Bearer <token>` when a token is set, and marks the call as a
+/// node's own (no layout epoch refuses it).
 #[derive(Clone)]
 pub struct Bearer(Option<MetadataValue<Ascii>>);
 
@@ -20,6 +23,8 @@ impl Interceptor for Bearer {
         if let Some(v) = &self.0 {
             req.metadata_mut().insert("authorization", v.clone());
         }
+        req.metadata_mut()
+            .insert(EPOCH_HEADER, MetadataValue::from_static(PEER_EPOCH));
         Ok(req)
     }
 }

@@ -48,6 +48,8 @@ pub struct SyncOptions {
     pub token: Option<String>,
     /// Time between rounds of handing hints over to their owners; zero turns it off.
     pub hint_interval: Duration,
+    /// Records a layout transition's handoff sends per second, at most; 0: no limit.
+    pub handoff_rate: u64,
 }
 
 impl Default for SyncOptions {
@@ -60,6 +62,7 @@ impl Default for SyncOptions {
             tls: None,
             token: None,
             hint_interval: Duration::from_secs(1),
+            handoff_rate: 50_000,
         }
     }
 }

@@ -3,16 +3,19 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use dstash_cluster::{Member, Placement};
 use dstash_proto::v1::StatusRequest;
+use dstash_storage::Store;
 use tonic::Status;
 
 use super::dial::Dialer;
 use super::metrics::SyncMetrics;
 use super::session::Session;
 use super::{Peer, SyncOptions, Tally};
+use crate::layout::handoff::pace;
+use crate::layout::LayoutCell;
 use crate::slot::StoreSlot;
 
 pub struct Syncer {
@@ -21,6 +24,7 @@ pub struct Syncer {
     dialer: Dialer,
     slot: StoreSlot,
     pub metrics: Arc<SyncMetrics>,
+    layout: Arc<LayoutCell>,
 }
 
 /// How one pass runs.
@@ -40,6 +44,7 @@ impl Syncer {
         slot: StoreSlot,
         metrics: Arc<SyncMetrics>,
         max_message_bytes: usize,
+        layout: Arc<LayoutCell>,
     ) -> Result<Self, String> {
         let dialer = Dialer::new(opts.tls.clone(), opts.token.as_deref(), max_message_bytes)?;
         Ok(Self {
@@ -48,7 +53,53 @@ impl Syncer {
             dialer,
             slot,
             metrics,
+            layout,
         })
+    }
+
+    pub(crate) fn dialer(&self) -> &Dialer {
+        &self.dialer
+    }
+
+    pub(crate) fn slot(&self) -> &StoreSlot {
+        &self.slot
+    }
+
+    /// A session of `ns` against the peer at `addr`, with the store's clock and grace.
+    pub(crate) fn session(
+        &self,
+        store: &Arc<Store>,
+        addr: &str,
+        ns: &str,
+    ) -> Result<Session, Status> {
+        Ok(Session {
+            store: store.clone(),
+            remote: self.dialer.remote(addr)?,
+            ns: ns.to_string(),
+            now: store.options().clock.now_secs(),
+            grace: store.options().tombstone_grace_secs,
+            tally: Tally::default(),
+        })
+    }
+
+    /// The members and copies of each key anti-entropy runs over: the layout's when the
+    /// node has one (None while a transition runs: its streaming moves the data), else
+    /// `--peers` and `--replicas`.
+    pub fn members_now(&self) -> Option<(Vec<Peer>, usize)> {
+        match self.layout.current() {
+            Some(l) if l.stage != dstash_cluster::Stage::Stable => None,
+            Some(l) => Some((
+                l.members
+                    .iter()
+                    .map(|m| Peer {
+                        id: m.id.clone(),
+                        addr: m.addr.clone(),
+                    })
+                    .collect(),
+                l.replicas as usize,
+            )),
+            None => Some((self.opts.peers.borrow().clone(), self.opts.replicas)),
+        }
     }
 
     /// One pass as planned, reporting the running tally after every session.
@@ -108,18 +159,10 @@ impl Syncer {
         tally.partitions_total =
             (work.iter().map(|(_, p)| p.len()).sum::<usize>() * namespaces.len()) as u64;
         progress(tally);
-        let grace = store.options().tombstone_grace_secs;
         let started = Instant::now();
         for (peer, parts) in &work {
             for ns in &namespaces {
-                let mut s = Session {
-                    store: store.clone(),
-                    remote: self.dialer.remote(&peer.addr)?,
-                    ns: ns.clone(),
-                    now: store.options().clock.now_secs(),
-                    grace,
-                    tally: Tally::default(),
-                };
+                let mut s = self.session(&store, &peer.addr, ns)?;
                 if let Err(e) = s.run(parts).await {
                     self.fail(&mut s.tally, peer, &e);
                     s.tally.partitions_done = parts.len() as u64;
@@ -156,16 +199,17 @@ impl Syncer {
         if self.opts.interval.is_zero() {
             return;
         }
-        let mut peers = self.opts.peers.clone();
         loop {
             tokio::time::sleep(self.opts.interval).await;
-            let members = peers.borrow_and_update().clone();
+            let Some((members, replicas)) = self.members_now() else {
+                continue;
+            };
             if members.len() < 2 || self.slot.get().is_err() {
                 continue;
             }
             let plan = PassPlan {
                 members,
-                replicas: self.opts.replicas,
+                replicas,
                 higher_peers_only: false,
                 keys_per_sec: self.opts.keys_per_sec,
             };
@@ -178,16 +222,5 @@ impl Syncer {
                 "anti-entropy pass"
             );
         }
-    }
-}
-
-/// Sleeps as long as needed to keep `moved` records at no more than `per_sec`.
-async fn pace(started: Instant, moved: u64, per_sec: u64) {
-    if per_sec == 0 {
-        return;
-    }
-    let due = Duration::from_secs_f64(moved as f64 / per_sec as f64);
-    if let Some(wait) = due.checked_sub(started.elapsed()) {
-        tokio::time::sleep(wait).await;
     }
 }

@@ -59,16 +59,18 @@ pub async fn repair(
     r: RepairRequest,
 ) -> Result<Response<Answers<RepairProgress>>, Status> {
     let syncer = syncer.ok_or_else(|| Status::unimplemented("this node runs no anti-entropy"))?;
-    let members: Vec<Peer> = if r.members.is_empty() {
-        syncer.opts.peers.borrow().clone()
+    let (members, own_replicas) = if r.members.is_empty() {
+        syncer.members_now().ok_or_else(|| {
+            Status::failed_precondition(
+                "a layout transition is running; its handoff moves the data (dstash layout show)",
+            )
+        })?
     } else {
-        r.members
-            .into_iter()
-            .map(|m| Peer {
-                id: m.id,
-                addr: m.address,
-            })
-            .collect()
+        let given = r.members.into_iter().map(|m| Peer {
+            id: m.id,
+            addr: m.address,
+        });
+        (given.collect(), syncer.opts.replicas)
     };
     if members.is_empty() {
         return Err(Status::failed_precondition(
@@ -78,7 +80,7 @@ pub async fn repair(
     let plan = PassPlan {
         members,
         replicas: match r.replicas {
-            0 => syncer.opts.replicas,
+            0 => own_replicas,
             n => n as usize,
         },
         higher_peers_only: r.higher_peers_only,

@@ -1,0 +1,129 @@
+//! What an operator asks of the layout: each node's state, and changes, which go to
+//! the layout's driver.
+
+use dstash_cluster::{Layout, LayoutMember, Stage};
+use dstash_proto::v1::{ChangeLayoutRequest, GetLayoutRequest, LayoutNode, LayoutState};
+use tonic::Status;
+
+use crate::client::{failure, Client};
+use crate::error::{Error, Result};
+
+/// One node's answer to `GetLayout`.
+pub struct NodeLayout {
+    pub id: String,
+    pub addr: String,
+    pub state: std::result::Result<LayoutState, Status>,
+}
+
+/// A change of the member set.
+pub enum LayoutChange {
+    /// Move to these members.
+    Apply(Vec<LayoutMember>),
+    /// Return to the members the running transition started from.
+    Abort,
+}
+
+fn node_of(m: &LayoutMember) -> LayoutNode {
+    LayoutNode {
+        id: m.id.clone(),
+        address: m.addr.clone(),
+        weight: m.weight,
+        zone: m.zone.clone(),
+    }
+}
+
+impl Client {
+    /// Every known node's layout state, the layout's nodes included.
+    pub async fn layout_states(&self) -> Vec<NodeLayout> {
+        let _ = self.refresh_layout().await;
+        let view = self.view();
+        let asks = view.nodes.iter().map(|n| {
+            let mut rpc = n.conn.rpc(0);
+            let wait = self.cfg.timeout;
+            async move {
+                let state = tokio::time::timeout(wait, rpc.get_layout(GetLayoutRequest {}))
+                    .await
+                    .unwrap_or_else(|_| Err(Status::deadline_exceeded("no answer")))
+                    .map(tonic::Response::into_inner);
+                NodeLayout {
+                    id: n.id.clone(),
+                    addr: n.addr.clone(),
+                    state,
+                }
+            }
+        });
+        futures_util::future::join_all(asks).await
+    }
+
+    /// Asks the layout's driver for `change`; returns the layout it installed. A
+    /// cluster with no layout yet starts from the nodes this client was given, with
+    /// its R.
+    pub async fn change_layout(&self, change: LayoutChange) -> Result<Layout> {
+        self.refresh_layout().await?;
+        let view = self.view();
+        let (members, abort) = match &change {
+            LayoutChange::Apply(m) => (m.iter().map(node_of).collect(), false),
+            LayoutChange::Abort => (Vec::new(), true),
+        };
+        let mut req = ChangeLayoutRequest {
+            expect_epoch: view.epoch(),
+            members,
+            abort,
+            initial: Vec::new(),
+            replicas: 0,
+        };
+        let driver = match &view.layout {
+            Some(l) => l.driver().to_string(),
+            None if abort => {
+                return Err(Error::Config(
+                    "the cluster has no layout: nothing to abort".into(),
+                ))
+            }
+            None => {
+                req.initial = view
+                    .nodes
+                    .iter()
+                    .map(|n| LayoutNode {
+                        id: n.id.clone(),
+                        address: n.addr.clone(),
+                        weight: 1.0,
+                        zone: String::new(),
+                    })
+                    .collect();
+                req.replicas = view.r as u32;
+                view.nodes
+                    .iter()
+                    .map(|n| n.id.clone())
+                    .min()
+                    .unwrap_or_default()
+            }
+        };
+        let node = view.nodes.iter().find(|n| n.id == driver).ok_or_else(|| {
+            Error::Config(format!(
+                "the layout's driver {driver} is not among the nodes"
+            ))
+        })?;
+        let mut rpc = node.conn.rpc(0);
+        let state = tokio::time::timeout(self.cfg.timeout, rpc.change_layout(req))
+            .await
+            .unwrap_or_else(|_| Err(Status::deadline_exceeded("no answer")))
+            .map_err(|s| Error::Rejected(failure(node, &s)))?
+            .into_inner();
+        let layout = Layout::decode(&state.layout).map_err(|e| {
+            Error::Config(format!(
+                "the driver answered a layout that does not decode: {e}"
+            ))
+        })?;
+        let installed = std::sync::Arc::new(layout.clone());
+        self.route_by(installed)?;
+        Ok(layout)
+    }
+
+    /// True once the cluster's layout is stable at an epoch after `epoch`.
+    pub async fn layout_settled_after(&self, epoch: u64) -> Result<bool> {
+        self.refresh_layout().await?;
+        Ok(self
+            .layout()
+            .is_some_and(|l| l.epoch > epoch && l.stage == Stage::Stable))
+    }
+}

@@ -1,0 +1,146 @@
+//! The streaming stage, as an old owner sees it: every partition this node owned whose
+//! new owners include nodes that did not is compared with each of them, namespace by
+//! namespace, by anti-entropy's digests, and what they lack is pushed (what they hold
+//! newer, from the double writes, is pulled). Every old owner does this, so a write
+//! any W of them acknowledged reaches the new owners.
+//!
+//! Partitions go in groups of [`GROUP`]; after each group the cursor is stored, so a
+//! restart resumes at the next group. A group that fails is tried again after a pause,
+//! for as long as the stage lasts. Records move at most `rate` per second.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dstash_cluster::layout::Move;
+use dstash_cluster::{Layout, Stage};
+use dstash_proto::v1::RepairProgress;
+use tonic::Status;
+
+use super::cursor::Cursor;
+use super::LayoutCell;
+use crate::sync::Syncer;
+
+/// Partitions sent between two stores of the cursor.
+pub const GROUP: usize = 16;
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+pub struct Handoff {
+    pub me: String,
+    pub cell: Arc<LayoutCell>,
+    pub syncer: Arc<Syncer>,
+    /// Records pushed or pulled per second, at most; 0: no limit.
+    pub rate: u64,
+    /// Where the cursor is kept; None: not kept.
+    pub cursor: Option<PathBuf>,
+}
+
+impl Handoff {
+    /// Sends each streaming stage this node installs, until the task is dropped.
+    pub async fn run(self) {
+        let mut rx = self.cell.subscribe();
+        loop {
+            let current = rx.borrow_and_update().clone();
+            if let Some(l) = current.filter(|l| l.stage == Stage::Streaming) {
+                tokio::select! {
+                    _ = self.send(&l) => {}
+                    _ = rx.changed() => continue,
+                }
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn send(&self, l: &Layout) {
+        let moves = l.moves_from(&self.me);
+        let mut cursor = Cursor::load(self.cursor.clone(), l.epoch);
+        let mut progress = RepairProgress {
+            partitions_total: moves.len() as u64,
+            ..RepairProgress::default()
+        };
+        let started = Instant::now();
+        for group in moves.chunks(GROUP) {
+            let left: Vec<&Move> = group
+                .iter()
+                .filter(|m| !cursor.is_sent(m.partition))
+                .collect();
+            while !left.is_empty() {
+                match self.send_group(l, &left, &mut progress, started).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        progress.failed += 1;
+                        progress.error = e.message().to_string();
+                        self.cell.set_handoff(
+                            l.epoch,
+                            progress.clone(),
+                            started.elapsed().as_secs_f64(),
+                        );
+                        tracing::warn!(epoch = l.epoch, "handoff: {}; retrying", e.message());
+                        tokio::time::sleep(RETRY_AFTER).await;
+                    }
+                }
+            }
+            let parts: Vec<u32> = group.iter().map(|m| m.partition).collect();
+            if let Err(e) = cursor.mark(&parts) {
+                tracing::warn!("handoff: cannot store the cursor ({e}); a restart resends");
+            }
+            progress.partitions_done += group.len() as u64;
+            self.cell
+                .set_handoff(l.epoch, progress.clone(), started.elapsed().as_secs_f64());
+        }
+        progress.done = true;
+        self.cell
+            .set_handoff(l.epoch, progress, started.elapsed().as_secs_f64());
+        self.cell.mark_done(l.epoch);
+        tracing::info!(epoch = l.epoch, partitions = moves.len(), took = ?started.elapsed(), "handoff sent");
+    }
+
+    /// Every namespace of `group`'s partitions to each node that gains some of them.
+    async fn send_group(
+        &self,
+        l: &Layout,
+        group: &[&Move],
+        progress: &mut RepairProgress,
+        started: Instant,
+    ) -> Result<(), Status> {
+        let store = self.syncer.slot().get()?;
+        let mut to: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+        for m in group {
+            for id in &m.to {
+                to.entry(id.as_str()).or_default().push(m.partition);
+            }
+        }
+        for (id, parts) in to {
+            let addr = l
+                .member(id)
+                .map(|m| m.addr.clone())
+                .ok_or_else(|| Status::internal(format!("node {id} is not in the layout")))?;
+            for ns in store.namespaces() {
+                let mut s = self.syncer.session(&store, &addr, &ns)?;
+                let ran = s.run(&parts).await;
+                s.tally.partitions_done = 0;
+                progress.add(&s.tally);
+                self.syncer.metrics.record(&s.tally);
+                ran.map_err(|e| {
+                    Status::new(e.code(), format!("{id} ({addr}), {ns}: {}", e.message()))
+                })?;
+                pace(started, progress.pushed + progress.pulled, self.rate).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sleeps as long as needed to keep `moved` records at no more than `per_sec`.
+pub async fn pace(started: Instant, moved: u64, per_sec: u64) {
+    if per_sec == 0 {
+        return;
+    }
+    let due = Duration::from_secs_f64(moved as f64 / per_sec as f64);
+    if let Some(wait) = due.checked_sub(started.elapsed()) {
+        tokio::time::sleep(wait).await;
+    }
+}
