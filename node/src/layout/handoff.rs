@@ -57,39 +57,34 @@ impl Handoff {
     async fn send(&self, l: &Layout) {
         let moves = l.moves_from(&self.me);
         let mut cursor = Cursor::load(self.cursor.clone(), l.epoch);
+        let sent_before = moves.iter().filter(|m| cursor.is_sent(m.partition)).count();
         let mut progress = RepairProgress {
             partitions_total: moves.len() as u64,
+            partitions_done: sent_before as u64,
             ..RepairProgress::default()
         };
         let started = Instant::now();
+        let report = |p: &RepairProgress| {
+            self.cell
+                .set_handoff(l.epoch, p.clone(), started.elapsed().as_secs_f64())
+        };
+        report(&progress);
         for group in moves.chunks(GROUP) {
-            let left: Vec<&Move> = group
-                .iter()
-                .filter(|m| !cursor.is_sent(m.partition))
-                .collect();
-            while !left.is_empty() {
-                match self.send_group(l, &left, &mut progress, started).await {
-                    Ok(()) => break,
-                    Err(e) => {
-                        progress.failed += 1;
-                        progress.error = e.message().to_string();
-                        self.cell.set_handoff(
-                            l.epoch,
-                            progress.clone(),
-                            started.elapsed().as_secs_f64(),
-                        );
-                        tracing::warn!(epoch = l.epoch, "handoff: {}; retrying", e.message());
-                        tokio::time::sleep(RETRY_AFTER).await;
-                    }
-                }
+            // Groups are sent and recorded whole, so a group is sent or it is not.
+            if group.iter().all(|m| cursor.is_sent(m.partition)) {
+                continue;
+            }
+            while let Err(e) = self.send_group(l, group, &mut progress, started).await {
+                progress.failed += 1;
+                progress.error = e.message().to_string();
+                report(&progress);
+                tracing::warn!(epoch = l.epoch, "handoff: {}; retrying", e.message());
+                tokio::time::sleep(RETRY_AFTER).await;
             }
             let parts: Vec<u32> = group.iter().map(|m| m.partition).collect();
-            if let Err(e) = cursor.mark(&parts) {
-                tracing::warn!("handoff: cannot store the cursor ({e}); a restart resends");
-            }
+            cursor = store(cursor, parts).await;
             progress.partitions_done += group.len() as u64;
-            self.cell
-                .set_handoff(l.epoch, progress.clone(), started.elapsed().as_secs_f64());
+            report(&progress);
         }
         progress.done = true;
         self.cell
@@ -102,7 +97,7 @@ impl Handoff {
     async fn send_group(
         &self,
         l: &Layout,
-        group: &[&Move],
+        group: &[Move],
         progress: &mut RepairProgress,
         started: Instant,
     ) -> Result<(), Status> {
@@ -131,6 +126,28 @@ impl Handoff {
             }
         }
         Ok(())
+    }
+}
+
+/// Marks `parts` sent and stores the cursor, off the async threads.
+async fn store(mut cursor: Cursor, parts: Vec<u32>) -> Cursor {
+    let stored = tokio::task::spawn_blocking(move || {
+        let r = cursor.mark(&parts);
+        (cursor, r)
+    })
+    .await;
+    match stored {
+        Ok((cursor, r)) => {
+            if let Err(e) = r {
+                tracing::warn!("handoff: cannot store the cursor ({e}); a restart compares again");
+            }
+            cursor
+        }
+        // The task panicked: the cursor is gone with it; a restart compares again.
+        Err(e) => {
+            tracing::warn!("handoff: the cursor task failed ({e})");
+            Cursor::load(None, 0)
+        }
     }
 }
 
