@@ -3,8 +3,12 @@
 //! --wait` to all five and then to the last two, while a writer and a reader run
 //! throughout. Every acknowledged write is recorded; at the end each reads back, each
 //! acknowledged delete stays deleted, and the two remaining nodes (R = 2) each hold
-//! every key. Anti-entropy is off: only the handoff can have moved data.
+//! every key. Anti-entropy is off: only the handoff can have moved data. Further
+//! cases: kill -9 of a sender and of the receiver mid-stream, a second apply and an
+//! abort, and writes acknowledged while an old owner was cut off by a proxy.
 
+#[path = "support/proxy.rs"]
+mod proxy;
 mod support;
 
 use std::collections::BTreeMap;
@@ -523,4 +527,63 @@ async fn a_second_apply_is_refused_and_an_abort_goes_back() {
             .collect();
         assert_eq!(lacking(&mut node.client().await, &keys).await, 0, "n{n}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_acknowledged_while_an_old_owner_was_cut_off_reaches_the_new_owners() {
+    const KEYS: u32 = 2000;
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    let nodes: Vec<NodeProcess> = (0..4).map(|i| start(dir.path(), &ports, i)).collect();
+    // The client reaches n1 through a proxy; the nodes reach each other directly.
+    let cut = proxy::Proxy::start(nodes[1].addr);
+    let first = format!(
+        "n0=127.0.0.1:{},n1={},n2=127.0.0.1:{}",
+        ports[0], cut.addr, ports[2]
+    );
+    let specs: Vec<NodeSpec> = first.split(',').map(|s| s.parse().unwrap()).collect();
+    let mut cfg = ClientConfig::new(specs);
+    cfg.write_quorum = Some(1);
+    let client = Client::connect(cfg).await.unwrap();
+    cut.set(proxy::Fault::Cut);
+    for i in 0..KEYS {
+        client
+            .put("ns", format!("k{i}").as_bytes(), b"v", 0)
+            .await
+            .unwrap();
+    }
+    let on_n1 = (0..KEYS)
+        .filter(|i| {
+            client
+                .view()
+                .replica_ids(format!("k{i}").as_bytes())
+                .contains(&"n1")
+        })
+        .count();
+    assert!(on_n1 > KEYS as usize / 3, "n1 owns its share");
+    cut.set(proxy::Fault::Pass);
+    // n1 holds none of its share: a handoff that took each key from one old owner
+    // would lose the ones it took from n1.
+    let mut n1 = nodes[1].client().await;
+    let all: Vec<String> = (0..KEYS).map(|i| format!("k{i}")).collect();
+    assert_eq!(
+        lacking(&mut n1, &all).await,
+        KEYS as usize,
+        "n1 was cut off"
+    );
+    apply(&first, &list(&ports, &[0, 1, 2, 3]));
+    client.refresh_layout().await.unwrap();
+    let placement = client.layout().unwrap().placement();
+    let gained: Vec<String> = all
+        .iter()
+        .filter(|k| placement.replica_ids(k.as_bytes(), 2).contains(&"n3"))
+        .cloned()
+        .collect();
+    assert!(!gained.is_empty());
+    let mut n3 = nodes[3].client().await;
+    assert_eq!(
+        lacking(&mut n3, &gained).await,
+        0,
+        "n3 lacks writes acknowledged without n1"
+    );
 }

@@ -352,6 +352,12 @@ pub fn child_serve_node(mut args: impl Iterator<Item = String>) -> Result<(), St
                     .ok_or("--retention needs seconds")?;
             }
             "--no-fsync" => opts.store.sync = dstash_storage::SyncMode::Never,
+            "--handoff-rate" => {
+                opts.sync.handoff_rate = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or("--handoff-rate needs records per second")?;
+            }
             "--id" => opts.service.node_id = args.next().ok_or("--id needs a node id")?,
             other => return Err(format!("serve-node: unknown flag {other}")),
         }

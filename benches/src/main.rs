@@ -35,6 +35,7 @@ mod echo;
 mod engine;
 mod engines;
 mod flags;
+mod handoff;
 mod hist;
 mod kill;
 mod latency;
@@ -72,6 +73,8 @@ enum Section {
     Repair(repair::Args),
     /// Read latency with one of 3 nodes healthy, slow or frozen.
     SlowNode(slow::Args),
+    /// A layout change under load: handoff speed, and latency against steady.
+    Handoff(handoff::Args),
     /// Many concurrent streams against one node, checked answer by answer.
     Soak(soak::Args),
     /// One node in a memory cgroup far smaller than its data.
@@ -110,6 +113,7 @@ fn main() {
         Section::Cluster(a) => cluster::run(a),
         Section::Repair(a) => repair::run(a),
         Section::SlowNode(a) => slow::run(a),
+        Section::Handoff(a) => handoff::run(a),
         Section::Soak(a) => soak::run(a),
         Section::LargerThanRam(a) => bigger::run(a),
         Section::Counts(a) => counts::run(a),
