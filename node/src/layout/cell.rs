@@ -276,7 +276,18 @@ mod tests {
         // epoch is refused.
         assert!(!cell.install(first.clone(), None).await.unwrap());
         assert!(cell.install(next.advance(), Some(1)).await.is_err());
-        assert!(!cell.state("a").stage_done || cell.current().unwrap().stage != Stage::Streaming);
+        // Installing is a stage's whole part, except streaming's.
+        assert!(cell.state("a").stage_done);
+        let streaming = next.advance();
+        assert!(cell.install(streaming.clone(), Some(2)).await.unwrap());
+        assert!(!cell.state("a").stage_done);
+        cell.mark_done(2);
+        assert!(
+            !cell.state("a").stage_done,
+            "an older epoch's part changes nothing"
+        );
+        cell.mark_done(streaming.epoch);
+        assert!(cell.state("a").stage_done);
     }
 
     #[tokio::test]

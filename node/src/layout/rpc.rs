@@ -45,7 +45,9 @@ pub async fn change(
     r: ChangeLayoutRequest,
 ) -> Result<LayoutState, Status> {
     let members: Vec<LayoutMember> = r.members.iter().map(member_of).collect();
-    let next = match cell.current() {
+    let current = cell.current();
+    let based_on = current.as_ref().map_or(0, |l| l.epoch);
+    let next = match current {
         None => {
             if r.initial.is_empty() {
                 return Err(Status::failed_precondition(
@@ -78,8 +80,12 @@ pub async fn change(
             .map_err(|e| Status::failed_precondition(e.0))?
         }
     };
-    let expect = cell.epoch();
-    cell.install(next, Some(expect)).await?;
+    // Installed only if the layout is still the one the change was made from.
+    if !cell.install(next, Some(based_on)).await? {
+        return Err(Status::failed_precondition(
+            "another change came first; show the layout and try again",
+        ));
+    }
     Ok(cell.state(me))
 }
 
@@ -92,4 +98,60 @@ fn check_driver(l: &Layout, me: &str) -> Result<(), Status> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodes(ids: &[&str]) -> Vec<LayoutNode> {
+        ids.iter()
+            .map(|id| LayoutNode {
+                id: id.to_string(),
+                address: format!("{id}:1"),
+                weight: 0.0,
+                zone: String::new(),
+            })
+            .collect()
+    }
+
+    fn apply(expect: u64, to: &[&str]) -> ChangeLayoutRequest {
+        ChangeLayoutRequest {
+            expect_epoch: expect,
+            members: nodes(to),
+            abort: false,
+            initial: Vec::new(),
+            replicas: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_driver_changes_a_layout_and_only_from_the_epoch_seen() {
+        let cell = LayoutCell::in_memory();
+        let e = change(&cell, "a", apply(0, &["a", "b", "c"]))
+            .await
+            .unwrap_err();
+        assert!(e.message().contains("no layout yet"), "{}", e.message());
+        let mut first = apply(0, &["a", "b", "c"]);
+        first.initial = nodes(&["b", "a"]);
+        let e = change(&cell, "b", first.clone()).await.unwrap_err();
+        assert!(e.message().contains("driver, node a"), "{}", e.message());
+        let s = change(&cell, "a", first).await.unwrap();
+        let l = Layout::decode(&s.layout).unwrap();
+        assert_eq!(
+            (l.epoch, l.stage, l.replicas),
+            (2, dstash_cluster::Stage::WriteBoth, 2)
+        );
+        assert_eq!(l.previous.len(), 2);
+        assert_eq!(l.members[0].weight, 1.0, "weight 0 on the wire is 1");
+        let e = change(&cell, "a", apply(1, &["a"])).await.unwrap_err();
+        assert!(e.message().contains("at epoch 2, not 1"), "{}", e.message());
+        let e = change(&cell, "a", apply(2, &["a"])).await.unwrap_err();
+        assert!(e.message().contains("in progress"), "{}", e.message());
+        let mut abort = apply(2, &[]);
+        abort.abort = true;
+        let s = change(&cell, "a", abort).await.unwrap();
+        let l = Layout::decode(&s.layout).unwrap();
+        assert_eq!((l.epoch, l.members.len()), (3, 2), "back to a and b");
+    }
 }

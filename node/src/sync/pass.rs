@@ -204,7 +204,9 @@ impl Syncer {
             let Some((members, replicas)) = self.members_now() else {
                 continue;
             };
-            if members.len() < 2 || self.slot.get().is_err() {
+            // A node the layout released has no co-replicas.
+            let member = members.iter().any(|m| m.id == self.self_id);
+            if members.len() < 2 || !member || self.slot.get().is_err() {
                 continue;
             }
             let plan = PassPlan {
