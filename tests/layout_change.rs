@@ -587,3 +587,62 @@ async fn a_write_acknowledged_while_an_old_owner_was_cut_off_reaches_the_new_own
         "n3 lacks writes acknowledged without n1"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_back_with_an_empty_disk_learns_the_layout_and_repair_refills_it() {
+    const KEYS: u32 = 3000;
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let three = list(&ports, &[0, 1, 2]);
+    let peers = ["--peers", three.as_str()];
+    let mut nodes: Vec<Option<NodeProcess>> = (0..3)
+        .map(|i| Some(start_with(dir.path(), &ports, i, &peers)))
+        .collect();
+    let specs: Vec<NodeSpec> = three.split(',').map(|s| s.parse().unwrap()).collect();
+    let client = Client::connect(ClientConfig::new(specs)).await.unwrap();
+    let items: Vec<_> = (0..KEYS)
+        .map(|i| dstash_client::PutItem {
+            key: format!("k{i}").into_bytes().into(),
+            value: format!("v{i}").into_bytes().into(),
+            ttl_seconds: 0,
+        })
+        .collect();
+    assert_eq!(
+        client.put_many("ns", &items).await.unwrap().written,
+        KEYS as u64
+    );
+    // The same three nodes, now as a layout.
+    apply(&three, &three);
+    client.refresh_layout().await.unwrap();
+    let epoch = client.layout().unwrap().epoch;
+
+    nodes[1].take().unwrap().kill9();
+    std::fs::remove_dir_all(dir.path().join("n1")).unwrap();
+    nodes[1] = Some(start_with(dir.path(), &ports, 1, &peers));
+    let mut n1 = nodes[1].as_ref().unwrap().client().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let s = n1
+            .get_layout(dstash_proto::v1::GetLayoutRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        if s.epoch == epoch {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "n1 never learnt the layout"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (code, out, err) = run_with(&["--nodes", &three, "repair"], b"", &[]);
+    assert_eq!(code, 0, "{} {err}", String::from_utf8_lossy(&out));
+    let placement = client.layout().unwrap().placement();
+    let owned: Vec<String> = (0..KEYS)
+        .map(|i| format!("k{i}"))
+        .filter(|k| placement.replica_ids(k.as_bytes(), 2).contains(&"n1"))
+        .collect();
+    assert!(!owned.is_empty());
+    assert_eq!(lacking(&mut n1, &owned).await, 0, "repair refilled n1");
+}

@@ -6,7 +6,9 @@
 //! (for streaming: sent all it must; for the other stages, installing is the part,
 //! since the fence drains requests routed by older epochs), it installs the next
 //! stage and sends that. Every node also asks the others for their layout now and then
-//! and installs a later one, so a node that was down when one was sent catches up.
+//! and installs a later one, so a node that was down when one was sent catches up; a
+//! node with no layout (a new one, or one back with an empty disk) asks its peers
+//! (`--peers` or Consul).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,13 +37,27 @@ impl Driver {
         let mut caught_up = Instant::now();
         loop {
             tokio::time::sleep(TICK).await;
-            let Some(l) = self.cell.current() else {
-                continue;
-            };
+            let current = self.cell.current();
             if caught_up.elapsed() >= CATCH_UP_EVERY {
-                self.catch_up(&l).await;
+                let (epoch, ask): (u64, Vec<(String, String)>) = match &current {
+                    Some(l) => {
+                        let named = l.union().into_iter();
+                        (
+                            l.epoch,
+                            named.map(|m| (m.id.clone(), m.addr.clone())).collect(),
+                        )
+                    }
+                    None => {
+                        let peers = self.syncer.opts.peers.borrow().clone();
+                        (0, peers.into_iter().map(|p| (p.id, p.addr)).collect())
+                    }
+                };
+                self.catch_up(epoch, &ask).await;
                 caught_up = Instant::now();
             }
+            let Some(l) = current else {
+                continue;
+            };
             if l.stage != Stage::Stable && l.driver() == self.me {
                 self.step(&l).await;
             }
@@ -122,22 +138,25 @@ impl Driver {
         join_all(calls).await
     }
 
-    /// Installs any later layout another node it knows of holds.
-    async fn catch_up(&self, l: &Layout) {
-        let calls = l.union().into_iter().filter(|m| m.id != self.me).map(|m| {
-            let remote = self.syncer.dialer().remote(&m.addr);
-            async move {
-                let mut r = remote.ok()?;
-                let s = tokio::time::timeout(CALL, r.get_layout(GetLayoutRequest {}))
-                    .await
-                    .ok()?
-                    .ok()?
-                    .into_inner();
-                (s.node_id == m.id && s.epoch > l.epoch)
-                    .then(|| Layout::decode(&s.layout).ok())
-                    .flatten()
-            }
-        });
+    /// Installs any layout later than `epoch` that one of `ask` (id, address) holds.
+    async fn catch_up(&self, epoch: u64, ask: &[(String, String)]) {
+        let calls = ask
+            .iter()
+            .filter(|(id, _)| *id != self.me)
+            .map(|(id, addr)| {
+                let remote = self.syncer.dialer().remote(addr);
+                async move {
+                    let mut r = remote.ok()?;
+                    let s = tokio::time::timeout(CALL, r.get_layout(GetLayoutRequest {}))
+                        .await
+                        .ok()?
+                        .ok()?
+                        .into_inner();
+                    (s.node_id == *id && s.epoch > epoch)
+                        .then(|| Layout::decode(&s.layout).ok())
+                        .flatten()
+                }
+            });
         let newest = join_all(calls)
             .await
             .into_iter()
