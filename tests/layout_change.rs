@@ -60,6 +60,26 @@ fn start_with(dir: &std::path::Path, ports: &[u16], i: usize, extra: &[&str]) ->
     spawn_node(&args)
 }
 
+async fn connect(nodes: &str) -> Client {
+    let specs: Vec<NodeSpec> = nodes.split(',').map(|s| s.parse().unwrap()).collect();
+    Client::connect(ClientConfig::new(specs)).await.unwrap()
+}
+
+/// Writes `{key}{i}` = `{value}{i}` for i below `n`, in batches, every key acknowledged.
+async fn preload(c: &Client, key: &str, value: &str, n: u32) {
+    let items: Vec<_> = (0..n)
+        .map(|i| dstash_client::PutItem {
+            key: format!("{key}{i}").into_bytes().into(),
+            value: format!("{value}{i}").into_bytes().into(),
+            ttl_seconds: 0,
+        })
+        .collect();
+    for chunk in items.chunks(5000) {
+        let report = c.put_many("ns", chunk).await.unwrap();
+        assert_eq!(report.written, chunk.len() as u64);
+    }
+}
+
 /// What the writer had acknowledged: key -> Some(value) or None (deleted).
 type Acked = Arc<Mutex<BTreeMap<String, Option<String>>>>;
 
@@ -207,17 +227,8 @@ async fn three_to_five_to_two_loses_nothing() {
     let ports: Vec<u16> = (0..NODES).map(|_| free_port()).collect();
     let nodes: Vec<NodeProcess> = (0..NODES).map(|i| start(dir.path(), &ports, i)).collect();
     let first = list(&ports, &[0, 1, 2]);
-    let specs: Vec<NodeSpec> = first.split(',').map(|s| s.parse().unwrap()).collect();
-    let client = Client::connect(ClientConfig::new(specs)).await.unwrap();
-    let items: Vec<_> = (0..PRELOAD)
-        .map(|i| dstash_client::PutItem {
-            key: format!("pre-{i}").into_bytes().into(),
-            value: format!("p{i}").into_bytes().into(),
-            ttl_seconds: 0,
-        })
-        .collect();
-    let report = client.put_many("ns", &items).await.unwrap();
-    assert_eq!(report.written, PRELOAD as u64);
+    let client = connect(&first).await;
+    preload(&client, "pre-", "p", PRELOAD).await;
     assert!(client.layout().is_none(), "no layout yet");
 
     let (l, tasks) = load(&client);
@@ -317,21 +328,8 @@ async fn a_killed_sender_and_a_killed_receiver_resume_and_complete() {
         .map(|i| Some(start_with(dir.path(), &ports, i, &slow)))
         .collect();
     let first = list(&ports, &[0, 1, 2]);
-    let specs: Vec<NodeSpec> = first.split(',').map(|s| s.parse().unwrap()).collect();
-    let client = Client::connect(ClientConfig::new(specs)).await.unwrap();
-    let items: Vec<_> = (0..KEYS)
-        .map(|i| dstash_client::PutItem {
-            key: format!("k{i}").into_bytes().into(),
-            value: format!("v{i}").into_bytes().into(),
-            ttl_seconds: 0,
-        })
-        .collect();
-    for chunk in items.chunks(5000) {
-        assert_eq!(
-            client.put_many("ns", chunk).await.unwrap().written,
-            chunk.len() as u64
-        );
-    }
+    let client = connect(&first).await;
+    preload(&client, "k", "v", KEYS).await;
     // A client that connected before the move, and routes by no layout.
     let stale = client.clone();
     let (code, out, err) = run_with(
@@ -454,19 +452,8 @@ async fn a_second_apply_is_refused_and_an_abort_goes_back() {
         .map(|i| start_with(dir.path(), &ports, i, &slow))
         .collect();
     let first = list(&ports, &[0, 1, 2]);
-    let specs: Vec<NodeSpec> = first.split(',').map(|s| s.parse().unwrap()).collect();
-    let client = Client::connect(ClientConfig::new(specs)).await.unwrap();
-    let items: Vec<_> = (0..KEYS)
-        .map(|i| dstash_client::PutItem {
-            key: format!("k{i}").into_bytes().into(),
-            value: format!("v{i}").into_bytes().into(),
-            ttl_seconds: 0,
-        })
-        .collect();
-    assert_eq!(
-        client.put_many("ns", &items).await.unwrap().written,
-        KEYS as u64
-    );
+    let client = connect(&first).await;
+    preload(&client, "k", "v", KEYS).await;
     let four = list(&ports, &[0, 1, 2, 3]);
     let (code, _, err) = run_with(
         &["--nodes", &first, "layout", "apply", "--nodes", &four],
@@ -598,19 +585,8 @@ async fn a_node_back_with_an_empty_disk_learns_the_layout_and_repair_refills_it(
     let mut nodes: Vec<Option<NodeProcess>> = (0..3)
         .map(|i| Some(start_with(dir.path(), &ports, i, &peers)))
         .collect();
-    let specs: Vec<NodeSpec> = three.split(',').map(|s| s.parse().unwrap()).collect();
-    let client = Client::connect(ClientConfig::new(specs)).await.unwrap();
-    let items: Vec<_> = (0..KEYS)
-        .map(|i| dstash_client::PutItem {
-            key: format!("k{i}").into_bytes().into(),
-            value: format!("v{i}").into_bytes().into(),
-            ttl_seconds: 0,
-        })
-        .collect();
-    assert_eq!(
-        client.put_many("ns", &items).await.unwrap().written,
-        KEYS as u64
-    );
+    let client = connect(&three).await;
+    preload(&client, "k", "v", KEYS).await;
     // The same three nodes, now as a layout.
     apply(&three, &three);
     client.refresh_layout().await.unwrap();

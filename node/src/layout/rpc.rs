@@ -18,15 +18,6 @@ pub fn member_of(n: &LayoutNode) -> LayoutMember {
     }
 }
 
-pub fn node_of(m: &LayoutMember) -> LayoutNode {
-    LayoutNode {
-        id: m.id.clone(),
-        address: m.addr.clone(),
-        weight: m.weight,
-        zone: m.zone.clone(),
-    }
-}
-
 fn invalid(e: dstash_cluster::LayoutError) -> Status {
     Status::invalid_argument(e.0)
 }
