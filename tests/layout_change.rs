@@ -55,6 +55,8 @@ fn start_with(dir: &std::path::Path, ports: &[u16], i: usize, extra: &[&str]) ->
         "2",
         "--anti-entropy-interval",
         "0",
+        "--metrics-listen",
+        "127.0.0.1:0",
     ];
     args.extend_from_slice(extra);
     spawn_node(&args)
@@ -397,6 +399,16 @@ async fn a_killed_sender_and_a_killed_receiver_resume_and_complete() {
     eprintln!(
         "n1 sent {before} keys ({done_before} partitions) before its kill -9 and {after} after, of {moving} it had to"
     );
+    // The handoff's metrics say the same.
+    let line = &nodes[1].as_ref().unwrap().line;
+    let total = support::metric(line, "dstash_handoff_partitions");
+    assert!(total > 0);
+    assert_eq!(
+        support::metric(line, "dstash_handoff_partitions_done"),
+        total
+    );
+    assert_eq!(support::metric(line, "dstash_handoff_pushed_total"), after);
+    assert!(support::metric(line, "dstash_layout_epoch") > streaming);
     // The restart resumed at its next group of 16 partitions: it sent again at most
     // what one group holds (about 16 x 20 keys here), not its whole share.
     assert!(

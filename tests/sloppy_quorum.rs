@@ -107,23 +107,7 @@ impl Cluster {
 
     /// Node `i`'s `dstash_hints_pending` gauge.
     async fn hints_pending(&self, i: usize) -> u64 {
-        use std::io::{Read, Write};
-        let line = &self.node(i).line;
-        let addr = line
-            .split("metrics on http://")
-            .nth(1)
-            .and_then(|r| r.split('/').next())
-            .unwrap_or_else(|| panic!("no metrics address in {line:?}"));
-        let mut conn = std::net::TcpStream::connect(addr).unwrap();
-        write!(conn, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-        let mut body = String::new();
-        conn.read_to_string(&mut body).unwrap();
-        body.lines()
-            .find_map(|l| l.strip_prefix("dstash_hints_pending "))
-            .unwrap_or_else(|| panic!("no dstash_hints_pending in {body}"))
-            .trim()
-            .parse()
-            .unwrap()
+        support::metric(&self.node(i).line, "dstash_hints_pending")
     }
 
     /// What node `i` itself holds for `key`: Some(value), or None (absent or deleted).

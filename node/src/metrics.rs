@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::hints::HintMetrics;
+use crate::layout::metrics::LayoutMetrics;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -77,6 +78,7 @@ pub struct Metrics {
     recovery_seconds: Gauge<f64, AtomicU64>,
     pub sync: Arc<SyncMetrics>,
     pub hints: Arc<HintMetrics>,
+    pub layout: Arc<LayoutMetrics>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -126,6 +128,8 @@ impl Metrics {
         sync.register(&mut registry);
         let hints = Arc::new(HintMetrics::default());
         hints.register(&mut registry);
+        let layout = Arc::new(LayoutMetrics::default());
+        layout.register(&mut registry);
         Self {
             registry,
             requests,
@@ -135,6 +139,7 @@ impl Metrics {
             recovery_seconds,
             sync,
             hints,
+            layout,
         }
     }
 

@@ -151,6 +151,7 @@ impl Node {
                     me: me.clone(),
                     cell: layout.clone(),
                     syncer: syncer.clone(),
+                    metrics: metrics.layout.clone(),
                 }
                 .run(),
             ),
@@ -161,6 +162,7 @@ impl Node {
                     syncer: syncer.clone(),
                     rate: opts.sync.handoff_rate,
                     cursor: Some(opts.data_dir.join(CURSOR_FILE)),
+                    metrics: metrics.layout.clone(),
                 }
                 .run(),
             ),

@@ -210,3 +210,25 @@ pub fn figure(out: &str, name: &str) -> u64 {
 pub fn moved(out: &str) -> u64 {
     figure(out, "pushed") + figure(out, "pulled")
 }
+
+/// A metric's value as the node whose "serving on" `line` names a metrics listener
+/// reports it now.
+pub fn metric(line: &str, name: &str) -> u64 {
+    use std::io::{Read, Write};
+    let addr = line
+        .split("metrics on http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("no metrics address in {line:?}"));
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    write!(conn, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    conn.read_to_string(&mut body).unwrap();
+    let prefix = format!("{name} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("no {name} in {body}"))
+        .trim()
+        .parse()
+        .unwrap()
+}

@@ -18,6 +18,7 @@ use dstash_proto::v1::{GetLayoutRequest, LayoutState, SetLayoutRequest};
 use futures_util::future::join_all;
 use tonic::Status;
 
+use super::metrics::LayoutMetrics;
 use super::LayoutCell;
 use crate::sync::Syncer;
 
@@ -30,6 +31,7 @@ pub struct Driver {
     pub me: String,
     pub cell: Arc<LayoutCell>,
     pub syncer: Arc<Syncer>,
+    pub metrics: Arc<LayoutMetrics>,
 }
 
 impl Driver {
@@ -38,6 +40,7 @@ impl Driver {
         loop {
             tokio::time::sleep(TICK).await;
             let current = self.cell.current();
+            self.metrics.held(current.as_deref());
             if caught_up.elapsed() >= CATCH_UP_EVERY {
                 let (epoch, ask): (u64, Vec<(String, String)>) = match &current {
                     Some(l) => {

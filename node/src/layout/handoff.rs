@@ -19,6 +19,7 @@ use dstash_proto::v1::RepairProgress;
 use tonic::Status;
 
 use super::cursor::Cursor;
+use super::metrics::LayoutMetrics;
 use super::LayoutCell;
 use crate::sync::Syncer;
 
@@ -34,6 +35,7 @@ pub struct Handoff {
     pub rate: u64,
     /// Where the cursor is kept; None: not kept.
     pub cursor: Option<PathBuf>,
+    pub metrics: Arc<LayoutMetrics>,
 }
 
 impl Handoff {
@@ -65,6 +67,7 @@ impl Handoff {
         };
         let started = Instant::now();
         let report = |p: &RepairProgress| {
+            self.metrics.progress(p);
             self.cell
                 .set_handoff(l.epoch, p.clone(), started.elapsed().as_secs_f64())
         };
@@ -76,6 +79,7 @@ impl Handoff {
             }
             while let Err(e) = self.send_group(l, group, &mut progress, started).await {
                 progress.failed += 1;
+                self.metrics.failed();
                 progress.error = e.message().to_string();
                 report(&progress);
                 tracing::warn!(epoch = l.epoch, "handoff: {}; retrying", e.message());
@@ -118,7 +122,7 @@ impl Handoff {
                 let ran = s.run(&parts).await;
                 s.tally.partitions_done = 0;
                 progress.add(&s.tally);
-                self.syncer.metrics.record(&s.tally);
+                self.metrics.moved(&s.tally);
                 ran.map_err(|e| {
                     Status::new(e.code(), format!("{id} ({addr}), {ns}: {}", e.message()))
                 })?;

@@ -7,11 +7,13 @@
 //! - [`driver`]: moves a transition from stage to stage once every node did its part.
 //! - [`handoff`]: the streaming stage: what this node sends to new owners.
 //! - [`cursor`]: how far that got, so a restart resumes.
+//! - [`metrics`]: the epoch and stage held, and the handoff's progress.
 
 pub mod cell;
 pub mod cursor;
 pub mod driver;
 pub mod handoff;
+pub mod metrics;
 pub mod rpc;
 
 pub use cell::{routed_epoch, LayoutCell, CURRENT_EPOCH_HEADER, EPOCH_HEADER, PEER, PEER_EPOCH};
