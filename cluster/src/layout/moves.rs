@@ -9,6 +9,8 @@ pub struct Move {
     pub partition: u32,
     /// Ids of the new owners that were not old owners.
     pub to: Vec<String>,
+    /// The sender's place among the partition's old owners (0: the best placed).
+    pub rank: usize,
 }
 
 impl Layout {
@@ -16,6 +18,10 @@ impl Layout {
     /// the previous set whose new owners include nodes that did not. Every old owner
     /// sends each moving partition, so a write acknowledged by any W of them reaches
     /// the new owners whatever R and W are. Empty when stable or `id` owned nothing.
+    ///
+    /// The partitions a node leads come first: old owners then mostly send different
+    /// partitions at once, and one that reaches a partition another has sent finds its
+    /// digest equal and sends nothing.
     pub fn moves_from(&self, id: &str) -> Vec<Move> {
         let Some(old) = self.previous_placement() else {
             return Vec::new();
@@ -28,12 +34,10 @@ impl Layout {
         let Some(me) = old.position(id) else {
             return Vec::new();
         };
-        (0..PARTITIONS)
+        let mut moves = (0..PARTITIONS)
             .filter_map(|p| {
                 let owners = old.partition_replicas(p, r);
-                if !owners.contains(&me) {
-                    return None;
-                }
+                let rank = owners.iter().position(|&i| i == me)?;
                 let owner_ids: Vec<&str> = owners
                     .iter()
                     .map(|&i| old.members()[i].id.as_str())
@@ -44,9 +48,15 @@ impl Layout {
                     .map(|i| new.members()[i].id.clone())
                     .filter(|n| !owner_ids.contains(&n.as_str()))
                     .collect();
-                (!to.is_empty()).then_some(Move { partition: p, to })
+                (!to.is_empty()).then_some(Move {
+                    partition: p,
+                    to,
+                    rank,
+                })
             })
-            .collect()
+            .collect::<Vec<_>>();
+        moves.sort_by_key(|m| m.rank); // stable: by partition within a rank
+        moves
     }
 }
 
@@ -80,6 +90,12 @@ mod tests {
             }
         }
         assert!(t.moves_from("d").is_empty(), "a new node owned nothing");
+        let a = t.moves_from("a");
+        assert!(
+            a.windows(2).all(|w| w[0].rank <= w[1].rank),
+            "led partitions first"
+        );
+        assert!(a.iter().any(|m| m.rank == 0) && a.iter().any(|m| m.rank == 1));
         for p in 0..PARTITIONS {
             let owners: Vec<String> = old
                 .partition_replicas(p, 2)
