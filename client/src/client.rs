@@ -119,9 +119,9 @@ impl Client {
         }
     }
 
-    /// Runs a read repair in the background; [`finish_repairs`](Self::finish_repairs)
-    /// waits for it.
-    pub(crate) fn spawn_repair(&self, task: impl Future<Output = ()> + Send + 'static) {
+    /// Runs a read repair, or the rest of a write that returned at W, in the
+    /// background; [`finish_background`](Self::finish_background) waits for it.
+    pub(crate) fn spawn_background(&self, task: impl Future<Output = ()> + Send + 'static) {
         let mut tasks = self.repairs.lock().unwrap_or_else(|e| e.into_inner());
         if tasks.len() >= 1024 {
             tasks.retain(|t| !t.is_finished());
@@ -129,9 +129,10 @@ impl Client {
         tasks.push(tokio::spawn(task));
     }
 
-    /// Waits for the read repairs started so far: what a process that is about to exit
-    /// calls, so the repairs its reads found needed are not cut short.
-    pub async fn finish_repairs(&self) {
+    /// Waits for the read repairs, and the replica writes still running after their
+    /// write returned at W, started so far: what a process that is about to exit calls,
+    /// so that they are not cut short.
+    pub async fn finish_background(&self) {
         loop {
             let tasks =
                 std::mem::take(&mut *self.repairs.lock().unwrap_or_else(|e| e.into_inner()));

@@ -211,7 +211,7 @@ impl Client {
         for node in lagging {
             let (client, node, winner) = (self.clone(), node.clone(), winner.clone());
             let (ns, key) = (ns.to_string(), Bytes::copy_from_slice(key));
-            self.spawn_repair(async move {
+            self.spawn_background(async move {
                 let r = match winner {
                     Held::Value {
                         value,

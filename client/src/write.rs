@@ -244,7 +244,12 @@ impl Client {
                 },
             };
             match outcome {
-                Outcome::Done => return Ok(acked),
+                Outcome::Done => {
+                    // The other replicas' calls run on; a process about to exit waits
+                    // for them (`finish_background`).
+                    self.spawn_background(async move { while answers.next().await.is_some() {} });
+                    return Ok(acked);
+                }
                 Outcome::Failed => return Err(tally.error()),
                 Outcome::Waiting => {}
             }

@@ -19,5 +19,6 @@ pub struct AddArgs {
 pub async fn run(a: AddArgs, before: &ConnArgs) -> Result<bool> {
     let c = a.conn.or(before).connect().await?;
     println!("{}", c.add(&a.ns, a.key.as_bytes(), a.n.max(1)).await?);
+    super::linger(&c).await;
     Ok(true)
 }

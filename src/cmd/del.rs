@@ -18,5 +18,6 @@ pub async fn run(a: DelArgs, before: &ConnArgs) -> Result<bool> {
     if !c.delete(&a.ns, a.key.as_bytes()).await? {
         eprintln!("dstash: {}/{}: was not there", a.ns, a.key);
     }
+    super::linger(&c).await;
     Ok(true)
 }

@@ -21,7 +21,7 @@ pub struct GetArgs {
 pub async fn run(a: GetArgs, before: &ConnArgs) -> Result<bool> {
     let c = a.conn.or(before).connect().await?;
     let found = c.get(&a.ns, a.key.as_bytes()).await?;
-    c.finish_repairs().await;
+    c.finish_background().await;
     match found {
         Some(v) => {
             let mut out = std::io::stdout().lock();

@@ -96,6 +96,7 @@ pub async fn run(a: LoadArgs, before: &ConnArgs) -> Result<bool> {
     let bar = Arc::new(Bar(progress(size)));
     let result = c.load_lines(&a.ns, lines, opts, bar.clone()).await;
     bar.0.finish_and_clear();
+    super::linger(&c).await;
     let l = result?;
     println!(
         "loaded {} keys in {:.2} s ({:.0} keys/s); {} failed; {} malformed lines skipped",

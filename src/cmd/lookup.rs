@@ -77,7 +77,7 @@ pub async fn run(a: LookupArgs, before: &ConnArgs) -> Result<bool> {
         }
     }
     out.flush()?;
-    c.finish_repairs().await;
+    c.finish_background().await;
     if missing > 0 {
         eprintln!("dstash: {missing} of {total} keys not found");
     }

@@ -44,3 +44,13 @@ pub fn open(file: &Path) -> Result<(Box<dyn BufRead + Send>, Option<u64>)> {
     let len = f.metadata().ok().map(|m| m.len());
     Ok((Box::new(BufReader::with_capacity(1 << 20, f)), len))
 }
+
+/// How long a write command waits, before it exits, for the replica writes still
+/// running after its write returned at W.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Lets the replicas still being written finish (up to [`LINGER`]): the write is
+/// acknowledged already; this only keeps exiting from cutting the others short.
+pub async fn linger(c: &dstash_client::Client) {
+    let _ = tokio::time::timeout(LINGER, c.finish_background()).await;
+}

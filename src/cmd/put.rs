@@ -22,5 +22,6 @@ pub async fn run(a: PutArgs, before: &ConnArgs) -> Result<bool> {
     let ttl = a.ttl.unwrap_or(0);
     c.put(&a.ns, a.key.as_bytes(), a.value.as_bytes(), ttl)
         .await?;
+    super::linger(&c).await;
     Ok(true)
 }

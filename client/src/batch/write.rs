@@ -219,7 +219,7 @@ impl Client {
             }
             match view.nodes[n].behind.clone().try_acquire_owned() {
                 Ok(permit) => {
-                    tokio::spawn(async move {
+                    self.spawn_background(async move {
                         let _ = run.await;
                         drop(permit);
                     });
