@@ -35,16 +35,6 @@ fn put_members(out: &mut Vec<u8>, members: &[LayoutMember]) {
     }
 }
 
-fn stage_byte(s: Stage) -> u8 {
-    match s {
-        Stage::Stable => 0,
-        Stage::WriteBoth => 1,
-        Stage::Streaming => 2,
-        Stage::ReadNew => 3,
-        Stage::Cleanup => 4,
-    }
-}
-
 impl Layout {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64 + 64 * (self.members.len() + self.previous.len()));
@@ -52,7 +42,7 @@ impl Layout {
         out.extend_from_slice(&FORMAT.to_le_bytes());
         out.extend_from_slice(&self.epoch.to_le_bytes());
         out.push(self.replicas);
-        out.push(stage_byte(self.stage));
+        out.push(self.stage.code());
         put_members(&mut out, &self.members);
         put_members(&mut out, &self.previous);
         let sum = xxh3_64(&out);

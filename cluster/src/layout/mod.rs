@@ -61,6 +61,17 @@ impl Stage {
         }
     }
 
+    /// The stage's number in the durable form and in metrics: 0 stable to 4 cleanup.
+    pub fn code(self) -> u8 {
+        match self {
+            Stage::Stable => 0,
+            Stage::WriteBoth => 1,
+            Stage::Streaming => 2,
+            Stage::ReadNew => 3,
+            Stage::Cleanup => 4,
+        }
+    }
+
     /// The stage after this one; `Stable` after `Cleanup`.
     fn next(self) -> Stage {
         match self {

@@ -71,14 +71,8 @@ impl LayoutMetrics {
     /// The layout held now.
     pub fn held(&self, l: Option<&Layout>) {
         self.epoch.set(l.map_or(0, |l| l.epoch as i64));
-        let stage = match l.map_or(Stage::Stable, |l| l.stage) {
-            Stage::Stable => 0,
-            Stage::WriteBoth => 1,
-            Stage::Streaming => 2,
-            Stage::ReadNew => 3,
-            Stage::Cleanup => 4,
-        };
-        self.stage.set(stage);
+        self.stage
+            .set(l.map_or(Stage::Stable, |l| l.stage).code() as i64);
     }
 
     /// Where the handoff stands.
