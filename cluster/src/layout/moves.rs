@@ -1,4 +1,5 @@
-//! What a transition moves: per partition, the new owners that were not old owners.
+//! What a transition moves: per partition, the new owners that were not old owners;
+//! and what a node keeps once it is over.
 
 use super::{Layout, Stage};
 use crate::partition::PARTITIONS;
@@ -58,6 +59,19 @@ impl Layout {
         moves.sort_by_key(|m| m.rank); // stable: by partition within a rank
         moves
     }
+
+    /// Per partition, whether node `id` is one of its owners in the member set
+    /// (during a transition, the set being moved to). All false for a non-member.
+    pub fn owned_by(&self, id: &str) -> Vec<bool> {
+        let placement = self.placement();
+        let Some(me) = placement.position(id) else {
+            return vec![false; PARTITIONS as usize];
+        };
+        let r = self.replicas as usize;
+        (0..PARTITIONS)
+            .map(|p| placement.partition_replicas(p, r).contains(&me))
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -112,5 +126,19 @@ mod tests {
             want.sort();
             assert_eq!(senders, want, "partition {p}");
         }
+    }
+
+    #[test]
+    fn each_partition_is_owned_by_r_members_and_by_no_one_who_left() {
+        let l = Layout::first(set(&["a", "b", "c"]), 2).unwrap();
+        let t = l.apply(set(&["b", "c", "d"])).unwrap();
+        let owned: Vec<Vec<bool>> = ["b", "c", "d"].iter().map(|id| t.owned_by(id)).collect();
+        for p in 0..PARTITIONS as usize {
+            assert_eq!(owned.iter().filter(|o| o[p]).count(), 2, "partition {p}");
+        }
+        assert!(t.owned_by("a").iter().all(|o| !o), "a is leaving");
+        assert!(owned
+            .iter()
+            .all(|o| o.iter().any(|x| *x) && o.iter().any(|x| !*x)));
     }
 }

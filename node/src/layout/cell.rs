@@ -55,9 +55,9 @@ pub enum LayoutFileError {
 }
 
 /// Whether a node has its part of `stage` done the moment it installs it: all but
-/// streaming, which it finishes by sending.
+/// streaming, which it finishes by sending, and cleanup, by forgetting.
 fn done_on_install(stage: Stage) -> bool {
-    stage != Stage::Streaming
+    !matches!(stage, Stage::Streaming | Stage::Cleanup)
 }
 
 impl LayoutCell {
@@ -276,7 +276,7 @@ mod tests {
         // epoch is refused.
         assert!(!cell.install(first.clone(), None).await.unwrap());
         assert!(cell.install(next.advance(), Some(1)).await.is_err());
-        // Installing is a stage's whole part, except streaming's.
+        // Installing is a stage's whole part, except streaming's and cleanup's.
         assert!(cell.state("a").stage_done);
         let streaming = next.advance();
         assert!(cell.install(streaming.clone(), Some(2)).await.unwrap());
@@ -288,6 +288,11 @@ mod tests {
         );
         cell.mark_done(streaming.epoch);
         assert!(cell.state("a").stage_done);
+        let read_new = streaming.advance();
+        assert!(cell.install(read_new.clone(), None).await.unwrap());
+        assert!(cell.state("a").stage_done);
+        assert!(cell.install(read_new.advance(), None).await.unwrap());
+        assert!(!cell.state("a").stage_done, "cleanup is done by forgetting");
     }
 
     #[tokio::test]

@@ -4,6 +4,8 @@
 //! newer, from the double writes, is pulled). Every old owner does this, so a write
 //! any W of them acknowledged reaches the new owners.
 //!
+//! The same task does the cleanup stage's part ([`cleanup`]).
+//!
 //! Partitions go in groups of [`GROUP`]; after each group the cursor is stored, so a
 //! restart resumes at the next group. A group that fails is tried again after a pause,
 //! for as long as the stage lasts. Records move at most `rate` per second.
@@ -18,6 +20,7 @@ use dstash_cluster::{Layout, Stage};
 use dstash_proto::v1::RepairProgress;
 use tonic::Status;
 
+use super::cleanup;
 use super::cursor::Cursor;
 use super::metrics::LayoutMetrics;
 use super::LayoutCell;
@@ -39,19 +42,58 @@ pub struct Handoff {
 }
 
 impl Handoff {
-    /// Sends each streaming stage this node installs, until the task is dropped.
+    /// Does this node's part of each streaming and cleanup stage it installs, and
+    /// forgets everything once it holds a stable layout that does not name it, until
+    /// the task is dropped.
     pub async fn run(self) {
         let mut rx = self.cell.subscribe();
         loop {
             let current = rx.borrow_and_update().clone();
-            if let Some(l) = current.filter(|l| l.stage == Stage::Streaming) {
+            if let Some(l) = current {
+                let work = async {
+                    match l.stage {
+                        Stage::Streaming => self.send(&l).await,
+                        Stage::Cleanup => self.clean(&l).await,
+                        Stage::Stable if l.member(&self.me).is_none() => self.clean(&l).await,
+                        _ => {}
+                    }
+                };
                 tokio::select! {
-                    _ = self.send(&l) => {}
+                    _ = work => {}
                     _ = rx.changed() => continue,
                 }
             }
             if rx.changed().await.is_err() {
                 return;
+            }
+        }
+    }
+
+    /// Forgets what this node does not own in `l`, trying again until it succeeds.
+    async fn clean(&self, l: &Layout) {
+        loop {
+            let done = match self.syncer.slot().get() {
+                Ok(store) => cleanup::forget_unowned(store, l, &self.me).await,
+                Err(e) => Err(e),
+            };
+            match done {
+                Ok(n) => {
+                    self.metrics.forgot(n);
+                    self.cell.mark_done(l.epoch);
+                    if n > 0 {
+                        tracing::info!(
+                            epoch = l.epoch,
+                            records = n,
+                            "cleanup: forgot what this node no longer owns"
+                        );
+                    }
+                    return;
+                }
+                Err(e) => {
+                    self.metrics.failed();
+                    tracing::warn!(epoch = l.epoch, "cleanup: {}; retrying", e.message());
+                    tokio::time::sleep(RETRY_AFTER).await;
+                }
             }
         }
     }

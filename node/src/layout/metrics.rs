@@ -16,6 +16,7 @@ pub struct LayoutMetrics {
     pulled: Counter,
     bytes_sent: Counter,
     failures: Counter,
+    forgotten: Counter,
 }
 
 impl LayoutMetrics {
@@ -41,7 +42,7 @@ impl LayoutMetrics {
         for (name, help, g) in gauges {
             r.register(name, help, g.clone());
         }
-        let counters: [(&str, &str, &Counter); 4] = [
+        let counters: [(&str, &str, &Counter); 5] = [
             (
                 "dstash_handoff_pushed",
                 "Records this node's handoff wrote to new owners",
@@ -59,8 +60,13 @@ impl LayoutMetrics {
             ),
             (
                 "dstash_handoff_failures",
-                "Handoff groups that failed and were tried again",
+                "Handoff groups (and cleanups) that failed and were tried again",
                 &self.failures,
+            ),
+            (
+                "dstash_cleanup_forgotten",
+                "Records this node forgot because it no longer owns their partitions",
+                &self.forgotten,
             ),
         ];
         for (name, help, c) in counters {
@@ -86,6 +92,10 @@ impl LayoutMetrics {
         self.pushed.inc_by(t.pushed);
         self.pulled.inc_by(t.pulled);
         self.bytes_sent.inc_by(t.bytes_sent);
+    }
+
+    pub fn forgot(&self, records: u64) {
+        self.forgotten.inc_by(records);
     }
 
     pub fn failed(&self) {

@@ -7,9 +7,11 @@
 //! - [`driver`]: moves a transition from stage to stage once every node did its part.
 //! - [`handoff`]: the streaming stage: what this node sends to new owners.
 //! - [`cursor`]: how far that got, so a restart resumes.
+//! - [`cleanup`]: the cleanup stage: what this node forgets once it no longer owns it.
 //! - [`metrics`]: the epoch and stage held, and the handoff's progress.
 
 pub mod cell;
+pub mod cleanup;
 pub mod cursor;
 pub mod driver;
 pub mod handoff;

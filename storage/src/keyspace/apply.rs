@@ -64,7 +64,7 @@ pub(super) fn needs_room(t: &Tables, extra: u64) -> bool {
     (t.index.live() + t.index.tombstones() + extra + 1) * 4 > (t.index.capacity() as u64) * 3
 }
 
-fn record_len(segments: &BTreeMap<u32, Arc<Segment>>, loc: Loc) -> u64 {
+pub(super) fn record_len(segments: &BTreeMap<u32, Arc<Segment>>, loc: Loc) -> u64 {
     record_at(segments, loc).map_or(0, |r| r.len() as u64)
 }
 
@@ -72,7 +72,7 @@ fn stats_of(stats: &mut BTreeMap<u32, SegmentStats>, loc: Loc) -> Option<&mut Se
     stats.get_mut(&loc.segment())
 }
 
-fn add_dead(stats: &mut BTreeMap<u32, SegmentStats>, loc: Loc, bytes: u64) {
+pub(super) fn add_dead(stats: &mut BTreeMap<u32, SegmentStats>, loc: Loc, bytes: u64) {
     if let Some(s) = stats_of(stats, loc) {
         s.dead += bytes;
     }

@@ -9,6 +9,7 @@ mod apply;
 mod checkpointing;
 mod compaction;
 mod digest;
+mod forget;
 mod index_check;
 mod listing;
 mod open;

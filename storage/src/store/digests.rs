@@ -1,5 +1,6 @@
-//! What anti-entropy asks of the store: partition digests and the (key, version) of
-//! every record in chosen digest leaves.
+//! What anti-entropy and layout changes ask of the store: partition digests, the
+//! (key, version) of every record in chosen digest leaves, and forgetting partitions
+//! this node no longer owns.
 
 use dstash_cluster::partition::{LEAVES_PER_PARTITION, PARTITIONS};
 
@@ -45,6 +46,15 @@ impl Store {
             Some(n) => n.kv.leaf_entries(leaves, LIST_CHUNK_SLOTS),
             None => Vec::new(),
         })
+    }
+
+    /// Forgets every record of `ns` in a partition for which `drop` is true, leaving no
+    /// tombstone (see `keyspace/forget.rs`), and checkpoints; returns how many went.
+    pub fn forget(&self, ns: &str, drop: &dyn Fn(u32) -> bool) -> Result<u64> {
+        match self.existing(ns)? {
+            Some(n) => n.kv.forget(drop, LIST_CHUNK_SLOTS),
+            None => Ok(0),
+        }
     }
 
     #[cfg(any(test, feature = "test-util"))]
