@@ -251,3 +251,90 @@ async fn a_node_back_with_an_empty_disk_learns_the_layout_and_repair_refills_it(
     assert!(!owned.is_empty());
     assert_eq!(lacking(&mut n1, &owned).await, 0, "repair refilled n1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_node_is_replaced_in_one_transition_and_repair_finishes_it() {
+    const KEYS: u32 = 3000;
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    let mut nodes: Vec<Option<NodeProcess>> =
+        (0..4).map(|i| Some(start(dir.path(), &ports, i))).collect();
+    let three = list(&ports, &[0, 1, 2]);
+    // Until the move starts, writes of n0's keys go to stand-ins (sloppy quorum).
+    let specs: Vec<NodeSpec> = three.split(',').map(|s| s.parse().unwrap()).collect();
+    let mut cfg = ClientConfig::new(specs);
+    cfg.sloppy_quorum = true;
+    let client = Client::connect(cfg).await.unwrap();
+    preload(&client, "k", "v", KEYS).await;
+    apply(&three, &three);
+    // n0, the layout's driver, dies for good; n3 takes its place while writes go on.
+    nodes[0].take().unwrap().kill9();
+    std::fs::remove_dir_all(dir.path().join("n0")).unwrap();
+    let (l, tasks) = load(&client);
+    let to = list(&ports, &[1, 2, 3]);
+    let (before, after) = (three.clone(), to.clone());
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        run_with(
+            &[
+                "--nodes", &before, "layout", "apply", "--nodes", &after, "--gone", "n0", "--wait",
+            ],
+            b"",
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    let out = String::from_utf8_lossy(&out);
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(
+        out.contains("(n0 gone)") && out.contains("stable: epoch"),
+        "{out}"
+    );
+    l.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let acked = l.acked.lock().unwrap().clone();
+    eprintln!("{}\n{} writes acknowledged", out.trim(), acked.len());
+    assert!(acked.len() > 20, "the writer ran during the move");
+    assert_eq!(
+        l.failed_writes.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    assert_eq!(l.failed_reads.load(std::sync::atomic::Ordering::Relaxed), 0);
+    let (code, out, err) = run_with(&["--nodes", &to, "repair"], b"", &[]);
+    assert_eq!(code, 0, "{} {err}", String::from_utf8_lossy(&out));
+
+    client.refresh_layout().await.unwrap();
+    let layout = client.layout().unwrap();
+    assert_eq!(layout.members.len(), 3);
+    let mut live: Vec<String> = (0..KEYS).map(|i| format!("k{i}")).collect();
+    live.extend(
+        acked
+            .iter()
+            .filter(|(_, v)| v.is_some())
+            .map(|(k, _)| k.clone()),
+    );
+    for k in &live {
+        assert!(
+            client.get("ns", k.as_bytes()).await.unwrap().is_some(),
+            "{k}"
+        );
+    }
+    let placement = layout.placement();
+    for (i, n) in nodes.iter().enumerate().skip(1) {
+        let id = format!("n{i}");
+        let owned: Vec<String> = live
+            .iter()
+            .filter(|k| {
+                placement
+                    .replica_ids(k.as_bytes(), 2)
+                    .contains(&id.as_str())
+            })
+            .cloned()
+            .collect();
+        let mut c = n.as_ref().unwrap().client().await;
+        assert_eq!(lacking(&mut c, &owned).await, 0, "{id} lacks keys it owns");
+        holds_only_owned(&mut c, &layout, &id).await;
+    }
+}

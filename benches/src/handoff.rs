@@ -105,7 +105,10 @@ struct Moved {
 async fn transition(c: &Client, members: Vec<LayoutMember>) -> Moved {
     let t = Instant::now();
     let l = c
-        .change_layout(LayoutChange::Apply(members))
+        .change_layout(LayoutChange::Apply {
+            members,
+            gone: Vec::new(),
+        })
         .await
         .expect("apply");
     let streaming_epoch = l.epoch + 1;

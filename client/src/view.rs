@@ -61,22 +61,46 @@ struct Routing {
     placement: Placement,
     /// View index of each of `placement.members()`.
     to_view: Vec<usize>,
+    /// By placement index: members declared gone, which keep their place but are
+    /// never asked.
+    gone: Vec<bool>,
 }
 
 impl Routing {
     fn over(members: Vec<Member>, nodes: &[NodeHandle]) -> Routing {
+        Self::without(members, nodes, &[])
+    }
+
+    fn without(members: Vec<Member>, nodes: &[NodeHandle], gone: &[String]) -> Routing {
         let placement = Placement::new(members);
         let to_view = placement
             .members()
             .iter()
             .map(|m| nodes.iter().position(|n| n.id == m.id).unwrap_or(0))
             .collect();
-        Routing { placement, to_view }
+        let gone = placement
+            .members()
+            .iter()
+            .map(|m| gone.contains(&m.id))
+            .collect();
+        Routing {
+            placement,
+            to_view,
+            gone,
+        }
     }
 
+    /// The R replicas of `key` but the gone, best first.
     fn replicas(&self, key: &[u8], r: usize) -> Vec<usize> {
-        let found = self.placement.replicas(key, r);
-        found.into_iter().map(|i| self.to_view[i]).collect()
+        let found = self.placement.replicas(key, r).into_iter();
+        found
+            .filter(|&i| !self.gone[i])
+            .map(|i| self.to_view[i])
+            .collect()
+    }
+
+    fn has_gone(&self) -> bool {
+        self.gone.iter().any(|g| *g)
     }
 }
 
@@ -158,7 +182,7 @@ impl View {
 
     /// Where a write of `key` goes. Stable: its R replicas, W of which must acknowledge.
     /// In a transition: the replicas in the old set and in the new, W of each (or all
-    /// of a set's, when it has fewer).
+    /// of a set's, when it has fewer, as when one is gone).
     pub fn write_targets(&self, key: &[u8]) -> WriteTargets {
         let mut t = WriteTargets {
             nodes: Vec::with_capacity(self.r * self.writes.len()),
@@ -167,10 +191,11 @@ impl View {
         };
         for (s, routing) in self.writes.iter().enumerate() {
             let replicas = routing.replicas(key, self.r);
-            t.needs.push(match self.writes.len() {
-                1 => self.w,
-                _ => self.w.min(replicas.len()),
-            });
+            t.needs
+                .push(match self.writes.len() == 1 && !routing.has_gone() {
+                    true => self.w,
+                    false => self.w.min(replicas.len()),
+                });
             for n in replicas {
                 match t.nodes.iter().position(|&x| x == n) {
                     Some(i) => t.sets[i] |= 1 << s,
@@ -236,13 +261,14 @@ impl View {
         c.replicas = layout.replicas as usize;
         let widest = layout.members.len().max(layout.previous.len());
         let (r, w) = c.replication(widest)?;
+        let gone = &layout.gone;
         let writes = layout
             .write_members()
             .into_iter()
-            .map(|set| Routing::over(members_of(set), &nodes))
+            .map(|set| Routing::without(members_of(set), &nodes, gone))
             .collect();
         Ok(View {
-            read: Routing::over(members_of(layout.read_members()), &nodes),
+            read: Routing::without(members_of(layout.read_members()), &nodes, gone),
             writes,
             nodes,
             r,

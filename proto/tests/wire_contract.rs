@@ -369,11 +369,13 @@ fn layout_fields() {
         abort: true,
         initial: vec![],
         replicas: 3,
+        gone: vec!["g".into()],
     };
     let b = c.encode_to_vec();
     assert_eq!(b[0], tag(1, 0));
     assert_eq!(b[1], 7);
     assert_eq!(b[2], tag(2, 2));
+    assert_eq!(&b[b.len() - 3..], [tag(6, 2), 1, b'g']);
     let s = LayoutState {
         node_id: "n".into(),
         layout: vec![1].into(),

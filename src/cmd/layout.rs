@@ -50,6 +50,11 @@ struct ApplyArgs {
     /// Shares of the keys: ID=WEIGHT, comma-separated [default: 1 each].
     #[arg(long, value_delimiter = ',')]
     weights: Vec<String>,
+    /// Members left out that are down for good (dead, replaced or removed): ID,
+    /// comma-separated. The move does not wait for them; their copies come from the
+    /// other replicas. Name only a node that will not come back.
+    #[arg(long, value_delimiter = ',')]
+    gone: Vec<String>,
     /// Return, exit 0, only once the transition is complete (a progress bar on a
     /// terminal).
     #[arg(long)]
@@ -131,12 +136,20 @@ async fn apply(a: ApplyArgs, before: &ConnArgs) -> Result<bool> {
              dstash --nodes ID=HOST:PORT,... layout apply --nodes ..."
         );
     }
-    let l = c.change_layout(LayoutChange::Apply(members)).await?;
+    let change = LayoutChange::Apply {
+        members,
+        gone: a.gone.clone(),
+    };
+    let l = c.change_layout(change).await?;
     println!(
-        "applied: epoch {}, {} -> {}",
+        "applied: epoch {}, {} -> {}{}",
         l.epoch,
         ids(&l.previous),
-        ids(&l.members)
+        ids(&l.members),
+        match l.gone.is_empty() {
+            true => String::new(),
+            false => format!(" ({} gone)", l.gone.join(",")),
+        }
     );
     match a.wait {
         true => wait_for(&c, l.epoch).await,

@@ -11,7 +11,7 @@ use dstash_storage::{Lookup, ManualClock, Store};
 const N: u64 = 4000;
 
 fn dropped(p: u32) -> bool {
-    p % 3 != 0
+    !p.is_multiple_of(3)
 }
 
 fn load(s: &Store) {
@@ -31,8 +31,8 @@ fn check(s: &Store) {
         let i = i as u64;
         match got {
             Lookup::Missing if dropped(partition_of(&key(i))) => {}
-            Lookup::Deleted(_) if !dropped(partition_of(&key(i))) && i % 10 == 0 => {}
-            Lookup::Found(f) if !dropped(partition_of(&key(i))) && i % 10 != 0 => {
+            Lookup::Deleted(_) if !dropped(partition_of(&key(i))) && i.is_multiple_of(10) => {}
+            Lookup::Found(f) if !dropped(partition_of(&key(i))) && !i.is_multiple_of(10) => {
                 assert_eq!(f.value, value(i, 0), "key {i}")
             }
             other => panic!("key {i} (partition {}): {other:?}", partition_of(&key(i))),

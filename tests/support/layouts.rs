@@ -7,7 +7,10 @@
     reason = "each test binary uses only some of these helpers, so `expect` would be unfulfilled in the others"
 )]
 
+use std::collections::BTreeMap;
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use dstash_client::{Client, ClientConfig, Layout, NodeSpec};
 use dstash_proto::v1::{DigestRequest, LookupBatch};
@@ -172,4 +175,99 @@ pub async fn holds_only_owned(c: &mut Raw, l: &Layout, id: &str) {
         stray.len(),
         &stray[..stray.len().min(8)]
     );
+}
+
+/// What the writer had acknowledged: key -> Some(value) or None (deleted).
+pub type Acked = Arc<Mutex<BTreeMap<String, Option<String>>>>;
+
+pub struct Load {
+    pub acked: Acked,
+    pub failed_writes: Arc<AtomicU64>,
+    pub failed_reads: Arc<AtomicU64>,
+    pub reads: Arc<AtomicU64>,
+    pub stop: Arc<AtomicBool>,
+}
+
+/// A writer (new keys, and deletes of every fifth earlier one) and a reader (random
+/// keys acknowledged and never deleted), until stopped.
+pub fn load(client: &Client) -> (Load, Vec<tokio::task::JoinHandle<()>>) {
+    let l = Load {
+        acked: Arc::default(),
+        failed_writes: Arc::default(),
+        failed_reads: Arc::default(),
+        reads: Arc::default(),
+        stop: Arc::default(),
+    };
+    let writer = {
+        let (c, acked, failed, stop) = (
+            client.clone(),
+            l.acked.clone(),
+            l.failed_writes.clone(),
+            l.stop.clone(),
+        );
+        tokio::spawn(async move {
+            let mut i = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let (k, v) = (format!("live-{i}"), format!("v{i}"));
+                match c.put("ns", k.as_bytes(), v.as_bytes(), 0).await {
+                    Ok(()) => {
+                        acked.lock().unwrap().insert(k, Some(v));
+                    }
+                    Err(e) => {
+                        eprintln!("write failed: {e}");
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                if i.is_multiple_of(5) && i >= 5 {
+                    let k = format!("live-{}", i - 5);
+                    match c.delete("ns", k.as_bytes()).await {
+                        Ok(_) => {
+                            acked.lock().unwrap().insert(k, None);
+                        }
+                        Err(e) => {
+                            eprintln!("delete failed: {e}");
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                i += 1;
+            }
+        })
+    };
+    let reader = {
+        let (c, acked, failed, reads, stop) = (
+            client.clone(),
+            l.acked.clone(),
+            l.failed_reads.clone(),
+            l.reads.clone(),
+            l.stop.clone(),
+        );
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let pick = {
+                    let a = acked.lock().unwrap();
+                    // Keys that are never deleted: those the writer wrote at i % 5 != 0 - 5.
+                    a.iter()
+                        .filter(|(k, v)| v.is_some() && !k.ends_with('0') && !k.ends_with('5'))
+                        .nth((n * 7919) as usize % a.len().max(1))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                };
+                let Some((k, v)) = pick else {
+                    tokio::task::yield_now().await;
+                    continue;
+                };
+                reads.fetch_add(1, Ordering::Relaxed);
+                match c.get("ns", k.as_bytes()).await {
+                    Ok(Some(got)) if Some(got.as_ref()) == v.as_deref().map(str::as_bytes) => {}
+                    other => {
+                        eprintln!("read of {k} gave {other:?}");
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        })
+    };
+    (l, vec![writer, reader])
 }

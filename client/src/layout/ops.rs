@@ -17,8 +17,12 @@ pub struct NodeLayout {
 
 /// A change of the member set.
 pub enum LayoutChange {
-    /// Move to these members.
-    Apply(Vec<LayoutMember>),
+    /// Move to `members`; the members left out that are named in `gone` are down for
+    /// good (replaced or removed without them: the transition does not wait for them).
+    Apply {
+        members: Vec<LayoutMember>,
+        gone: Vec<String>,
+    },
     /// Return to the members the running transition started from.
     Abort,
 }
@@ -61,9 +65,11 @@ impl Client {
     pub async fn change_layout(&self, change: LayoutChange) -> Result<Layout> {
         self.refresh_layout().await?;
         let view = self.view();
-        let (members, abort) = match &change {
-            LayoutChange::Apply(m) => (m.iter().map(node_of).collect(), false),
-            LayoutChange::Abort => (Vec::new(), true),
+        let (members, gone, abort) = match change {
+            LayoutChange::Apply { members, gone } => {
+                (members.iter().map(node_of).collect(), gone, false)
+            }
+            LayoutChange::Abort => (Vec::new(), Vec::new(), true),
         };
         let mut req = ChangeLayoutRequest {
             expect_epoch: view.epoch(),
@@ -71,9 +77,10 @@ impl Client {
             abort,
             initial: Vec::new(),
             replicas: 0,
+            gone,
         };
         let driver = match &view.layout {
-            Some(l) => l.driver().to_string(),
+            Some(l) => l.driver_without(&req.gone).to_string(),
             None if abort => {
                 return Err(Error::Config(
                     "the cluster has no layout: nothing to abort".into(),
@@ -94,6 +101,7 @@ impl Client {
                 view.nodes
                     .iter()
                     .map(|n| n.id.clone())
+                    .filter(|id| !req.gone.contains(id))
                     .min()
                     .unwrap_or_default()
             }

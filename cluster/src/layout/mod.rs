@@ -20,9 +20,13 @@
 //!
 //! [`Layout::read_members`] and [`Layout::write_members`] state these rules in code.
 //!
+//! A transition may also name members it leaves as **gone**: down for good, so it
+//! neither waits for them nor writes to them ([`gone`]).
+//!
 //! [`codec`] is its durable form.
 
 pub mod codec;
+mod gone;
 mod moves;
 
 pub use moves::Move;
@@ -93,6 +97,9 @@ pub struct Layout {
     /// During a transition: the member set it moves from. Empty when `Stable`.
     pub previous: Vec<LayoutMember>,
     pub stage: Stage,
+    /// During a transition: ids of the members it leaves that are down for good. Empty
+    /// when `Stable`.
+    pub gone: Vec<String>,
 }
 
 /// Why a layout, or a change to one, is refused.
@@ -175,6 +182,7 @@ impl Layout {
             members,
             previous: Vec::new(),
             stage: Stage::Stable,
+            gone: Vec::new(),
         })
     }
 
@@ -196,6 +204,16 @@ impl Layout {
 
     /// Starts a transition to `members`: refused while another runs.
     pub fn apply(&self, members: Vec<LayoutMember>) -> Result<Layout, LayoutError> {
+        self.replace(members, Vec::new())
+    }
+
+    /// Starts a transition to `members` in which the leaving members `gone` are down
+    /// for good (see [`gone`]): refused while another runs.
+    pub fn replace(
+        &self,
+        members: Vec<LayoutMember>,
+        gone: Vec<String>,
+    ) -> Result<Layout, LayoutError> {
         if self.stage != Stage::Stable {
             return Err(LayoutError(format!(
                 "a transition is in progress (epoch {}, stage {}): wait for it or abort it",
@@ -204,12 +222,14 @@ impl Layout {
             )));
         }
         check_members(&members, self.replicas)?;
+        gone::check_leaving(&self.members, &members, &gone)?;
         Ok(Layout {
             epoch: self.epoch + 1,
             replicas: self.replicas,
             members,
             previous: self.members.clone(),
             stage: Stage::WriteBoth,
+            gone,
         })
     }
 
@@ -224,6 +244,10 @@ impl Layout {
             previous: match stage {
                 Stage::Stable => Vec::new(),
                 _ => self.previous.clone(),
+            },
+            gone: match stage {
+                Stage::Stable => Vec::new(),
+                _ => self.gone.clone(),
             },
             stage,
             ..self.clone()
@@ -252,6 +276,7 @@ impl Layout {
             members: self.previous.clone(),
             previous: self.members.clone(),
             stage,
+            gone: self.gone.clone(),
         })
     }
 
@@ -268,15 +293,25 @@ impl Layout {
     }
 
     /// The node that takes this layout to its next one: during a transition the
-    /// lowest id of the set it moves from (it holds every layout of the transition),
-    /// else the lowest member id. Each epoch has one driver, so each next epoch is made
-    /// in one place.
+    /// lowest id of the set it moves from that is not gone (it holds every layout of
+    /// the transition), else the lowest member id. Each epoch has one driver, so each
+    /// next epoch is made in one place.
     pub fn driver(&self) -> &str {
+        self.driver_without(&self.gone)
+    }
+
+    /// [`Layout::driver`] were the members `gone` gone: who makes a change that
+    /// declares them so.
+    pub fn driver_without(&self, gone: &[String]) -> &str {
         let from = match self.stage {
             Stage::Stable => &self.members,
             _ => &self.previous,
         };
-        from.iter().map(|m| m.id.as_str()).min().unwrap_or("")
+        from.iter()
+            .map(|m| m.id.as_str())
+            .filter(|id| !gone.iter().any(|g| g == id))
+            .min()
+            .unwrap_or("")
     }
 
     /// The member named `id` in this layout or the previous one.

@@ -91,10 +91,34 @@ fn the_durable_form_round_trips_and_refuses_any_damage() {
         .unwrap()
         .advance();
     let b = l.encode();
-    assert_eq!(Layout::decode(&b).unwrap(), l);
+    assert_eq!(
+        u16::from_le_bytes([b[4], b[5]]),
+        1,
+        "no gone members: format 1"
+    );
+    refuses_any_damage(&l, &b);
+    let replacing = Layout::first(members(&["a", "b", "c"]), 2)
+        .unwrap()
+        .replace(members(&["a", "b", "d"]), vec!["c".into()])
+        .unwrap();
+    let r = replacing.encode();
+    assert_eq!(
+        u16::from_le_bytes([r[4], r[5]]),
+        2,
+        "gone members: format 2"
+    );
+    refuses_any_damage(&replacing, &r);
+    let mut future = b.clone();
+    future[4] = 9;
+    let e = Layout::decode(&future).unwrap_err().0;
+    assert!(e.contains("format version 9"), "{e}");
+}
+
+fn refuses_any_damage(l: &Layout, b: &[u8]) {
+    assert_eq!(&Layout::decode(b).unwrap(), l);
     for i in 0..b.len() {
         for bit in [0x01, 0x80] {
-            let mut d = b.clone();
+            let mut d = b.to_vec();
             d[i] ^= bit;
             assert!(Layout::decode(&d).is_err(), "flip at byte {i} accepted");
         }
@@ -105,10 +129,35 @@ fn the_durable_form_round_trips_and_refuses_any_damage() {
             "truncated to {n} accepted"
         );
     }
-    let mut future = b.clone();
-    future[4] = 9;
-    let e = Layout::decode(&future).unwrap_err().0;
-    assert!(e.contains("format version 9"), "{e}");
+}
+
+#[test]
+fn a_gone_member_is_neither_driver_nor_awaited_and_is_forgotten_when_stable() {
+    let l = Layout::first(members(&["a", "b", "c"]), 2).unwrap();
+    let gone = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    for (to, g, why) in [
+        (&["a", "b", "d"][..], &["e"][..], "not a member"),
+        (&["a", "b", "d"], &["b"], "stays a member"),
+        (&["a", "d"], &["c", "c"], "twice"),
+    ] {
+        let e = l.replace(members(to), gone(g)).unwrap_err().0;
+        assert!(e.contains(why), "{e}");
+    }
+    // a, the stable driver, is dead; b takes the change and drives it.
+    assert_eq!(l.driver_without(&gone(&["a"])), "b");
+    let t = l.replace(members(&["b", "c", "d"]), gone(&["a"])).unwrap();
+    assert_eq!(t.driver(), "b");
+    let ids = |v: Vec<&LayoutMember>| v.iter().map(|m| m.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(t.awaited()), ["b", "c", "d"]);
+    assert_eq!(ids(t.union()), ["b", "c", "d", "a"], "a keeps its place");
+    assert!(t.is_gone("a") && !t.is_gone("b"));
+    let back = t.advance().abort().unwrap();
+    assert!(back.is_gone("a"), "an abort still does not wait for it");
+    let mut s = t;
+    while s.stage != Stage::Stable {
+        s = s.advance();
+    }
+    assert!(s.gone.is_empty());
 }
 
 #[test]

@@ -5,7 +5,8 @@
 //! one of them answers that it holds this epoch and has done its part of the stage
 //! (for streaming: sent all it must; for the other stages, installing is the part,
 //! since the fence drains requests routed by older epochs), it installs the next
-//! stage and sends that. Every node also asks the others for their layout now and then
+//! stage and sends that. Members the transition declared gone are neither sent to nor
+//! waited for. Every node also asks the others for their layout now and then
 //! and installs a later one, so a node that was down when one was sent catches up; a
 //! node with no layout (a new one, or one back with an empty disk) asks its peers
 //! (`--peers` or Consul).
@@ -44,7 +45,7 @@ impl Driver {
             if caught_up.elapsed() >= CATCH_UP_EVERY {
                 let (epoch, ask): (u64, Vec<(String, String)>) = match &current {
                     Some(l) => {
-                        let named = l.union().into_iter();
+                        let named = l.awaited().into_iter();
                         (
                             l.epoch,
                             named.map(|m| (m.id.clone(), m.addr.clone())).collect(),
@@ -67,9 +68,10 @@ impl Driver {
         }
     }
 
-    /// Sends `l` to every node it names; advances when all have done their part.
+    /// Sends `l` to every node it names but the gone; advances when all have done
+    /// their part.
     async fn step(&self, l: &Layout) {
-        let answers = self.send(l, &l.union()).await;
+        let answers = self.send(l, &l.awaited()).await;
         let mut waiting = Vec::new();
         for (id, a) in &answers {
             match a {
@@ -101,7 +103,7 @@ impl Driver {
                     l.stage.as_str()
                 );
                 // The nodes the last stage named: those leaving learn the end too.
-                self.send(&next, &l.union()).await;
+                self.send(&next, &l.awaited()).await;
             }
             Ok(false) => {}
             Err(e) => tracing::warn!("layout: cannot move to the next stage: {}", e.message()),

@@ -150,7 +150,7 @@ impl Handoff {
         let store = self.syncer.slot().get()?;
         let mut to: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
         for m in group {
-            for id in &m.to {
+            for id in m.to.iter().filter(|id| !l.is_gone(id)) {
                 to.entry(id.as_str()).or_default().push(m.partition);
             }
         }

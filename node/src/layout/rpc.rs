@@ -53,11 +53,11 @@ pub async fn change(
             };
             let first = Layout::first(r.initial.iter().map(member_of).collect(), replicas)
                 .map_err(invalid)?;
-            check_driver(&first, me)?;
-            first.apply(members).map_err(invalid)?
+            check_driver(&first, &r.gone, me)?;
+            first.replace(members, r.gone).map_err(invalid)?
         }
         Some(cur) => {
-            check_driver(&cur, me)?;
+            check_driver(&cur, &r.gone, me)?;
             if r.expect_epoch != cur.epoch {
                 return Err(Status::failed_precondition(format!(
                     "the layout is at epoch {}, not {}: another change came first; show it and try again",
@@ -66,7 +66,7 @@ pub async fn change(
             }
             match r.abort {
                 true => cur.abort(),
-                false => cur.apply(members),
+                false => cur.replace(members, r.gone),
             }
             .map_err(|e| Status::failed_precondition(e.0))?
         }
@@ -80,8 +80,13 @@ pub async fn change(
     Ok(cell.state(me))
 }
 
-fn check_driver(l: &Layout, me: &str) -> Result<(), Status> {
-    let driver = l.driver();
+/// A change that declares members gone goes to the driver without them (the usual
+/// driver may be the dead node).
+fn check_driver(l: &Layout, gone: &[String], me: &str) -> Result<(), Status> {
+    let driver = match gone.is_empty() {
+        true => l.driver(),
+        false => l.driver_without(gone),
+    };
     if driver != me {
         let at = l.member(driver).map_or("", |m| m.addr.as_str());
         return Err(Status::failed_precondition(format!(
@@ -113,6 +118,7 @@ mod tests {
             abort: false,
             initial: Vec::new(),
             replicas: 0,
+            gone: Vec::new(),
         }
     }
 
