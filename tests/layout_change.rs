@@ -18,6 +18,7 @@ use support::{run_with, NodeProcess};
 
 const NODES: usize = 5;
 const PRELOAD: u32 = 3000;
+const COUNTERS: u32 = 300;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_to_five_to_two_loses_nothing() {
@@ -27,6 +28,7 @@ async fn three_to_five_to_two_loses_nothing() {
     let first = list(&ports, &[0, 1, 2]);
     let client = connect(&first).await;
     preload(&client, "pre-", "p", PRELOAD).await;
+    preload_counts(&client, COUNTERS).await;
     assert!(client.layout().is_none(), "no layout yet");
 
     let (l, tasks) = load(&client);
@@ -94,9 +96,17 @@ async fn three_to_five_to_two_loses_nothing() {
         );
         assert_eq!(lacking(c, &live).await, 0, "n{i} lacks keys it owns");
     }
-    // The three that left hold nothing, not even tombstones.
+    // The three that left hold nothing, not even tombstones or counts.
     for (i, n) in nodes.iter().enumerate().take(3) {
-        holds_only_owned(&mut n.client().await, &layout, &format!("n{i}")).await;
+        let mut c = n.client().await;
+        holds_only_owned(&mut c, &layout, &format!("n{i}")).await;
+        assert_eq!(counter_keys(&mut c).await, Vec::<String>::new(), "n{i}");
+    }
+    // Counts moved with their keys: each remaining node counts every key itself.
+    check_counts(&client, COUNTERS).await;
+    for i in [3, 4] {
+        let held = counter_keys(&mut nodes[i].client().await).await;
+        assert_eq!(held.len(), COUNTERS as usize, "n{i} counter keys");
     }
     let (code, out, _) = run_with(&["--nodes", &last, "layout", "show"], b"", &[]);
     let out = String::from_utf8_lossy(&out);

@@ -36,6 +36,12 @@ impl Dstash for Echo {
     async fn delete(&self, _: Request<DeleteRequest>) -> Result<Response<DeleteResponse>, Status> {
         unimplemented()
     }
+    async fn merge_counters(
+        &self,
+        _: Request<MergeCountersRequest>,
+    ) -> Result<Response<MergeCountersResponse>, Status> {
+        unimplemented()
+    }
     async fn get_layout(
         &self,
         _: Request<GetLayoutRequest>,

@@ -36,6 +36,7 @@ pub enum Rpc {
     Status,
     Digest,
     LeafEntries,
+    MergeCounters,
 }
 
 impl Rpc {
@@ -54,6 +55,7 @@ impl Rpc {
             Rpc::Status => "Status",
             Rpc::Digest => "Digest",
             Rpc::LeafEntries => "LeafEntries",
+            Rpc::MergeCounters => "MergeCounters",
         }
     }
 }

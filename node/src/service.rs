@@ -489,6 +489,14 @@ impl Dstash for NodeService {
         serve::leaf_entries(&self.ctx, req.into_inner()).await
     }
 
+    async fn merge_counters(
+        &self,
+        req: Request<MergeCountersRequest>,
+    ) -> Result<Response<MergeCountersResponse>, Status> {
+        let _fenced = self.enter(&req).await?;
+        serve::merge_counters(&self.ctx, req.into_inner()).await
+    }
+
     type RepairStream = Answers<RepairProgress>;
 
     async fn repair(

@@ -289,6 +289,7 @@ fn service_name_and_method_paths() {
         "Digest",
         "LeafEntries",
         "Repair",
+        "MergeCounters",
         "GetLayout",
         "SetLayout",
         "ChangeLayout",
@@ -322,6 +323,33 @@ fn anti_entropy_fields() {
         leaves: vec![5],
     };
     assert_eq!(l.encode_to_vec(), [tag(1, 2), 1, b'n', tag(2, 2), 1, 5]);
+    let m = MergeCountersRequest {
+        namespace: "n".into(),
+        keys: vec![CounterCells {
+            key: Bytes::from_static(b"k"),
+            seconds: vec![9],
+            counts: vec![3],
+        }],
+    };
+    assert_eq!(
+        m.encode_to_vec(),
+        [
+            tag(1, 2),
+            1,
+            b'n',
+            tag(2, 2),
+            9,
+            tag(1, 2),
+            1,
+            b'k',
+            tag(2, 2),
+            1,
+            9,
+            tag(3, 2),
+            1,
+            3
+        ]
+    );
     let e = LeafEntry {
         key: Bytes::from_static(b"k"),
         version: None,

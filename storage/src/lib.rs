@@ -43,6 +43,7 @@ pub mod segment;
 mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use counters::CounterCells;
 pub use dstash_cluster::Version;
 pub use error::{Error, Result};
 pub use keyspace::{Applied, KeyspaceStats, LeafEntry};

@@ -142,6 +142,47 @@ pub async fn settle(c: &Client, epoch: u64) {
     }
 }
 
+/// `n` counter keys `c{i}`, key i counted (i % 7) + 1 times.
+pub async fn preload_counts(c: &Client, n: u32) {
+    for i in 0..n {
+        let key = format!("c{i}");
+        c.add("ns", key.as_bytes(), i % 7 + 1).await.unwrap();
+    }
+}
+
+/// Asserts that every key of [`preload_counts`] counts what was added, asking one
+/// replica only.
+pub async fn check_counts(c: &Client, n: u32) {
+    for i in 0..n {
+        let key = format!("c{i}");
+        let got = c.count("ns", key.as_bytes(), 0, false).await.unwrap();
+        assert_eq!(got, (i % 7 + 1) as u64, "{key}");
+    }
+}
+
+/// The counter keys with a live count that the node behind `c` holds itself.
+pub async fn counter_keys(c: &mut Raw) -> Vec<String> {
+    let mut req = tonic::Request::new(dstash_proto::v1::KeysRequest {
+        namespace: "ns".into(),
+        pattern: String::new(),
+        limit: 0,
+        counters: true,
+    });
+    req.metadata_mut()
+        .insert("dstash-epoch", "peer".parse().unwrap());
+    let mut chunks = c.keys(req).await.unwrap().into_inner();
+    let mut keys = Vec::new();
+    while let Some(chunk) = chunks.message().await.unwrap() {
+        keys.extend(
+            chunk
+                .keys
+                .iter()
+                .map(|k| String::from_utf8_lossy(k).into_owned()),
+        );
+    }
+    keys
+}
+
 /// Asserts that the node `id` behind `c` holds nothing (no value, no tombstone) of a
 /// partition it does not own in `l`: each such partition's digest is empty.
 pub async fn holds_only_owned(c: &mut Raw, l: &Layout, id: &str) {

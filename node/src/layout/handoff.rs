@@ -20,10 +20,10 @@ use dstash_cluster::{Layout, Stage};
 use dstash_proto::v1::RepairProgress;
 use tonic::Status;
 
-use super::cleanup;
 use super::cursor::Cursor;
 use super::metrics::LayoutMetrics;
 use super::LayoutCell;
+use super::{cleanup, counters};
 use crate::sync::Syncer;
 
 /// Partitions sent between two stores of the cursor.
@@ -132,6 +132,18 @@ impl Handoff {
             progress.partitions_done += group.len() as u64;
             report(&progress);
         }
+        while let Err(e) = self.send_counters(l, &moves).await {
+            progress.failed += 1;
+            self.metrics.failed();
+            progress.error = e.message().to_string();
+            report(&progress);
+            tracing::warn!(
+                epoch = l.epoch,
+                "handoff of counts: {}; retrying",
+                e.message()
+            );
+            tokio::time::sleep(RETRY_AFTER).await;
+        }
         progress.done = true;
         self.cell
             .set_handoff(l.epoch, progress, started.elapsed().as_secs_f64());
@@ -169,6 +181,32 @@ impl Handoff {
                     Status::new(e.code(), format!("{id} ({addr}), {ns}: {}", e.message()))
                 })?;
                 pace(started, progress.pushed + progress.pulled, self.rate).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Handoff {
+    /// Every namespace's live counts of the partitions each gaining node gains.
+    async fn send_counters(&self, l: &Layout, moves: &[Move]) -> Result<(), Status> {
+        let store = self.syncer.slot().get()?;
+        for (id, gained) in counters::gains(moves) {
+            let Some(m) = l.member(&id).filter(|_| !l.is_gone(&id)) else {
+                continue;
+            };
+            let mut remote = self.syncer.dialer().remote(&m.addr)?;
+            let gained = Arc::new(gained);
+            for ns in store.namespaces() {
+                let sent = counters::send(&store, &mut remote, &ns, &gained)
+                    .await
+                    .map_err(|e| {
+                        Status::new(
+                            e.code(),
+                            format!("{id} ({}), {ns}: {}", m.addr, e.message()),
+                        )
+                    })?;
+                self.metrics.counters_sent(sent);
             }
         }
         Ok(())

@@ -17,6 +17,7 @@ pub struct LayoutMetrics {
     bytes_sent: Counter,
     failures: Counter,
     forgotten: Counter,
+    counter_keys: Counter,
 }
 
 impl LayoutMetrics {
@@ -42,7 +43,7 @@ impl LayoutMetrics {
         for (name, help, g) in gauges {
             r.register(name, help, g.clone());
         }
-        let counters: [(&str, &str, &Counter); 5] = [
+        let counters: [(&str, &str, &Counter); 6] = [
             (
                 "dstash_handoff_pushed",
                 "Records this node's handoff wrote to new owners",
@@ -68,6 +69,11 @@ impl LayoutMetrics {
                 "Records this node forgot because it no longer owns their partitions",
                 &self.forgotten,
             ),
+            (
+                "dstash_handoff_counter_keys",
+                "Keys whose live expiring counts this node's handoff sent",
+                &self.counter_keys,
+            ),
         ];
         for (name, help, c) in counters {
             r.register(name, help, c.clone());
@@ -92,6 +98,10 @@ impl LayoutMetrics {
         self.pushed.inc_by(t.pushed);
         self.pulled.inc_by(t.pulled);
         self.bytes_sent.inc_by(t.bytes_sent);
+    }
+
+    pub fn counters_sent(&self, keys: u64) {
+        self.counter_keys.inc_by(keys);
     }
 
     pub fn forgot(&self, records: u64) {

@@ -7,11 +7,13 @@
 //! - [`driver`]: moves a transition from stage to stage once every node did its part.
 //! - [`handoff`]: the streaming stage: what this node sends to new owners.
 //! - [`cursor`]: how far that got, so a restart resumes.
+//! - [`counters`]: the expiring counts the streaming stage sends after the records.
 //! - [`cleanup`]: the cleanup stage: what this node forgets once it no longer owns it.
 //! - [`metrics`]: the epoch and stage held, and the handoff's progress.
 
 pub mod cell;
 pub mod cleanup;
+pub mod counters;
 pub mod cursor;
 pub mod driver;
 pub mod handoff;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use dstash_proto::v1::*;
 use dstash_proto::Bytes;
+use dstash_storage::CounterCells;
 use tonic::{Response, Status};
 
 use super::pass::{PassPlan, Syncer};
@@ -52,6 +53,36 @@ pub async fn leaf_entries(
         chunks.push(Ok(LeafEntriesChunk { entries }));
     }
     Ok(Response::new(Box::pin(futures_util::stream::iter(chunks))))
+}
+
+pub async fn merge_counters(
+    ctx: &Ctx,
+    r: MergeCountersRequest,
+) -> Result<Response<MergeCountersResponse>, Status> {
+    let items = r
+        .keys
+        .into_iter()
+        .map(|c| match c.seconds.len() == c.counts.len() {
+            true => Ok(CounterCells {
+                key: c.key.to_vec(),
+                cells: c.seconds.into_iter().zip(c.counts).collect(),
+            }),
+            false => Err(Status::invalid_argument(format!(
+                "counter cells: {} seconds but {} counts",
+                c.seconds.len(),
+                c.counts.len()
+            ))),
+        })
+        .collect::<Result<Vec<_>, Status>>()?;
+    let (ns, n) = (r.namespace, items.len());
+    let merged = ctx
+        .run(Rpc::MergeCounters, n, move |s| {
+            s.merge_counters(&ns, &items)
+        })
+        .await?;
+    Ok(Response::new(MergeCountersResponse {
+        cells_merged: merged,
+    }))
 }
 
 pub async fn repair(

@@ -268,6 +268,33 @@ impl Bucket {
         Ok(())
     }
 
+    /// Raises `key`'s count for second `t` to at least `n`; otherwise as [`add`](Self::add).
+    pub fn raise(&self, hash: u64, key: &[u8], t: u64, n: u32) -> Result<()> {
+        match self.find(hash, key) {
+            Some(i) => {
+                let sec = (t - self.t0) as usize;
+                self.count_cell(i, sec).fetch_max(n, Ordering::Relaxed);
+                Ok(())
+            }
+            None => self.add(hash, key, t, n),
+        }
+    }
+
+    /// `slot`'s nonzero counts, as (second, count).
+    pub fn cells(&self, slot: usize) -> impl Iterator<Item = (u64, u32)> + '_ {
+        (0..self.span as usize).filter_map(move |s| {
+            let n = self.count_cell(slot, s).load(Ordering::Relaxed);
+            (n > 0).then_some((self.t0 + s as u64, n))
+        })
+    }
+
+    /// Sets every count of `slot` to 0: the key stays, with nothing counted.
+    pub fn clear(&self, slot: usize) {
+        for s in 0..self.span as usize {
+            self.count_cell(slot, s).store(0, Ordering::Relaxed);
+        }
+    }
+
     fn append_key(&self, key: &[u8]) -> Result<u64> {
         let off = self.heap_end();
         let end = off + key.len() as u64;

@@ -6,6 +6,7 @@
 //! leaves the retention. Memory is O(live buckets): the counts themselves are file-backed.
 
 mod bucket;
+mod transfer;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use crate::hash::{key_hash, random_seed};
 use crate::options::{Options, SyncMode};
 
 pub use bucket::Bucket;
+pub use transfer::CounterCells;
 
 /// Span of a bucket for a given retention: about eight buckets cover the retention.
 pub fn span_for(retention: u32) -> u32 {
@@ -124,27 +126,40 @@ impl Counters {
                 }
                 b.add(key_hash(self.seed, key), key, now, (*n).max(1))?;
             }
-            w.dirty.insert(b.t0);
-            let t = w.next_ticket;
-            w.next_ticket += 1;
-            t
+            Self::written(&mut w, [b.t0])
         };
-        if self.opts.sync == SyncMode::Always {
-            self.group
-                .wait_durable(ticket, || self.sync_dirty())
-                .map_err(|e| match e {
-                    Error::Poisoned { cause, .. } => Error::Poisoned {
-                        ns: self.ns.clone(),
-                        cause,
-                    },
-                    e => e,
-                })?;
-        }
+        self.durable(ticket)?;
         let retention = self.retention();
         items
             .iter()
             .map(|(key, _)| self.count(key, retention))
             .collect()
+    }
+
+    /// Under `Always`, waits until the writes of `ticket` are synced (one sync shared by
+    /// the batches waiting at once).
+    fn durable(&self, ticket: u64) -> Result<()> {
+        if self.opts.sync != SyncMode::Always {
+            return Ok(());
+        }
+        self.group
+            .wait_durable(ticket, || self.sync_dirty())
+            .map_err(|e| match e {
+                Error::Poisoned { cause, .. } => Error::Poisoned {
+                    ns: self.ns.clone(),
+                    cause,
+                },
+                e => e,
+            })
+    }
+
+    /// Takes a ticket for the buckets `touched`, which the caller (holding the writer
+    /// lock) wrote.
+    fn written(w: &mut CounterWriter, touched: impl IntoIterator<Item = u64>) -> u64 {
+        w.dirty.extend(touched);
+        let t = w.next_ticket;
+        w.next_ticket += 1;
+        t
     }
 
     /// Syncs the buckets written since the last sync; returns the last ticket covered.

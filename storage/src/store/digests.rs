@@ -1,10 +1,12 @@
 //! What anti-entropy and layout changes ask of the store: partition digests, the
-//! (key, version) of every record in chosen digest leaves, and forgetting partitions
-//! this node no longer owns.
+//! (key, version) of every record in chosen digest leaves, counter cells to hand off
+//! and merge, and forgetting partitions this node no longer owns.
 
 use dstash_cluster::partition::{LEAVES_PER_PARTITION, PARTITIONS};
 
+use super::limits::{check_batch, check_key};
 use super::Store;
+use crate::counters::CounterCells;
 use crate::error::{Error, Result};
 use crate::keyspace::LeafEntry;
 
@@ -49,12 +51,37 @@ impl Store {
     }
 
     /// Forgets every record of `ns` in a partition for which `drop` is true, leaving no
-    /// tombstone (see `keyspace/forget.rs`), and checkpoints; returns how many went.
+    /// tombstone (see `keyspace/forget.rs`), and checkpoints; clears those keys'
+    /// counts too. Returns how many records and counter keys went.
     pub fn forget(&self, ns: &str, drop: &dyn Fn(u32) -> bool) -> Result<u64> {
         match self.existing(ns)? {
-            Some(n) => n.kv.forget(drop, LIST_CHUNK_SLOTS),
+            Some(n) => Ok(n.kv.forget(drop, LIST_CHUNK_SLOTS)? + n.counters.forget(drop)?),
             None => Ok(0),
         }
+    }
+
+    /// The live counter cells of `ns`'s keys in partitions `pick` is true for, among
+    /// the keys whose counter hash is in `[lo, hi)` (cut the hash space to bound each
+    /// answer).
+    pub fn counter_cells(
+        &self,
+        ns: &str,
+        pick: &dyn Fn(u32) -> bool,
+        lo: u64,
+        hi: u128,
+    ) -> Result<Vec<CounterCells>> {
+        Ok(match self.existing(ns)? {
+            Some(n) => n.counters.cells(pick, lo, hi),
+            None => Vec::new(),
+        })
+    }
+
+    /// Merges counter cells into `ns` (created if needed), by the maximum per key and
+    /// second (see `counters/transfer.rs`); returns the cells merged.
+    pub fn merge_counters(&self, ns: &str, items: &[CounterCells]) -> Result<u64> {
+        check_batch(&self.registry.opts, items.len())?;
+        items.iter().try_for_each(|c| check_key(&c.key))?;
+        self.namespace(ns)?.counters.merge(items)
     }
 
     #[cfg(any(test, feature = "test-util"))]
