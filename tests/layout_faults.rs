@@ -338,3 +338,69 @@ async fn a_dead_node_is_replaced_in_one_transition_and_repair_finishes_it() {
         holds_only_owned(&mut c, &layout, &id).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaving_node_that_dies_mid_move_is_declared_gone_and_the_move_completes() {
+    const KEYS: u32 = 10_000;
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    let slow = ["--handoff-rate", "2000"];
+    let mut nodes: Vec<Option<NodeProcess>> = (0..4)
+        .map(|i| Some(start_with(dir.path(), &ports, i, &slow)))
+        .collect();
+    let three = list(&ports, &[0, 1, 2]);
+    let client = connect(&three).await;
+    preload(&client, "k", "v", KEYS).await;
+    apply(&three, &three);
+    let to = list(&ports, &[1, 2, 3]);
+    let (code, _, err) = run_with(
+        &["--nodes", &three, "layout", "apply", "--nodes", &to],
+        b"",
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    // n0, leaving and the transition's driver, dies while it streams.
+    loop {
+        client.refresh_layout().await.unwrap();
+        if client.layout().unwrap().stage == dstash_client::Stage::Streaming {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    nodes[0].take().unwrap().kill9();
+    std::fs::remove_dir_all(dir.path().join("n0")).unwrap();
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        run_with(
+            &["--nodes", &to, "layout", "gone", "n0", "--wait"],
+            b"",
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    let out = String::from_utf8_lossy(&out);
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(
+        out.contains("n0 gone") && out.contains("stable: epoch"),
+        "{out}"
+    );
+    client.refresh_layout().await.unwrap();
+    let layout = client.layout().unwrap();
+    let placement = layout.placement();
+    let keys: Vec<String> = (0..KEYS).map(|i| format!("k{i}")).collect();
+    for (i, n) in nodes.iter().enumerate().skip(1) {
+        let id = format!("n{i}");
+        let owned: Vec<String> = keys
+            .iter()
+            .filter(|k| {
+                placement
+                    .replica_ids(k.as_bytes(), 2)
+                    .contains(&id.as_str())
+            })
+            .cloned()
+            .collect();
+        let mut c = n.as_ref().unwrap().client().await;
+        assert_eq!(lacking(&mut c, &owned).await, 0, "{id} lacks keys it owns");
+        holds_only_owned(&mut c, &layout, &id).await;
+    }
+}

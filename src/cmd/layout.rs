@@ -31,7 +31,22 @@ enum LayoutCommand {
     Apply(ApplyArgs),
     /// Return to the member set the running transition started from.
     Abort {
+        /// Joining members that died and will not come back: ID, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        gone: Vec<String>,
         /// Return, exit 0, only once the cluster is stable again.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Declare leaving members of the running transition that died in it gone: it
+    /// stops waiting for them, and their copies come from the other replicas.
+    Gone {
+        /// The members: ID, comma-separated.
+        #[arg(value_delimiter = ',', required = true)]
+        ids: Vec<String>,
+        /// Return, exit 0, only once the transition is complete.
         #[arg(long)]
         wait: bool,
         #[command(flatten)]
@@ -65,10 +80,23 @@ pub async fn run(a: LayoutArgs, before: &ConnArgs) -> Result<bool> {
     match a.command {
         LayoutCommand::Show { conn } => show(&conn.or(before).connect().await?).await,
         LayoutCommand::Apply(a) => apply(a, before).await,
-        LayoutCommand::Abort { wait, conn } => {
+        LayoutCommand::Abort { gone, wait, conn } => {
             let c = conn.or(before).connect().await?;
-            let l = c.change_layout(LayoutChange::Abort).await?;
+            let l = c.change_layout(LayoutChange::Abort { gone }).await?;
             println!("aborting: epoch {}, back to {}", l.epoch, ids(&l.members));
+            match wait {
+                true => wait_for(&c, l.epoch).await,
+                false => Ok(true),
+            }
+        }
+        LayoutCommand::Gone {
+            ids: gone,
+            wait,
+            conn,
+        } => {
+            let c = conn.or(before).connect().await?;
+            let l = c.change_layout(LayoutChange::Gone(gone)).await?;
+            println!("epoch {}: {} gone", l.epoch, l.gone.join(","));
             match wait {
                 true => wait_for(&c, l.epoch).await,
                 false => Ok(true),

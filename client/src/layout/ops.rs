@@ -23,8 +23,11 @@ pub enum LayoutChange {
         members: Vec<LayoutMember>,
         gone: Vec<String>,
     },
-    /// Return to the members the running transition started from.
-    Abort,
+    /// Return to the members the running transition started from; the joining members
+    /// named in `gone` died and are left for good.
+    Abort { gone: Vec<String> },
+    /// Members the running transition leaves died in it: stop waiting for them.
+    Gone(Vec<String>),
 }
 
 fn node_of(m: &LayoutMember) -> LayoutNode {
@@ -69,8 +72,13 @@ impl Client {
             LayoutChange::Apply { members, gone } => {
                 (members.iter().map(node_of).collect(), gone, false)
             }
-            LayoutChange::Abort => (Vec::new(), Vec::new(), true),
+            LayoutChange::Abort { gone } => (Vec::new(), gone, true),
+            LayoutChange::Gone(gone) if gone.is_empty() => {
+                return Err(Error::Config("name at least one gone member".into()))
+            }
+            LayoutChange::Gone(gone) => (Vec::new(), gone, false),
         };
+        let members_empty = members.is_empty();
         let mut req = ChangeLayoutRequest {
             expect_epoch: view.epoch(),
             members,
@@ -81,9 +89,9 @@ impl Client {
         };
         let driver = match &view.layout {
             Some(l) => l.driver_without(&req.gone).to_string(),
-            None if abort => {
+            None if abort || members_empty => {
                 return Err(Error::Config(
-                    "the cluster has no layout: nothing to abort".into(),
+                    "the cluster has no layout: no transition to abort or amend".into(),
                 ))
             }
             None => {

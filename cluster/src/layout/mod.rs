@@ -297,10 +297,10 @@ impl Layout {
     /// the transition), else the lowest member id. Each epoch has one driver, so each
     /// next epoch is made in one place.
     pub fn driver(&self) -> &str {
-        self.driver_without(&self.gone)
+        self.driver_without(&[])
     }
 
-    /// [`Layout::driver`] were the members `gone` gone: who makes a change that
+    /// [`Layout::driver`] were the members `gone` gone too: who makes a change that
     /// declares them so.
     pub fn driver_without(&self, gone: &[String]) -> &str {
         let from = match self.stage {
@@ -309,7 +309,7 @@ impl Layout {
         };
         from.iter()
             .map(|m| m.id.as_str())
-            .filter(|id| !gone.iter().any(|g| g == id))
+            .filter(|id| !self.is_gone(id) && !gone.iter().any(|g| g == id))
             .min()
             .unwrap_or("")
     }

@@ -136,7 +136,7 @@ fn a_gone_member_is_neither_driver_nor_awaited_and_is_forgotten_when_stable() {
     let l = Layout::first(members(&["a", "b", "c"]), 2).unwrap();
     let gone = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     for (to, g, why) in [
-        (&["a", "b", "d"][..], &["e"][..], "not a member"),
+        (&["a", "b", "d"][..], &["e"][..], "not one of the members"),
         (&["a", "b", "d"], &["b"], "stays a member"),
         (&["a", "d"], &["c", "c"], "twice"),
     ] {
@@ -153,6 +153,17 @@ fn a_gone_member_is_neither_driver_nor_awaited_and_is_forgotten_when_stable() {
     assert!(t.is_gone("a") && !t.is_gone("b"));
     let back = t.advance().abort().unwrap();
     assert!(back.is_gone("a"), "an abort still does not wait for it");
+    // d joined, died; the abort leaves it, so it may be declared gone.
+    assert!(
+        t.advance().declare_gone(&gone(&["d"])).is_err(),
+        "d is joining"
+    );
+    let back = back.declare_gone(&gone(&["d"])).unwrap();
+    assert_eq!((back.gone.len(), back.stage), (2, Stage::Cleanup));
+    assert!(
+        l.declare_gone(&gone(&["a"])).is_err(),
+        "stable: nothing to amend"
+    );
     let mut s = t;
     while s.stage != Stage::Stable {
         s = s.advance();

@@ -64,11 +64,7 @@ pub async fn change(
                     cur.epoch, r.expect_epoch
                 )));
             }
-            match r.abort {
-                true => cur.abort(),
-                false => cur.replace(members, r.gone),
-            }
-            .map_err(|e| Status::failed_precondition(e.0))?
+            amend(&cur, r.abort, members, r.gone).map_err(|e| Status::failed_precondition(e.0))?
         }
     };
     // Installed only if the layout is still the one the change was made from.
@@ -80,13 +76,30 @@ pub async fn change(
     Ok(cell.state(me))
 }
 
+/// The change a request asks of `cur`: an abort (leaving the joining members named
+/// gone), members named gone in the running transition (no members given), or a new
+/// member set.
+fn amend(
+    cur: &Layout,
+    abort: bool,
+    members: Vec<LayoutMember>,
+    gone: Vec<String>,
+) -> Result<Layout, dstash_cluster::LayoutError> {
+    match (abort, members.is_empty() && !gone.is_empty()) {
+        (true, _) if gone.is_empty() => cur.abort(),
+        (true, _) => Ok(Layout {
+            epoch: cur.epoch + 1,
+            ..cur.abort()?.declare_gone(&gone)?
+        }),
+        (false, true) => cur.declare_gone(&gone),
+        (false, false) => cur.replace(members, gone),
+    }
+}
+
 /// A change that declares members gone goes to the driver without them (the usual
 /// driver may be the dead node).
 fn check_driver(l: &Layout, gone: &[String], me: &str) -> Result<(), Status> {
-    let driver = match gone.is_empty() {
-        true => l.driver(),
-        false => l.driver_without(gone),
-    };
+    let driver = l.driver_without(gone);
     if driver != me {
         let at = l.member(driver).map_or("", |m| m.addr.as_str());
         return Err(Status::failed_precondition(format!(
@@ -150,5 +163,30 @@ mod tests {
         let s = change(&cell, "a", abort).await.unwrap();
         let l = Layout::decode(&s.layout).unwrap();
         assert_eq!((l.epoch, l.members.len()), (3, 2), "back to a and b");
+    }
+
+    #[tokio::test]
+    async fn members_that_died_are_declared_gone_by_the_driver_without_them() {
+        let cell = LayoutCell::in_memory();
+        let mut first = apply(0, &["b", "c", "d"]);
+        first.initial = nodes(&["a", "b", "c"]);
+        change(&cell, "a", first).await.unwrap();
+        // a (leaving, the driver) died: b takes the declaration.
+        let mut gone = apply(2, &[]);
+        gone.gone = vec!["a".into()];
+        let e = change(&cell, "a", gone.clone()).await.unwrap_err();
+        assert!(e.message().contains("driver, node b"), "{}", e.message());
+        let l = Layout::decode(&change(&cell, "b", gone).await.unwrap().layout).unwrap();
+        assert_eq!((l.epoch, l.gone.clone()), (3, vec!["a".to_string()]));
+        // d is joining: only an abort leaves it.
+        let mut d = apply(3, &[]);
+        d.gone = vec!["d".into()];
+        let e = change(&cell, "b", d.clone()).await.unwrap_err();
+        assert!(e.message().contains("by an abort"), "{}", e.message());
+        d.abort = true;
+        let l = Layout::decode(&change(&cell, "b", d).await.unwrap().layout).unwrap();
+        assert_eq!(l.epoch, 4, "one epoch for the abort and its gone");
+        assert!(l.is_gone("a") && l.is_gone("d"));
+        assert_eq!(l.members.len(), 3, "back to a, b, c");
     }
 }
