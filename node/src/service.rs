@@ -67,13 +67,27 @@ pub struct NodeService {
 pub struct Ctx {
     slot: StoreSlot,
     metrics: Arc<Metrics>,
+    /// Permits for the heavy calls other nodes make of this one (leaf listings, counter
+    /// merges): a node that many senders stream to at once serves them in turn.
+    pub(crate) peer_work: Arc<tokio::sync::Semaphore>,
 }
+
+/// Heavy peer calls a node serves at once ([`Ctx::peer_work`]).
+pub const PEER_WORK: usize = 2;
 
 fn join_error(e: tokio::task::JoinError) -> Status {
     Status::internal(format!("storage task failed: {e}"))
 }
 
 impl Ctx {
+    pub(crate) fn new(slot: StoreSlot, metrics: Arc<Metrics>) -> Self {
+        Ctx {
+            slot,
+            metrics,
+            peer_work: Arc::new(tokio::sync::Semaphore::new(PEER_WORK)),
+        }
+    }
+
     /// Runs a store call on a blocking thread (the engine is synchronous and may fsync)
     /// and records it as one request of `rpc` touching `keys` keys.
     pub(crate) async fn run<T: Send + 'static>(
@@ -136,7 +150,7 @@ struct BatchRpc<In, Out> {
 impl NodeService {
     pub fn new(slot: StoreSlot, metrics: Arc<Metrics>, config: NodeConfig) -> Self {
         Self {
-            ctx: Ctx { slot, metrics },
+            ctx: Ctx::new(slot, metrics),
             config: Arc::new(config),
             started: Instant::now(),
             syncer: None,

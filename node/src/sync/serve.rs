@@ -16,6 +16,10 @@ use crate::service::{Answers, Ctx};
 /// Entries per `LeafEntriesChunk`.
 const ENTRIES_PER_CHUNK: usize = 2000;
 
+fn closed(_: tokio::sync::AcquireError) -> Status {
+    Status::unavailable("the node is shutting down")
+}
+
 pub async fn digest(ctx: &Ctx, r: DigestRequest) -> Result<Response<DigestResponse>, Status> {
     let n = r.partitions.len();
     let d = ctx
@@ -34,6 +38,7 @@ pub async fn leaf_entries(
     r: LeafEntriesRequest,
 ) -> Result<Response<Answers<LeafEntriesChunk>>, Status> {
     let n = r.leaves.len();
+    let _permit = ctx.peer_work.acquire().await.map_err(closed)?;
     let found = ctx
         .run(Rpc::LeafEntries, n, move |s| {
             s.leaf_entries(&r.namespace, &r.leaves)
@@ -75,6 +80,7 @@ pub async fn merge_counters(
         })
         .collect::<Result<Vec<_>, Status>>()?;
     let (ns, n) = (r.namespace, items.len());
+    let _permit = ctx.peer_work.acquire().await.map_err(closed)?;
     let merged = ctx
         .run(Rpc::MergeCounters, n, move |s| {
             s.merge_counters(&ns, &items)
@@ -133,4 +139,30 @@ pub async fn repair(
 
 fn progress(t: &Tally, done: bool) -> RepairProgress {
     RepairProgress { done, ..t.clone() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::service::PEER_WORK;
+    use crate::slot::StoreSlot;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn heavy_peer_calls_wait_their_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dstash_storage::Store::open(dir.path(), Default::default()).unwrap();
+        let slot = StoreSlot::open(Arc::new(store));
+        let ctx = Ctx::new(slot.clone(), Arc::new(Metrics::new(slot)));
+        let req = || LeafEntriesRequest {
+            namespace: "ns".into(),
+            leaves: vec![1],
+        };
+        let held = ctx.peer_work.acquire_many(PEER_WORK as u32).await.unwrap();
+        let waiting = tokio::time::timeout(Duration::from_millis(100), leaf_entries(&ctx, req()));
+        assert!(waiting.await.is_err(), "served with every permit taken");
+        drop(held);
+        assert!(leaf_entries(&ctx, req()).await.is_ok());
+    }
 }
