@@ -286,6 +286,9 @@ async fn show(c: &Client) -> Result<bool> {
                     h.pushed
                 );
             }
+            Err(_) if l.is_gone(&n.id) => {
+                println!("{:<16} {:<22} gone (declared)", n.id, n.addr);
+            }
             Err(e) => {
                 ok = false;
                 println!("{:<16} {:<22} unreachable: {}", n.id, n.addr, e.message());
@@ -313,12 +316,12 @@ fn print_layout(l: &Layout) {
         }
     };
     list("member", &l.members);
-    list(
-        "leaving",
-        &l.previous
-            .iter()
-            .filter(|p| !l.members.iter().any(|m| m.id == p.id))
-            .cloned()
-            .collect::<Vec<_>>(),
-    );
+    let leaving = l
+        .previous
+        .iter()
+        .filter(|p| !l.members.iter().any(|m| m.id == p.id));
+    let (gone, leaving): (Vec<LayoutMember>, Vec<LayoutMember>) =
+        leaving.cloned().partition(|m| l.is_gone(&m.id));
+    list("leaving", &leaving);
+    list("gone", &gone);
 }
