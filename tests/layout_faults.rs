@@ -321,21 +321,9 @@ async fn a_dead_node_is_replaced_in_one_transition_and_repair_finishes_it() {
             "{k}"
         );
     }
-    let placement = layout.placement();
     for (i, n) in nodes.iter().enumerate().skip(1) {
-        let id = format!("n{i}");
-        let owned: Vec<String> = live
-            .iter()
-            .filter(|k| {
-                placement
-                    .replica_ids(k.as_bytes(), 2)
-                    .contains(&id.as_str())
-            })
-            .cloned()
-            .collect();
         let mut c = n.as_ref().unwrap().client().await;
-        assert_eq!(lacking(&mut c, &owned).await, 0, "{id} lacks keys it owns");
-        holds_only_owned(&mut c, &layout, &id).await;
+        audit(&mut c, &layout, &format!("n{i}"), &live).await;
     }
 }
 
@@ -386,21 +374,9 @@ async fn a_leaving_node_that_dies_mid_move_is_declared_gone_and_the_move_complet
     );
     client.refresh_layout().await.unwrap();
     let layout = client.layout().unwrap();
-    let placement = layout.placement();
     let keys: Vec<String> = (0..KEYS).map(|i| format!("k{i}")).collect();
     for (i, n) in nodes.iter().enumerate().skip(1) {
-        let id = format!("n{i}");
-        let owned: Vec<String> = keys
-            .iter()
-            .filter(|k| {
-                placement
-                    .replica_ids(k.as_bytes(), 2)
-                    .contains(&id.as_str())
-            })
-            .cloned()
-            .collect();
         let mut c = n.as_ref().unwrap().client().await;
-        assert_eq!(lacking(&mut c, &owned).await, 0, "{id} lacks keys it owns");
-        holds_only_owned(&mut c, &layout, &id).await;
+        audit(&mut c, &layout, &format!("n{i}"), &keys).await;
     }
 }

@@ -142,6 +142,19 @@ pub async fn settle(c: &Client, epoch: u64) {
     }
 }
 
+/// Asserts that the node `id` behind `c` holds every one of `keys` it owns in `l`
+/// (R = 2), and nothing of a partition it does not own.
+pub async fn audit(c: &mut Raw, l: &Layout, id: &str, keys: &[String]) {
+    let placement = l.placement();
+    let owned: Vec<String> = keys
+        .iter()
+        .filter(|k| placement.replica_ids(k.as_bytes(), 2).contains(&id))
+        .cloned()
+        .collect();
+    assert_eq!(lacking(c, &owned).await, 0, "{id} lacks keys it owns");
+    holds_only_owned(c, l, id).await;
+}
+
 /// `n` counter keys `c{i}`, key i counted (i % 7) + 1 times.
 pub async fn preload_counts(c: &Client, n: u32) {
     for i in 0..n {

@@ -58,13 +58,17 @@ pub async fn change(
         }
         Some(cur) => {
             check_driver(&cur, &r.gone, me)?;
+            // A change refused on its own (a transition runs) says so, whatever epoch
+            // it was computed against.
+            let next = amend(&cur, r.abort, members, r.gone)
+                .map_err(|e| Status::failed_precondition(e.0))?;
             if r.expect_epoch != cur.epoch {
                 return Err(Status::failed_precondition(format!(
                     "the layout is at epoch {}, not {}: another change came first; show it and try again",
                     cur.epoch, r.expect_epoch
                 )));
             }
-            amend(&cur, r.abort, members, r.gone).map_err(|e| Status::failed_precondition(e.0))?
+            next
         }
     };
     // Installed only if the layout is still the one the change was made from.
@@ -154,10 +158,15 @@ mod tests {
         );
         assert_eq!(l.previous.len(), 2);
         assert_eq!(l.members[0].weight, 1.0, "weight 0 on the wire is 1");
-        let e = change(&cell, "a", apply(1, &["a"])).await.unwrap_err();
+        let mut stale = apply(1, &[]);
+        stale.abort = true;
+        let e = change(&cell, "a", stale).await.unwrap_err();
         assert!(e.message().contains("at epoch 2, not 1"), "{}", e.message());
-        let e = change(&cell, "a", apply(2, &["a"])).await.unwrap_err();
-        assert!(e.message().contains("in progress"), "{}", e.message());
+        // A second apply is refused as such, whatever epoch it was made against.
+        for expect in [1, 2] {
+            let e = change(&cell, "a", apply(expect, &["a"])).await.unwrap_err();
+            assert!(e.message().contains("in progress"), "{}", e.message());
+        }
         let mut abort = apply(2, &[]);
         abort.abort = true;
         let s = change(&cell, "a", abort).await.unwrap();
