@@ -135,11 +135,22 @@ impl Client {
         Ok(layout)
     }
 
-    /// True once the cluster's layout is stable at an epoch after `epoch`.
+    /// True once the cluster's layout is stable at an epoch after `epoch` and every
+    /// member that answers holds it (one that missed the driver's last message catches
+    /// up within seconds; until it does, it still acts on the transition).
     pub async fn layout_settled_after(&self, epoch: u64) -> Result<bool> {
         self.refresh_layout().await?;
-        Ok(self
+        let Some(l) = self
             .layout()
-            .is_some_and(|l| l.epoch > epoch && l.stage == Stage::Stable))
+            .filter(|l| l.epoch > epoch && l.stage == Stage::Stable)
+        else {
+            return Ok(false);
+        };
+        let states = self.layout_states().await;
+        let behind = states.iter().any(|n| {
+            let member = l.members.iter().any(|m| m.id == n.id);
+            member && n.state.as_ref().is_ok_and(|s| s.epoch < l.epoch)
+        });
+        Ok(!behind)
     }
 }
