@@ -25,6 +25,7 @@ pub mod checkpoint;
 pub mod clock;
 pub mod commit;
 pub mod counters;
+pub mod counts;
 mod digest_file;
 pub mod error;
 mod fsutil;
