@@ -92,6 +92,7 @@ async fn every_rpc_through_the_binary_then_sigterm_closes_clean() {
             namespace: "rl".into(),
             key: Bytes::from_static(b"user"),
             n: 3,
+            at_seconds: 0,
         })
         .await
         .unwrap()
@@ -102,6 +103,7 @@ async fn every_rpc_through_the_binary_then_sigterm_closes_clean() {
             namespace: "rl".into(),
             keys: vec![Bytes::from_static(b"user"), Bytes::from_static(b"other")],
             batch_id: 2,
+            at_seconds: 0,
         }]))
         .await
         .unwrap()

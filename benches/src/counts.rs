@@ -58,6 +58,7 @@ async fn dstash_events(c: &mut DstashClient<Channel>, keys: u64, from: u64, to: 
                 .map(|i| key_bytes(event_key(i, keys)))
                 .collect(),
             batch_id: start,
+            at_seconds: 0,
         })
         .collect();
     let mut answers = c

@@ -238,6 +238,7 @@ async fn stream(
                     namespace: NS.into(),
                     keys: (0..b).map(|j| own_key(s, base + j)).collect(),
                     batch_id: n,
+                    at_seconds: 0,
                 };
                 let t = Instant::now();
                 let Some(res) = lane.call(req, &tally, name).await else {

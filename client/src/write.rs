@@ -297,15 +297,23 @@ impl Client {
     /// that acknowledged. Not retried: a retry could count an event twice.
     /// Not retried on a transport failure (a retry could count an event twice); retried
     /// when refused for an old layout, which a node does before counting.
+    ///
+    /// The events are stamped with this client's second, so every replica counts them
+    /// in that same second (and a handoff that merges replicas' counts by second counts
+    /// them once).
     pub async fn add(&self, ns: &str, key: &[u8], n: u32) -> Result<u64> {
-        self.routed(|| self.add_once(ns, key, n)).await
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.routed(|| self.add_once(ns, key, n, at)).await
     }
 
-    async fn add_once(&self, ns: &str, key: &[u8], n: u32) -> Result<u64> {
+    async fn add_once(&self, ns: &str, key: &[u8], n: u32, at: u64) -> Result<u64> {
         let req = AddRequest {
             namespace: ns.into(),
             key: Bytes::copy_from_slice(key),
             n,
+            at_seconds: at,
         };
         // Counts carry no version to order a hint by: never sloppy.
         let answers = self

@@ -477,6 +477,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                         namespace: "n".into(),
                         key: key.clone(),
                         n: 2,
+                        at_seconds: 0,
                     }
                     .encode(b)
                     .unwrap()
@@ -536,6 +537,8 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                         namespace: "n".into(),
                         keys: vec![key.clone(), key.clone()],
                         batch_id: 3,
+                        // Far from any clock: refused, naming the limit.
+                        at_seconds: 1,
                     }
                     .encode(b)
                     .unwrap()

@@ -54,12 +54,17 @@ pub fn lookup(s: &Store, b: LookupBatch) -> Result<LookupBatchResult> {
     })
 }
 
+/// The events' second a request names; 0: the node's clock.
+pub fn at(seconds: u64) -> Option<u64> {
+    (seconds != 0).then_some(seconds)
+}
+
 /// One event for each key (a key named twice counts twice).
 pub fn add(s: &Store, b: AddBatch) -> Result<CountBatchResult> {
     let items: Vec<(&[u8], u32)> = b.keys.iter().map(|k| (k.as_ref(), 1)).collect();
     Ok(CountBatchResult {
         batch_id: b.batch_id,
-        counts: s.add_many(&b.namespace, &items)?,
+        counts: s.add_many_at(&b.namespace, &items, at(b.at_seconds))?,
     })
 }
 

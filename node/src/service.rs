@@ -376,7 +376,10 @@ impl Dstash for NodeService {
         let r = req.into_inner();
         let count = self
             .ctx
-            .run(Rpc::Add, 1, move |s| s.add(&r.namespace, &r.key, r.n))
+            .run(Rpc::Add, 1, move |s| {
+                let at = batch::at(r.at_seconds);
+                Ok(s.add_many_at(&r.namespace, &[(&r.key[..], r.n)], at)?[0])
+            })
             .await?;
         Ok(Response::new(CountResponse { count }))
     }

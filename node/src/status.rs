@@ -16,6 +16,7 @@ pub fn status(e: Error) -> Status {
         | Error::InvalidRetention { .. }
         | Error::InvalidPattern { .. }
         | Error::VersionAhead { .. }
+        | Error::EventTime { .. }
         | Error::PartitionOutOfRange { .. }
         | Error::InvalidOptions(_) => Status::invalid_argument(msg),
         // The namespace refuses writes until the node restarts; another replica may not.

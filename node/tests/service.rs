@@ -158,6 +158,7 @@ async fn counts_unary_and_batched() {
         namespace: "rl".into(),
         key: Bytes::from_static(b"ip"),
         n,
+        at_seconds: 0,
     };
     assert_eq!(
         c.add(add(0)).await.unwrap().into_inner().count,
@@ -180,6 +181,7 @@ async fn counts_unary_and_batched() {
             Bytes::from_static(b"a"),
         ],
         batch_id: 9,
+        at_seconds: 0,
     }];
     let mut out = c
         .batch_add(tokio_stream::iter(adds))
@@ -250,6 +252,7 @@ async fn keys_streams_glob_limit_and_counters() {
         namespace: "k".into(),
         key: Bytes::from_static(b"hits:1"),
         n: 1,
+        at_seconds: 0,
     })
     .await
     .unwrap();

@@ -212,10 +212,22 @@ fn counter_and_listing_fields() {
         namespace: "a".into(),
         key: Bytes::from_static(b"k"),
         n: 3,
+        at_seconds: 7,
     };
     assert_eq!(
         a.encode_to_vec(),
-        [tag(1, 2), 1, b'a', tag(2, 2), 1, b'k', tag(3, 0), 3]
+        [
+            tag(1, 2),
+            1,
+            b'a',
+            tag(2, 2),
+            1,
+            b'k',
+            tag(3, 0),
+            3,
+            tag(4, 0),
+            7
+        ]
     );
     let c = CountRequest {
         namespace: "a".into(),

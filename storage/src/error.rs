@@ -37,6 +37,9 @@ pub enum Error {
     #[error("the write's version is {ahead_ms} ms ahead of this node's clock (the limit is {max_ms} ms): check the writer's clock")]
     VersionAhead { ahead_ms: u64, max_ms: u64 },
 
+    #[error("the events' second {at} is {off} s from this node's clock (the limit is {max} s): check the caller's clock")]
+    EventTime { at: u64, off: u64, max: u64 },
+
     #[error("partition {partition} out of range: there are {partitions}")]
     PartitionOutOfRange { partition: u32, partitions: u32 },
 

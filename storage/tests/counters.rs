@@ -179,3 +179,29 @@ fn many_keys_grow_a_bucket_without_losing_counts() {
     let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
     assert!(s.count_many("g", &refs, 0).unwrap().iter().all(|&c| c == 2));
 }
+
+#[test]
+fn an_add_stamped_by_its_caller_counts_in_that_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let s: Store = open(dir.path(), &clock);
+    // Seen by the caller 5 s ago: outside a 3 s window, inside a 6 s one.
+    assert_eq!(s.add_many_at("t", &[(b"k", 2)], Some(T0 - 5)).unwrap(), [2]);
+    assert_eq!(s.count("t", b"k", 3).unwrap(), 0);
+    assert_eq!(s.count("t", b"k", 6).unwrap(), 2);
+    // A second ahead (the caller's clock runs ahead): answered with it counted.
+    assert_eq!(s.add_many_at("t", &[(b"k", 1)], Some(T0 + 1)).unwrap(), [3]);
+    clock.advance(1);
+    assert_eq!(s.count("t", b"k", 1).unwrap(), 1);
+    for far in [T0 - 20, T0 + 20] {
+        match s.add_many_at("t", &[(b"k", 1)], Some(far)) {
+            Err(Error::EventTime { max: 10, .. }) => {}
+            other => panic!("an add stamped {far}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        s.count("t", b"k", 0).unwrap(),
+        3,
+        "refused adds count nothing"
+    );
+}

@@ -24,6 +24,9 @@ use crate::options::{Options, SyncMode};
 pub use bucket::Bucket;
 pub use transfer::CounterCells;
 
+/// How far an add's own second may be from the node's clock.
+pub const MAX_EVENT_SKEW: u64 = 10;
+
 /// Span of a bucket for a given retention: about eight buckets cover the retention.
 pub fn span_for(retention: u32) -> u32 {
     retention.div_ceil(8).clamp(1, 3600)
@@ -112,19 +115,28 @@ impl Counters {
         self.opts.clock.now_secs()
     }
 
-    /// Adds `n` entries (0 counts as 1) for each key now; returns each key's count over
+    /// Adds `n` entries (0 counts as 1) for each key at second `at` (None: now), which
+    /// must be within [`MAX_EVENT_SKEW`] of the clock; returns each key's count over
     /// the whole retention afterwards. Under `Always` the adds are durable first.
-    pub fn add_many(&self, items: &[(&[u8], u32)]) -> Result<Vec<u64>> {
+    pub fn add_many(&self, items: &[(&[u8], u32)], at: Option<u64>) -> Result<Vec<u64>> {
         let now = self.now();
+        let t = at.unwrap_or(now);
+        if t.abs_diff(now) > MAX_EVENT_SKEW {
+            return Err(Error::EventTime {
+                at: t,
+                off: t.abs_diff(now),
+                max: MAX_EVENT_SKEW,
+            });
+        }
         let ticket = {
             let mut w = self.writer.lock();
-            let b = self.bucket_for(now)?;
+            let b = self.bucket_for(t)?;
             let mut b = b;
             for (key, n) in items {
                 if b.is_full() {
                     b = self.grow(&b)?;
                 }
-                b.add(key_hash(self.seed, key), key, now, (*n).max(1))?;
+                b.add(key_hash(self.seed, key), key, t, (*n).max(1))?;
             }
             Self::written(&mut w, [b.t0])
         };
@@ -132,7 +144,7 @@ impl Counters {
         let retention = self.retention();
         items
             .iter()
-            .map(|(key, _)| self.count(key, retention))
+            .map(|(key, _)| self.count_at(key, retention, now.max(t)))
             .collect()
     }
 
@@ -225,12 +237,16 @@ impl Counters {
 
     /// Entries added for `key` in the last `window` seconds (the current second included).
     pub fn count(&self, key: &[u8], window: u32) -> Result<u64> {
+        self.count_at(key, window, self.now())
+    }
+
+    /// [`count`](Self::count) as of second `now`.
+    fn count_at(&self, key: &[u8], window: u32, now: u64) -> Result<u64> {
         let retention = self.retention();
         if window > retention {
             return Err(Error::WindowTooLarge { window, retention });
         }
         let window = if window == 0 { retention } else { window };
-        let now = self.now();
         let lo = (now + 1).saturating_sub(window as u64);
         let hash = key_hash(self.seed, key);
         let map = self.buckets.read();

@@ -261,8 +261,20 @@ impl Store {
     }
 
     pub fn add_many(&self, ns: &str, items: &[(&[u8], u32)]) -> Result<Vec<u64>> {
+        self.add_many_at(ns, items, None)
+    }
+
+    /// [`add_many`](Self::add_many) of events that happened at Unix second `at` (None:
+    /// now), as the caller saw it, so that every replica counts them in one second; at
+    /// most `counters::MAX_EVENT_SKEW` seconds from this node's clock.
+    pub fn add_many_at(
+        &self,
+        ns: &str,
+        items: &[(&[u8], u32)],
+        at: Option<u64>,
+    ) -> Result<Vec<u64>> {
         check_keys(&self.registry.opts, items.iter().map(|(k, _)| *k))?;
-        self.namespace(ns)?.counters.add_many(items)
+        self.namespace(ns)?.counters.add_many(items, at)
     }
 
     /// Entries added for `key` in the last `window_secs` seconds; 0 means the full retention.
