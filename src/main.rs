@@ -43,7 +43,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve a node until SIGTERM or SIGINT.
-    Node(node::NodeArgs),
+    Node(Box<node::NodeArgs>),
     /// Write a key to its replicas.
     Put(put::PutArgs),
     /// Print a key's value (exit code 1 if it is missing).
@@ -91,7 +91,7 @@ fn main() -> ExitCode {
     // Ok(false): the command ran but found nothing (get) or a node down (status).
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Node(a) => node::run(a).await.map(|()| true),
+            Command::Node(a) => node::run(*a).await.map(|()| true),
             Command::Put(a) => put::run(a, before).await,
             Command::Get(a) => get::run(a, before).await,
             Command::Del(a) => del::run(a, before).await,

@@ -16,6 +16,7 @@ pub mod lookup;
 pub mod node;
 pub mod put;
 pub mod repair;
+pub mod resp;
 pub mod status;
 
 use std::io::{BufRead, BufReader};

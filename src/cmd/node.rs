@@ -120,6 +120,8 @@ pub struct NodeArgs {
     drain_timeout: u64,
     #[command(flatten)]
     cluster: super::cluster_args::ClusterArgs,
+    #[command(flatten)]
+    resp: super::resp::RespArgs,
     /// Classic form: the data directory.
     #[arg(value_name = "DATA_DIR", conflicts_with = "data_dir")]
     classic_dir: Option<PathBuf>,
@@ -273,12 +275,30 @@ fn registration(
 pub async fn run(args: NodeArgs) -> Result<()> {
     let opts = args.options()?;
     let id = opts.service.node_id.clone();
+    // The gRPC address is the node's once it is bound.
+    let mut beside = super::resp::Beside {
+        node_id: id.clone(),
+        grpc: opts.listen,
+        peers: opts
+            .sync
+            .peers
+            .borrow()
+            .iter()
+            .map(|p| (p.id.clone(), p.addr.clone()))
+            .collect(),
+        replicas: opts.sync.replicas,
+        token: opts.sync.token.as_deref().map(|t| t.trim().to_string()),
+        tls: opts.tls.is_some(),
+        insecure: args.insecure,
+        max_value: opts.store.max_value_len,
+    };
     let tls = if opts.tls.is_some() {
         "tls"
     } else {
         "plaintext"
     };
     let mut node = Node::start(opts).await?;
+    beside.grpc = node.local_addr();
     // Registered from the start: the check fails until the store is open.
     let (stop_registration, stopped) = tokio::sync::oneshot::channel::<()>();
     let registrar = registration(&args, &id, node.local_addr())?.map(|(consul, reg)| {
@@ -306,7 +326,11 @@ pub async fn run(args: NodeArgs) -> Result<()> {
         }
     };
     tracing::info!(recovery_ms = took.as_millis() as u64, "store open");
+    let resp = super::resp::start(&args.resp, beside).await?;
     let mut line = format!("dstash node {id} serving on {} ({tls})", node.local_addr());
+    if let Some(r) = &resp {
+        line += &format!(", redis protocol on {}", r.local_addr());
+    }
     if let Some(adv) = &args.advertise {
         line += &format!(", advertised as {adv}");
     }
@@ -316,6 +340,9 @@ pub async fn run(args: NodeArgs) -> Result<()> {
     println!("{line}");
     signals.wait().await;
     tracing::info!("signal received: draining");
+    if let Some(r) = resp {
+        r.stop().await;
+    }
     let stopped = node.shutdown().await;
     // Deregister once drained: until then the failing check already steers clients away.
     let _ = stop_registration.send(());

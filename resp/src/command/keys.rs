@@ -1,0 +1,241 @@
+//! Values: GET, SET, SETEX, GETDEL, MGET, MSET, DEL, UNLINK, EXISTS, TYPE, KEYS, SCAN,
+//! DBSIZE. Each key goes to its owners through the client (placement, R and W,
+//! failover, the layout), so any node answers for any key.
+//!
+//! Where dstash differs from Redis: MSET is a batch, not atomic across keys; SET's NX
+//! and XX read, then write, so two clients racing may both succeed; TTLs have 1 s
+//! resolution (PX and PXAT round up to the next second).
+
+use bytes::Bytes;
+use dstash_client::PutItem;
+
+use super::{arity, failed, int, syntax, upper};
+use crate::reply::Reply;
+use crate::session::{Session, Shared};
+
+/// None when `name` is not a key command.
+pub async fn run(shared: &Shared, s: &Session, name: &str, a: &[Bytes]) -> Option<Reply> {
+    let c = &shared.client;
+    let ns = s.ns.as_str();
+    Some(match (name, a) {
+        ("GET", [k]) => match c.get(ns, k).await {
+            Ok(v) => v.map_or(Reply::Nil, Reply::Bulk),
+            Err(e) => failed(e),
+        },
+        ("SET", [k, v, opts @ ..]) => set(shared, ns, k, v, opts).await,
+        ("SETEX", [k, secs, v]) => match int(secs) {
+            Ok(t) if t > 0 && t <= u32::MAX as i64 => put(shared, ns, k, v, t as u32).await,
+            Ok(_) => Reply::err("invalid expire time in 'setex' command"),
+            Err(e) => e,
+        },
+        ("GETDEL", [k]) => match c.get(ns, k).await {
+            Ok(Some(v)) => match c.delete(ns, k).await {
+                Ok(_) => Reply::Bulk(v),
+                Err(e) => failed(e),
+            },
+            Ok(None) => Reply::Nil,
+            Err(e) => failed(e),
+        },
+        ("MGET", keys) if !keys.is_empty() => match c.get_many(ns, keys).await {
+            Ok(vs) => Reply::Array(
+                vs.into_iter()
+                    .map(|v| v.map_or(Reply::Nil, Reply::Bulk))
+                    .collect(),
+            ),
+            Err(e) => failed(e),
+        },
+        ("MSET", kv) if !kv.is_empty() && kv.len().is_multiple_of(2) => mset(shared, ns, kv).await,
+        ("DEL" | "UNLINK", keys) if !keys.is_empty() => {
+            let mut n = 0;
+            for k in keys {
+                match c.delete(ns, k).await {
+                    Ok(existed) => n += existed as i64,
+                    Err(e) => return Some(failed(e)),
+                }
+            }
+            Reply::Int(n)
+        }
+        ("EXISTS", keys) if !keys.is_empty() => match c.get_many(ns, keys).await {
+            Ok(vs) => Reply::Int(vs.iter().filter(|v| v.is_some()).count() as i64),
+            Err(e) => failed(e),
+        },
+        ("TYPE", [k]) => match c.get(ns, k).await {
+            Ok(Some(_)) => Reply::Status("string"),
+            Ok(None) => Reply::Status("none"),
+            Err(e) => failed(e),
+        },
+        ("KEYS", [pattern]) => listing(shared, ns, pattern).await,
+        ("SCAN", [cursor, opts @ ..]) => scan(shared, ns, cursor, opts).await,
+        ("DBSIZE", []) => match c.keys(ns, "", false).await {
+            Ok(all) => Reply::Int(all.len() as i64),
+            Err(e) => failed(e),
+        },
+        (
+            "GET" | "SET" | "SETEX" | "GETDEL" | "MGET" | "MSET" | "DEL" | "UNLINK" | "EXISTS"
+            | "TYPE" | "KEYS" | "SCAN" | "DBSIZE",
+            _,
+        ) => arity(name),
+        ("TTL" | "PTTL" | "EXPIRE" | "PEXPIRE" | "EXPIREAT" | "PERSIST", _) => Reply::err(format!(
+            "{} is not supported yet by dstash's Redis front end; SET with EX sets a TTL",
+            name.to_lowercase()
+        )),
+        _ => return None,
+    })
+}
+
+async fn put(shared: &Shared, ns: &str, k: &[u8], v: &[u8], ttl: u32) -> Reply {
+    match shared.client.put(ns, k, v, ttl).await {
+        Ok(()) => Reply::Status("OK"),
+        Err(e) => failed(e),
+    }
+}
+
+/// What SET's options ask for.
+#[derive(Default)]
+struct SetOpts {
+    ttl: u32,
+    nx: bool,
+    xx: bool,
+    get: bool,
+}
+
+/// Seconds from now until Unix time `at` seconds, at least 1.
+fn until(at: i64) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    (at - now).max(1)
+}
+
+fn set_opts(opts: &[Bytes]) -> Result<SetOpts, Reply> {
+    let mut o = SetOpts::default();
+    let mut expiry = false;
+    let mut i = 0;
+    while i < opts.len() {
+        let word = upper(&opts[i]);
+        let ttl = match word.as_str() {
+            "NX" => {
+                o.nx = true;
+                None
+            }
+            "XX" => {
+                o.xx = true;
+                None
+            }
+            "GET" => {
+                o.get = true;
+                None
+            }
+            "KEEPTTL" => {
+                return Err(Reply::err(
+                    "SET KEEPTTL is not supported yet by dstash's Redis front end",
+                ))
+            }
+            "EX" | "PX" | "EXAT" | "PXAT" => {
+                let n = int(opts.get(i + 1).ok_or_else(syntax)?)?;
+                if n <= 0 || expiry {
+                    return Err(match expiry {
+                        true => syntax(),
+                        false => Reply::err("invalid expire time in 'set' command"),
+                    });
+                }
+                i += 1;
+                expiry = true;
+                Some(match word.as_str() {
+                    "EX" => n,
+                    "PX" => (n + 999) / 1000,
+                    "EXAT" => until(n),
+                    _ => until((n + 999) / 1000),
+                })
+            }
+            _ => return Err(syntax()),
+        };
+        if let Some(t) = ttl {
+            o.ttl =
+                u32::try_from(t).map_err(|_| Reply::err("invalid expire time in 'set' command"))?;
+        }
+        i += 1;
+    }
+    if o.nx && o.xx {
+        return Err(syntax());
+    }
+    Ok(o)
+}
+
+async fn set(shared: &Shared, ns: &str, k: &[u8], v: &[u8], opts: &[Bytes]) -> Reply {
+    let o = match set_opts(opts) {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
+    let old = match o.nx || o.xx || o.get {
+        true => match shared.client.get(ns, k).await {
+            Ok(old) => old,
+            Err(e) => return failed(e),
+        },
+        false => None,
+    };
+    let refused = (o.nx && old.is_some()) || (o.xx && old.is_none());
+    if !refused {
+        if let Reply::Error(e) = put(shared, ns, k, v, o.ttl).await {
+            return Reply::Error(e);
+        }
+    }
+    match (o.get, refused) {
+        (true, _) => old.map_or(Reply::Nil, Reply::Bulk),
+        (false, true) => Reply::Nil,
+        (false, false) => Reply::Status("OK"),
+    }
+}
+
+async fn mset(shared: &Shared, ns: &str, kv: &[Bytes]) -> Reply {
+    let items: Vec<PutItem> = kv
+        .chunks(2)
+        .map(|p| PutItem {
+            key: p[0].clone(),
+            value: p[1].clone(),
+            ttl_seconds: 0,
+        })
+        .collect();
+    match shared.client.put_many(ns, &items).await {
+        Ok(r) if r.failed.is_empty() => Reply::Status("OK"),
+        Ok(r) => Reply::err(format!(
+            "{} of {} keys were not written: {}",
+            r.failed.len(),
+            items.len(),
+            r.failed[0].1
+        )),
+        Err(e) => failed(e),
+    }
+}
+
+async fn listing(shared: &Shared, ns: &str, pattern: &[u8]) -> Reply {
+    let pattern = String::from_utf8_lossy(pattern);
+    let pattern = if pattern == "*" { "" } else { &pattern };
+    match shared.client.keys(ns, pattern, false).await {
+        Ok(all) => Reply::Array(all.into_iter().map(Reply::Bulk).collect()),
+        Err(e) => failed(e),
+    }
+}
+
+/// `SCAN cursor [MATCH p] [COUNT n] [TYPE string]`: every key in one answer, with the
+/// cursor 0 that ends a scan (COUNT is a hint, as in Redis).
+async fn scan(shared: &Shared, ns: &str, cursor: &[u8], opts: &[Bytes]) -> Reply {
+    if int(cursor).is_err() {
+        return Reply::err("invalid cursor");
+    }
+    let mut pattern = Bytes::from_static(b"*");
+    let mut i = 0;
+    while i < opts.len() {
+        match (upper(&opts[i]).as_str(), opts.get(i + 1)) {
+            ("MATCH", Some(p)) => pattern = p.clone(),
+            ("COUNT", Some(n)) if int(n).is_ok_and(|n| n > 0) => {}
+            ("TYPE", Some(t)) if upper(t) == "STRING" => {}
+            _ => return syntax(),
+        }
+        i += 2;
+    }
+    match listing(shared, ns, &pattern).await {
+        Reply::Array(keys) => Reply::Array(vec![Reply::text("0"), Reply::Array(keys)]),
+        other => other,
+    }
+}

@@ -1,0 +1,53 @@
+//! The listener: accepts connections and serves each on its own task until told to
+//! stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::conn;
+use crate::session::Shared;
+
+/// A running RESP listener.
+pub struct RespServer {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RespServer {
+    /// Binds `listen` and serves every connection through `shared`.
+    pub async fn start(listen: SocketAddr, shared: Shared) -> std::io::Result<RespServer> {
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let (stop, mut stopped) = watch::channel(false);
+        let shared = Arc::new(shared);
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((sock, _)) => {
+                            let _ = sock.set_nodelay(true);
+                            tokio::spawn(conn::serve(shared.clone(), sock));
+                        }
+                        Err(e) => tracing::warn!("resp: accept failed: {e}"),
+                    },
+                    _ = stopped.changed() => return,
+                }
+            }
+        });
+        Ok(RespServer { addr, stop, task })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting connections; those open finish the commands they sent.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}

@@ -1,0 +1,63 @@
+//! One connection's state, and what every connection shares.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use dstash_client::Client;
+
+/// What every connection of a listener shares.
+pub struct Shared {
+    /// Routes each key to its owners: placement, R and W, failover, layouts.
+    pub client: Client,
+    /// The token `AUTH` must present; None: no authentication.
+    pub token: Option<String>,
+    /// The namespace a connection starts in.
+    pub namespace: String,
+    /// The longest argument a command may carry (the node's value limit and a margin).
+    pub max_bulk: usize,
+    next_id: AtomicU64,
+    connections: AtomicI64,
+}
+
+impl Shared {
+    pub fn new(client: Client, token: Option<String>, namespace: String, max_bulk: usize) -> Self {
+        Self {
+            client,
+            token,
+            namespace,
+            max_bulk,
+            next_id: AtomicU64::new(1),
+            connections: AtomicI64::new(0),
+        }
+    }
+
+    pub fn connected(&self, delta: i64) {
+        self.connections.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Connections open now.
+    pub fn connections(&self) -> i64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+}
+
+/// One connection.
+pub struct Session {
+    pub id: u64,
+    pub ns: String,
+    /// 2 or 3, from `HELLO`.
+    pub proto: u8,
+    pub authed: bool,
+    pub name: Option<bytes::Bytes>,
+}
+
+impl Session {
+    pub fn new(shared: &Shared) -> Self {
+        Self {
+            id: shared.next_id.fetch_add(1, Ordering::Relaxed),
+            ns: shared.namespace.clone(),
+            proto: 2,
+            authed: shared.token.is_none(),
+            name: None,
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! The Redis protocol on real `dstash node` processes, spoken by the `redis` crate (a
+//! real Redis client) and by hand for broken frames: commands and their replies, RESP3,
+//! pipelines, namespaces, AUTH, and three nodes where any node answers for any key.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use redis::{Commands, Value};
+use support::{spawn_loopback, spawn_node, NodeProcess};
+
+/// The Redis address the node printed on its serving line.
+fn resp_addr(node: &NodeProcess) -> String {
+    node.line
+        .split("redis protocol on ")
+        .nth(1)
+        .and_then(|r| r.split([',', ' ']).next())
+        .unwrap_or_else(|| panic!("no redis address in {:?}", node.line))
+        .to_string()
+}
+
+fn connect(node: &NodeProcess) -> redis::Connection {
+    let url = format!("redis://{}/", resp_addr(node));
+    redis::Client::open(url).unwrap().get_connection().unwrap()
+}
+
+fn resp_node(dir: &std::path::Path, extra: &[&str]) -> NodeProcess {
+    let mut args = vec!["--resp-listen", "127.0.0.1:0", "--replicas", "1"];
+    args.extend_from_slice(extra);
+    spawn_loopback(dir, &args)
+}
+
+fn err_text(r: redis::RedisResult<Value>) -> String {
+    match r {
+        Err(e) => e.to_string(),
+        Ok(v) => panic!("expected an error, got {v:?}"),
+    }
+}
+
+#[test]
+fn values_and_their_options_answer_as_redis_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = resp_node(dir.path(), &[]);
+    let mut c = connect(&node);
+    let pong: String = redis::cmd("PING").query(&mut c).unwrap();
+    assert_eq!(pong, "PONG");
+    let _: () = c.set("k", "v1").unwrap();
+    assert_eq!(
+        c.get::<_, Option<String>>("k").unwrap().as_deref(),
+        Some("v1")
+    );
+    assert_eq!(c.get::<_, Option<String>>("none").unwrap(), None);
+    // NX and XX, GET, EX.
+    let nx: Option<String> = redis::cmd("SET")
+        .arg("k")
+        .arg("v2")
+        .arg("NX")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(nx, None, "NX on a key that exists sets nothing");
+    let old: Option<String> = redis::cmd("SET")
+        .arg("k")
+        .arg("v2")
+        .arg("GET")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(old.as_deref(), Some("v1"));
+    let xx: Option<String> = redis::cmd("SET")
+        .arg("fresh")
+        .arg("x")
+        .arg("XX")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(xx, None);
+    assert_eq!(c.exists::<_, i64>("fresh").unwrap(), 0);
+    let ok: String = redis::cmd("SET")
+        .arg("t")
+        .arg("x")
+        .arg("EX")
+        .arg(100)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(ok, "OK");
+    assert!(err_text(
+        redis::cmd("SET")
+            .arg("t")
+            .arg("x")
+            .arg("EX")
+            .arg(0)
+            .query(&mut c)
+    )
+    .contains("invalid expire time"));
+    assert!(err_text(
+        redis::cmd("SET")
+            .arg("t")
+            .arg("x")
+            .arg("NX")
+            .arg("XX")
+            .query(&mut c)
+    )
+    .contains("syntax error"));
+    // Several keys at once.
+    let _: () = redis::cmd("MSET")
+        .arg("a")
+        .arg("1")
+        .arg("b")
+        .arg("2")
+        .query(&mut c)
+        .unwrap();
+    let got: Vec<Option<String>> = redis::cmd("MGET")
+        .arg("a")
+        .arg("zz")
+        .arg("b")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(got, [Some("1".into()), None, Some("2".into())]);
+    assert_eq!(
+        redis::cmd("EXISTS")
+            .arg("a")
+            .arg("b")
+            .arg("zz")
+            .query::<i64>(&mut c)
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        redis::cmd("DEL")
+            .arg("a")
+            .arg("zz")
+            .query::<i64>(&mut c)
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        redis::cmd("GETDEL")
+            .arg("b")
+            .query::<Option<String>>(&mut c)
+            .unwrap()
+            .as_deref(),
+        Some("2")
+    );
+    assert_eq!(c.get::<_, Option<String>>("b").unwrap(), None);
+    assert_eq!(
+        redis::cmd("TYPE").arg("k").query::<String>(&mut c).unwrap(),
+        "string"
+    );
+    let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
+    keys.sort();
+    assert_eq!(keys, ["k", "t"]);
+    let (cursor, found): (String, Vec<String>) = redis::cmd("SCAN")
+        .arg(0)
+        .arg("MATCH")
+        .arg("k*")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!((cursor.as_str(), found), ("0", vec!["k".to_string()]));
+    assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut c).unwrap(), 2);
+    // Expiring counts.
+    assert_eq!(
+        redis::cmd("CNT.ADD")
+            .arg("ip")
+            .query::<i64>(&mut c)
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        redis::cmd("CNT.ADD")
+            .arg("ip")
+            .arg(4)
+            .query::<i64>(&mut c)
+            .unwrap(),
+        5
+    );
+    assert_eq!(
+        redis::cmd("CNT.COUNT")
+            .arg("ip")
+            .arg(10)
+            .query::<i64>(&mut c)
+            .unwrap(),
+        5
+    );
+    // Unknown and unsupported commands answer an error and the connection goes on.
+    assert!(err_text(redis::cmd("MULTI").query(&mut c)).contains("unknown command 'multi'"));
+    assert!(
+        err_text(redis::cmd("GET").query(&mut c)).contains("wrong number of arguments for 'get'")
+    );
+    assert!(err_text(redis::cmd("TTL").arg("k").query(&mut c)).contains("not supported yet"));
+    assert_eq!(
+        redis::cmd("ECHO")
+            .arg("still here")
+            .query::<String>(&mut c)
+            .unwrap(),
+        "still here"
+    );
+}
+
+#[test]
+fn namespaces_pipelines_and_resp3() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = resp_node(dir.path(), &["--resp-namespace", "app"]);
+    let mut c = connect(&node);
+    let _: () = c.set("k", "in app").unwrap();
+    let _: () = redis::cmd("SELECT").arg("other").query(&mut c).unwrap();
+    assert_eq!(
+        c.get::<_, Option<String>>("k").unwrap(),
+        None,
+        "namespaces are apart"
+    );
+    assert!(err_text(redis::cmd("SELECT").arg("../etc").query(&mut c)).contains("namespace"));
+    let _: () = redis::cmd("SELECT").arg("0").query(&mut c).unwrap();
+    assert_eq!(
+        c.get::<_, Option<String>>("k").unwrap().as_deref(),
+        Some("in app"),
+        "0 is the default"
+    );
+    // A pipeline of 200 SETs then 200 GETs: batched, answered in order.
+    let mut p = redis::pipe();
+    for i in 0..200 {
+        p.set(format!("p{i}"), format!("v{i}")).ignore();
+    }
+    for i in 0..200 {
+        p.get(format!("p{i}"));
+    }
+    let got: Vec<String> = p.query(&mut c).unwrap();
+    assert_eq!(got.len(), 200);
+    assert!(got.iter().enumerate().all(|(i, v)| *v == format!("v{i}")));
+    // RESP3: HELLO answers a map, and nil is RESP3's.
+    let hello: Value = redis::cmd("HELLO").arg(3).query(&mut c).unwrap();
+    let Value::Map(pairs) = hello else {
+        panic!("HELLO 3 answers a map: {hello:?}");
+    };
+    assert!(pairs
+        .iter()
+        .any(|(k, v)| *k == Value::BulkString(b"proto".to_vec()) && *v == Value::Int(3)));
+    assert_eq!(
+        redis::cmd("GET")
+            .arg("missing")
+            .query::<Value>(&mut c)
+            .unwrap(),
+        Value::Nil
+    );
+    let config: Value = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("save")
+        .query(&mut c)
+        .unwrap();
+    assert!(
+        matches!(config, Value::Map(ref m) if m.len() == 1),
+        "{config:?}"
+    );
+}
+
+#[test]
+fn a_token_is_asked_for_before_anything_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let data = dir.path().join("d");
+    let node = resp_node(&data, &["--auth-token-file", token.to_str().unwrap()]);
+    let mut c = connect(&node);
+    assert!(err_text(redis::cmd("GET").arg("k").query(&mut c)).contains("NOAUTH"));
+    assert!(err_text(redis::cmd("AUTH").arg("wrong").query(&mut c)).contains("WRONGPASS"));
+    let ok: String = redis::cmd("AUTH")
+        .arg("default")
+        .arg("s3cret")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(ok, "OK");
+    let _: () = c.set("k", "v").unwrap();
+    assert_eq!(
+        c.get::<_, Option<String>>("k").unwrap().as_deref(),
+        Some("v")
+    );
+}
+
+#[test]
+fn broken_frames_get_protocol_errors_and_cost_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = resp_node(dir.path(), &[]);
+    let addr = resp_addr(&node);
+    let answer = |bytes: &[u8]| {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.write_all(bytes).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    assert_eq!(
+        answer(b"*1\r\n$-5\r\n"),
+        "-ERR Protocol error: invalid bulk length\r\n"
+    );
+    assert_eq!(
+        answer(b"*x\r\n"),
+        "-ERR Protocol error: invalid multibulk length\r\n"
+    );
+    let huge = format!("*2\r\n$3\r\nGET\r\n${}\r\n", 1u64 << 40);
+    assert!(answer(huge.as_bytes()).contains("invalid bulk length"));
+    // Half a frame, then the client goes away.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(b"*2\r\n$3\r\nSET\r\n$100\r\nabc").unwrap();
+    drop(s);
+    // Inline commands, as typed into a terminal, and the node still serves.
+    assert_eq!(answer(b"PING\r\nQUIT\r\n"), "+PONG\r\n+OK\r\n");
+    let mut c = connect(&node);
+    let pong: String = redis::cmd("PING").query(&mut c).unwrap();
+    assert_eq!(pong, "PONG");
+}
+
+#[test]
+fn any_of_three_nodes_answers_for_any_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..3)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let peers: String = (0..3)
+        .map(|i| format!("n{i}=127.0.0.1:{}", ports[i]))
+        .collect::<Vec<_>>()
+        .join(",");
+    let nodes: Vec<NodeProcess> = (0..3)
+        .map(|i| {
+            let (data, listen) = (
+                dir.path().join(format!("n{i}")),
+                format!("127.0.0.1:{}", ports[i]),
+            );
+            spawn_node(&[
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--listen",
+                &listen,
+                "--node-id",
+                &format!("n{i}"),
+                "--peers",
+                &peers,
+                "--replicas",
+                "2",
+                "--resp-listen",
+                "127.0.0.1:0",
+            ])
+        })
+        .collect();
+    let mut first = connect(&nodes[0]);
+    for i in 0..300 {
+        let _: () = first.set(format!("k{i}"), format!("v{i}")).unwrap();
+    }
+    for n in &nodes[1..] {
+        let mut c = connect(n);
+        for i in (0..300).step_by(7) {
+            let got: Option<String> = c.get(format!("k{i}")).unwrap();
+            assert_eq!(got, Some(format!("v{i}")), "k{i} through {}", n.line);
+        }
+        let got: Vec<Option<String>> = redis::cmd("MGET")
+            .arg("k1")
+            .arg("k2")
+            .arg("nope")
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(got, [Some("v1".into()), Some("v2".into()), None]);
+    }
+    // Each key is on its two owners only, not on all three.
+    let mut total = 0;
+    for n in &nodes {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        total += rt.block_on(async {
+            let mut c = n.client().await;
+            let s = c
+                .status(dstash_proto::v1::StatusRequest {})
+                .await
+                .unwrap()
+                .into_inner();
+            s.namespaces
+                .iter()
+                .filter(|ns| ns.name == "default")
+                .map(|ns| ns.keys)
+                .sum::<u64>()
+        });
+    }
+    assert_eq!(total, 600, "300 keys x R = 2");
+}
