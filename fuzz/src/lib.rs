@@ -8,9 +8,13 @@
 //! Each target panics only when dstash does something wrong: a panic inside dstash, a
 //! decoded record that does not re-encode to its bytes, a recovered store that lost or
 //! changed data written before the damage, or a request answered with a status other
-//! than the documented ones, or a decoded layout that does not round-trip.
+//! than the documented ones, a decoded layout that does not round-trip, or a Redis
+//! command that does not parse back to itself.
 
 pub mod layout;
+pub mod resp;
+
+pub use resp::resp;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -28,12 +32,13 @@ use tonic::{Code, Request};
 pub type Target = fn(&[u8]);
 
 /// Every target, by the name of its corpus directory and `cargo fuzz` binary.
-pub const TARGETS: [(&str, Target); 5] = [
+pub const TARGETS: [(&str, Target); 6] = [
     ("record", record),
     ("segment_recovery", segment_recovery),
     ("index_pages", index_pages),
     ("request", request),
     ("layout", layout::layout),
+    ("resp", resp),
 ];
 
 /// The one time every store here runs at.
@@ -439,6 +444,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         }
         "index_pages" => vec![vec![0, 0xff, 0xff], vec![1; 40], vec![2; 64]],
         "layout" => layout::seeds(),
+        "resp" => resp::seeds(),
         "request" => {
             let msg = |kind: u8, m: &dyn Fn(&mut Vec<u8>)| {
                 let mut b = vec![kind];

@@ -99,3 +99,4 @@ fuzz_form!(record_decoding, record);
 fuzz_form!(segment_recovery, segment_recovery);
 fuzz_form!(index_pages, index_pages);
 fuzz_form!(request_conversion, request);
+fuzz_form!(resp_parsing, resp);
