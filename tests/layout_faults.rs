@@ -16,11 +16,8 @@ use support::{run_with, NodeProcess};
 async fn a_killed_sender_and_a_killed_receiver_resume_and_complete() {
     const KEYS: u32 = 20_000;
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
     let slow = ["--handoff-rate", "3000"];
-    let mut nodes: Vec<Option<NodeProcess>> = (0..4)
-        .map(|i| Some(start_with(dir.path(), &ports, i, &slow)))
-        .collect();
+    let (ports, mut nodes) = layouts::nodes(dir.path(), 4, &slow);
     let first = list(&ports, &[0, 1, 2]);
     let client = connect(&first).await;
     preload(&client, "k", "v", KEYS).await;
@@ -256,9 +253,7 @@ async fn a_node_back_with_an_empty_disk_learns_the_layout_and_repair_refills_it(
 async fn a_dead_node_is_replaced_in_one_transition_and_repair_finishes_it() {
     const KEYS: u32 = 3000;
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
-    let mut nodes: Vec<Option<NodeProcess>> =
-        (0..4).map(|i| Some(start(dir.path(), &ports, i))).collect();
+    let (ports, mut nodes) = layouts::nodes(dir.path(), 4, &[]);
     let three = list(&ports, &[0, 1, 2]);
     // Until the move starts, writes of n0's keys go to stand-ins (sloppy quorum).
     let specs: Vec<NodeSpec> = three.split(',').map(|s| s.parse().unwrap()).collect();
@@ -331,11 +326,8 @@ async fn a_dead_node_is_replaced_in_one_transition_and_repair_finishes_it() {
 async fn a_leaving_node_that_dies_mid_move_is_declared_gone_and_the_move_completes() {
     const KEYS: u32 = 10_000;
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
     let slow = ["--handoff-rate", "2000"];
-    let mut nodes: Vec<Option<NodeProcess>> = (0..4)
-        .map(|i| Some(start_with(dir.path(), &ports, i, &slow)))
-        .collect();
+    let (ports, mut nodes) = layouts::nodes(dir.path(), 4, &slow);
     let three = list(&ports, &[0, 1, 2]);
     let client = connect(&three).await;
     preload(&client, "k", "v", KEYS).await;

@@ -30,6 +30,20 @@ pub fn list(ports: &[u16], which: &[usize]) -> String {
         .join(",")
 }
 
+/// `n` nodes on free ports over `dir`, each started with `extra`; a test may take one
+/// out (kill it) and put a restarted one back.
+pub fn nodes(
+    dir: &std::path::Path,
+    n: usize,
+    extra: &[&str],
+) -> (Vec<u16>, Vec<Option<NodeProcess>>) {
+    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let nodes = (0..n)
+        .map(|i| Some(start_with(dir, &ports, i, extra)))
+        .collect();
+    (ports, nodes)
+}
+
 pub fn start(dir: &std::path::Path, ports: &[u16], i: usize) -> NodeProcess {
     start_with(dir, ports, i, &[])
 }
