@@ -185,7 +185,6 @@ fn values_and_their_options_answer_as_redis_does() {
     assert!(
         err_text(redis::cmd("GET").query(&mut c)).contains("wrong number of arguments for 'get'")
     );
-    assert!(err_text(redis::cmd("TTL").arg("k").query(&mut c)).contains("not supported yet"));
     assert_eq!(
         redis::cmd("ECHO")
             .arg("still here")
@@ -382,4 +381,87 @@ fn any_of_three_nodes_answers_for_any_key() {
         });
     }
     assert_eq!(total, 600, "300 keys x R = 2");
+}
+
+#[test]
+fn time_to_live_is_read_set_kept_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = resp_node(dir.path(), &[]);
+    let mut c = connect(&node);
+    let ttl =
+        |c: &mut redis::Connection, k: &str| redis::cmd("TTL").arg(k).query::<i64>(c).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .arg("EX")
+        .arg(100)
+        .query(&mut c)
+        .unwrap();
+    assert!(
+        (98..=100).contains(&ttl(&mut c, "k")),
+        "{}",
+        ttl(&mut c, "k")
+    );
+    let pttl: i64 = redis::cmd("PTTL").arg("k").query(&mut c).unwrap();
+    assert!((98_000..=100_000).contains(&pttl), "{pttl}");
+    assert_eq!(ttl(&mut c, "missing"), -2);
+    assert_eq!(
+        redis::cmd("EXPIRE")
+            .arg("k")
+            .arg(50)
+            .query::<i64>(&mut c)
+            .unwrap(),
+        1
+    );
+    assert!((48..=50).contains(&ttl(&mut c, "k")));
+    // KEEPTTL writes a new value under the TTL the key has.
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v2")
+        .arg("KEEPTTL")
+        .query(&mut c)
+        .unwrap();
+    assert!((48..=50).contains(&ttl(&mut c, "k")));
+    assert_eq!(
+        c.get::<_, Option<String>>("k").unwrap().as_deref(),
+        Some("v2")
+    );
+    assert!(err_text(
+        redis::cmd("SET")
+            .arg("k")
+            .arg("x")
+            .arg("KEEPTTL")
+            .arg("EX")
+            .arg(5)
+            .query(&mut c)
+    )
+    .contains("syntax error"));
+    assert_eq!(
+        redis::cmd("PERSIST").arg("k").query::<i64>(&mut c).unwrap(),
+        1
+    );
+    assert_eq!(ttl(&mut c, "k"), -1);
+    assert_eq!(
+        redis::cmd("PERSIST").arg("k").query::<i64>(&mut c).unwrap(),
+        0,
+        "no TTL left to remove"
+    );
+    assert_eq!(
+        redis::cmd("EXPIRE")
+            .arg("missing")
+            .arg(5)
+            .query::<i64>(&mut c)
+            .unwrap(),
+        0
+    );
+    // A time already past deletes the key.
+    assert_eq!(
+        redis::cmd("EXPIRE")
+            .arg("k")
+            .arg(0)
+            .query::<i64>(&mut c)
+            .unwrap(),
+        1
+    );
+    assert_eq!(c.get::<_, Option<String>>("k").unwrap(), None);
 }

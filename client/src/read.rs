@@ -151,10 +151,16 @@ impl Client {
     /// with a value or a tombstone (a replica that holds nothing, or fails, moves the
     /// read on). The newest version wins; replicas found lagging get it written back.
     pub async fn get(&self, ns: &str, key: &[u8]) -> Result<Option<Bytes>> {
+        let entry = self.routed(|| self.get_once(ns, key)).await?;
+        Ok(entry.map(|(v, _)| v))
+    }
+
+    /// [`get`](Self::get) with the value's seconds to live (0: it never expires).
+    pub async fn get_with_ttl(&self, ns: &str, key: &[u8]) -> Result<Option<(Bytes, u32)>> {
         self.routed(|| self.get_once(ns, key)).await
     }
 
-    async fn get_once(&self, ns: &str, key: &[u8]) -> Result<Option<Bytes>> {
+    async fn get_once(&self, ns: &str, key: &[u8]) -> Result<Option<(Bytes, u32)>> {
         let req = LookupRequest {
             namespace: ns.into(),
             key: Bytes::copy_from_slice(key),
@@ -179,7 +185,8 @@ impl Client {
             },
         )
         .await?;
-        self.settle(ns, key, &mut replies, NodeHandle::clone)
+        self.settle(ns, key, &mut replies, NodeHandle::clone)?;
+        replies.entry()
     }
 
     /// The read's answer from the replies; the winner is written back to the lagging.

@@ -114,8 +114,15 @@ impl<N: Clone> Replies<N> {
     /// The read's answer: the winning value; None for a tombstone or an agreed absence;
     /// `Unavailable` when no replica gave a usable answer.
     pub fn outcome(&mut self) -> Result<Option<Bytes>> {
+        self.entry().map(|e| e.map(|(v, _)| v))
+    }
+
+    /// [`outcome`](Self::outcome) with the value's seconds to live (0: none).
+    pub fn entry(&mut self) -> Result<Option<(Bytes, u32)>> {
         match self.winner() {
-            Some(Held::Value { value, .. }) => Ok(Some(value.clone())),
+            Some(Held::Value {
+                value, ttl_seconds, ..
+            }) => Ok(Some((value.clone(), *ttl_seconds))),
             Some(_) => Ok(None),
             None if self.answers.iter().any(|(_, h)| *h == Held::Nothing) => Ok(None),
             None => Err(Error::Unavailable {

@@ -3,8 +3,8 @@
 //! failover, the layout), so any node answers for any key.
 //!
 //! Where dstash differs from Redis: MSET is a batch, not atomic across keys; SET's NX
-//! and XX read, then write, so two clients racing may both succeed; TTLs have 1 s
-//! resolution (PX and PXAT round up to the next second).
+//! and XX (and KEEPTTL) read, then write, so two clients racing may both succeed;
+//! TTLs have 1 s resolution (PX and PXAT round up to the next second).
 
 use bytes::Bytes;
 use dstash_client::PutItem;
@@ -75,10 +75,6 @@ pub async fn run(shared: &Shared, s: &Session, name: &str, a: &[Bytes]) -> Optio
             | "TYPE" | "KEYS" | "SCAN" | "DBSIZE",
             _,
         ) => arity(name),
-        ("TTL" | "PTTL" | "EXPIRE" | "PEXPIRE" | "EXPIREAT" | "PERSIST", _) => Reply::err(format!(
-            "{} is not supported yet by dstash's Redis front end; SET with EX sets a TTL",
-            name.to_lowercase()
-        )),
         _ => return None,
     })
 }
@@ -94,6 +90,7 @@ async fn put(shared: &Shared, ns: &str, k: &[u8], v: &[u8], ttl: u32) -> Reply {
 #[derive(Default)]
 struct SetOpts {
     ttl: u32,
+    keep_ttl: bool,
     nx: bool,
     xx: bool,
     get: bool,
@@ -101,10 +98,7 @@ struct SetOpts {
 
 /// Seconds from now until Unix time `at` seconds, at least 1.
 fn until(at: i64) -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    (at - now).max(1)
+    (at - super::expiry::now()).max(1)
 }
 
 fn set_opts(opts: &[Bytes]) -> Result<SetOpts, Reply> {
@@ -127,9 +121,8 @@ fn set_opts(opts: &[Bytes]) -> Result<SetOpts, Reply> {
                 None
             }
             "KEEPTTL" => {
-                return Err(Reply::err(
-                    "SET KEEPTTL is not supported yet by dstash's Redis front end",
-                ))
+                o.keep_ttl = true;
+                None
             }
             "EX" | "PX" | "EXAT" | "PXAT" => {
                 let n = int(opts.get(i + 1).ok_or_else(syntax)?)?;
@@ -156,7 +149,7 @@ fn set_opts(opts: &[Bytes]) -> Result<SetOpts, Reply> {
         }
         i += 1;
     }
-    if o.nx && o.xx {
+    if (o.nx && o.xx) || (o.keep_ttl && expiry) {
         return Err(syntax());
     }
     Ok(o)
@@ -167,19 +160,24 @@ async fn set(shared: &Shared, ns: &str, k: &[u8], v: &[u8], opts: &[Bytes]) -> R
         Ok(o) => o,
         Err(e) => return e,
     };
-    let old = match o.nx || o.xx || o.get {
-        true => match shared.client.get(ns, k).await {
+    let old = match o.nx || o.xx || o.get || o.keep_ttl {
+        true => match shared.client.get_with_ttl(ns, k).await {
             Ok(old) => old,
             Err(e) => return failed(e),
         },
         false => None,
     };
     let refused = (o.nx && old.is_some()) || (o.xx && old.is_none());
+    let ttl = match (o.keep_ttl, &old) {
+        (true, Some((_, t))) => *t,
+        _ => o.ttl,
+    };
     if !refused {
-        if let Reply::Error(e) = put(shared, ns, k, v, o.ttl).await {
+        if let Reply::Error(e) = put(shared, ns, k, v, ttl).await {
             return Reply::Error(e);
         }
     }
+    let old = old.map(|(v, _)| v);
     match (o.get, refused) {
         (true, _) => old.map_or(Reply::Nil, Reply::Bulk),
         (false, true) => Reply::Nil,

@@ -3,10 +3,12 @@
 //!
 //! - [`admin`]: the connection and the server (PING, HELLO, AUTH, SELECT, INFO, ...).
 //! - [`keys`]: values (GET, SET, MGET, MSET, DEL, EXISTS, KEYS, SCAN, ...).
+//! - [`expiry`]: time to live (TTL, EXPIRE, PERSIST, ...).
 //! - [`counts`]: expiring counts (CNT.ADD, CNT.COUNT).
 
 mod admin;
 mod counts;
+mod expiry;
 mod keys;
 
 use bytes::Bytes;
@@ -42,6 +44,9 @@ pub async fn run(shared: &Shared, s: &mut Session, args: Vec<Bytes>) -> Outcome 
         "PING" | "ECHO" | "HELLO" | "AUTH" | "SELECT" | "CLIENT" | "COMMAND" | "CONFIG"
         | "INFO" => admin::run(shared, s, &name, rest).await.into(),
         "CNT.ADD" | "CNT.COUNT" => counts::run(shared, s, &name, rest).await.into(),
+        "TTL" | "PTTL" | "EXPIRE" | "PEXPIRE" | "EXPIREAT" | "PEXPIREAT" | "PERSIST" => {
+            expiry::run(shared, s, &name, rest).await.into()
+        }
         _ => match keys::run(shared, s, &name, rest).await {
             Some(r) => r.into(),
             None => unknown(&name, rest).into(),
