@@ -465,3 +465,68 @@ fn time_to_live_is_read_set_kept_and_removed() {
     );
     assert_eq!(c.get::<_, Option<String>>("k").unwrap(), None);
 }
+
+#[test]
+fn connections_share_batches_and_each_gets_its_own_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = resp_node(dir.path(), &["--max-value-bytes", "1000"]);
+    let addr = resp_addr(&node);
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let url = format!("redis://{addr}/");
+            std::thread::spawn(move || {
+                let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+                for round in 0..5 {
+                    let mut p = redis::pipe();
+                    for i in 0..50 {
+                        p.set(format!("t{t}-{i}"), format!("v{t}-{i}-{round}"))
+                            .ignore();
+                    }
+                    for i in 0..50 {
+                        p.get(format!("t{t}-{i}"));
+                    }
+                    let got: Vec<String> = p.query(&mut c).unwrap();
+                    for (i, v) in got.iter().enumerate() {
+                        assert_eq!(*v, format!("v{t}-{i}-{round}"));
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    // A value past the limit and an empty key fail alone; the rest of the run is written.
+    let mut c = connect(&node);
+    let big = "x".repeat(2000);
+    let mut p = redis::pipe();
+    p.set("ok1", "a")
+        .set("big", &big)
+        .set("ok2", "b")
+        .get("")
+        .get("ok1");
+    let failures = p.query::<Vec<Value>>(&mut c).unwrap_err().to_string();
+    assert!(
+        failures.contains("Index 1") && failures.contains("Index 3"),
+        "{failures}"
+    );
+    assert!(
+        ["Index 0", "Index 2", "Index 4"]
+            .iter()
+            .all(|i| !failures.contains(i)),
+        "{failures}"
+    );
+    assert_eq!(
+        c.get::<_, Option<String>>("ok1").unwrap().as_deref(),
+        Some("a")
+    );
+    assert_eq!(
+        c.get::<_, Option<String>>("ok2").unwrap().as_deref(),
+        Some("b")
+    );
+    assert_eq!(c.get::<_, Option<String>>("big").unwrap(), None);
+    assert!(
+        err_text(redis::cmd("SET").arg("big").arg(&big).query(&mut c))
+            .contains("the limit is 1000 bytes")
+    );
+}

@@ -1,15 +1,16 @@
 //! One connection: read what the client sent, run every complete command in it, answer
 //! them all in one write. Consecutive single-key GETs, and consecutive plain SETs, of a
-//! pipeline go to the cluster as one batch (one `get_many` or `put_many`, so one group
-//! commit per node), answered in order.
+//! pipeline go to the shared batcher as one run (with other connections' runs, one
+//! `get_many` or `put_many`, so one group commit per node), answered in order.
 
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use dstash_client::PutItem;
+use dstash_storage::MAX_KEY_LEN;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::command::{self, failed, Outcome};
+use crate::command::{self, Outcome};
 use crate::parse;
 use crate::reply::Reply;
 use crate::session::{Session, Shared};
@@ -59,11 +60,18 @@ enum Batch {
     Set,
 }
 
-fn batch_of(args: &[Bytes]) -> Option<Batch> {
+/// A command that may share a batch: one whose key and value are within the limits,
+/// so that it cannot fail the batch it joins. Others run on their own and get their
+/// own error.
+fn batch_of(args: &[Bytes], max_value: usize) -> Option<Batch> {
     let is = |name: &str| args[0].eq_ignore_ascii_case(name.as_bytes());
+    let key_ok = || {
+        args.get(1)
+            .is_some_and(|k| !k.is_empty() && k.len() <= MAX_KEY_LEN)
+    };
     match args.len() {
-        2 if is("GET") => Some(Batch::Get),
-        3 if is("SET") => Some(Batch::Set),
+        2 if is("GET") && key_ok() => Some(Batch::Get),
+        3 if is("SET") && key_ok() && args[2].len() <= max_value => Some(Batch::Set),
         _ => None,
     }
 }
@@ -77,15 +85,16 @@ async fn run_all(
 ) -> bool {
     let mut i = 0;
     while i < cmds.len() {
-        let kind = batch_of(&cmds[i]).filter(|_| s.authed);
+        let max = shared.max_value;
+        let kind = batch_of(&cmds[i], max).filter(|_| s.authed);
         let run = match kind {
             Some(k) => cmds[i..]
                 .iter()
-                .take_while(|c| batch_of(c) == Some(k))
+                .take_while(|c| batch_of(c, max) == Some(k))
                 .count(),
             None => 1,
         };
-        if let (Some(k), true) = (kind, run > 1) {
+        if let Some(k) = kind {
             for r in batch(shared, s, k, &cmds[i..i + run]).await {
                 r.write(out, s.proto);
             }
@@ -104,22 +113,16 @@ async fn run_all(
     false
 }
 
-/// One batch for a run of GETs or SETs: a reply per command, in order.
+/// One batch for a run of GETs or SETs: a reply per command, in order. The run joins
+/// other connections' in the shared batcher.
 async fn batch(shared: &Shared, s: &Session, kind: Batch, cmds: &[Vec<Bytes>]) -> Vec<Reply> {
-    let c = &shared.client;
     match kind {
         Batch::Get => {
-            let keys: Vec<Bytes> = cmds.iter().map(|a| a[1].clone()).collect();
-            match c.get_many(&s.ns, &keys).await {
-                Ok(vs) => vs
-                    .into_iter()
-                    .map(|v| v.map_or(Reply::Nil, Reply::Bulk))
-                    .collect(),
-                Err(e) => vec![failed(e); cmds.len()],
-            }
+            let keys = cmds.iter().map(|a| a[1].clone()).collect();
+            shared.batcher.get(&s.ns, keys).await
         }
         Batch::Set => {
-            let items: Vec<PutItem> = cmds
+            let items = cmds
                 .iter()
                 .map(|a| PutItem {
                     key: a[1].clone(),
@@ -127,18 +130,7 @@ async fn batch(shared: &Shared, s: &Session, kind: Batch, cmds: &[Vec<Bytes>]) -
                     ttl_seconds: 0,
                 })
                 .collect();
-            match c.put_many(&s.ns, &items).await {
-                Ok(report) => {
-                    let mut replies = vec![Reply::Status("OK"); cmds.len()];
-                    for (at, e) in report.failed {
-                        if let Some(r) = replies.get_mut(at) {
-                            *r = Reply::err(e.to_string());
-                        }
-                    }
-                    replies
-                }
-                Err(e) => vec![failed(e); cmds.len()],
-            }
+            shared.batcher.put(&s.ns, items).await
         }
     }
 }

@@ -10,8 +10,10 @@
 //! - [`reply`]: answers onto it.
 //! - [`command`]: the commands.
 //! - [`conn`]: one connection, its pipeline batched.
+//! - [`batcher`]: every connection's GETs and SETs gathered into shared batches.
 //! - [`server`]: the listener.
 
+pub mod batcher;
 pub mod command;
 pub mod conn;
 pub mod parse;

@@ -4,27 +4,36 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use dstash_client::Client;
 
+use crate::batcher::Batcher;
+
 /// What every connection of a listener shares.
 pub struct Shared {
     /// Routes each key to its owners: placement, R and W, failover, layouts.
     pub client: Client,
+    /// Every connection's GETs and plain SETs, gathered into batches.
+    pub batcher: Batcher,
     /// The token `AUTH` must present; None: no authentication.
     pub token: Option<String>,
     /// The namespace a connection starts in.
     pub namespace: String,
     /// The longest argument a command may carry (the node's value limit and a margin).
     pub max_bulk: usize,
+    /// The node's value limit.
+    pub max_value: usize,
     next_id: AtomicU64,
     connections: AtomicI64,
 }
 
 impl Shared {
-    pub fn new(client: Client, token: Option<String>, namespace: String, max_bulk: usize) -> Self {
+    /// `max_value` is the node's value limit; arguments may be 64 KiB longer.
+    pub fn new(client: Client, token: Option<String>, namespace: String, max_value: usize) -> Self {
         Self {
+            batcher: Batcher::start(client.clone()),
             client,
             token,
             namespace,
-            max_bulk,
+            max_bulk: max_value + 64 * 1024,
+            max_value,
             next_id: AtomicU64::new(1),
             connections: AtomicI64::new(0),
         }

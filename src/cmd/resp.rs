@@ -67,9 +67,7 @@ pub async fn start(a: &RespArgs, b: Beside) -> Result<Option<RespServer>> {
     let client = Client::connect(cfg)
         .await
         .context("the Redis front end connecting to the cluster")?;
-    // A value and its command's other arguments.
-    let max_bulk = b.max_value + 64 * 1024;
-    let shared = Shared::new(client, b.token, a.resp_namespace.clone(), max_bulk);
+    let shared = Shared::new(client, b.token, a.resp_namespace.clone(), b.max_value);
     let server = RespServer::start(listen, shared)
         .await
         .with_context(|| format!("cannot listen on {listen} for the Redis protocol"))?;
