@@ -39,7 +39,7 @@ fn sections(a: &Args) -> Vec<Section> {
     let quick = a.quick;
     let pick = |full: &[&str], small: &[&str]| if quick { owned(small) } else { with_runs(full) };
     let plots = a.out.with_file_name("plots").display().to_string();
-    vec![
+    let mut v = vec![
         Section {
             title: "Storage engine",
             about: "The engine in-process against heed (LMDB) at 1M and 10M keys and candystore at 1M, pogreb-bench's shape in random order: puts, gets, mixed, durable batched puts, deletes; and expiring counts.",
@@ -107,7 +107,16 @@ fn sections(a: &Args) -> Vec<Section> {
                 owned(&["larger-than-ram", "--data-mib", "4096", "--limit-mib", "256"])
             },
         },
-    ]
+    ];
+    // redis-benchmark drives both sides, so the quick form (no Redis) leaves it out.
+    if !quick {
+        v.push(Section {
+            title: "Redis protocol",
+            about: "redis-benchmark against dstash's Redis front end and against Redis, pipelined and not, and counting events against the ZSET window script.",
+            args: with_runs(&["resp"]),
+        });
+    }
+    v
 }
 
 fn csv_field(s: &str) -> String {

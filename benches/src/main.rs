@@ -42,6 +42,7 @@ mod latency;
 mod loopback;
 mod redis_side;
 mod repair;
+mod resp;
 mod scaling;
 mod slow;
 mod soak;
@@ -87,6 +88,8 @@ enum Section {
     Scaling(scaling::Args),
     /// Unary Put and Lookup against redis-benchmark.
     Latency(latency::Args),
+    /// The Redis front end against Redis, both driven by redis-benchmark.
+    Resp(resp::Args),
     #[command(hide = true)]
     ServeNode(Child),
     #[command(hide = true)]
@@ -120,6 +123,7 @@ fn main() {
         Section::Bulk(a) => bulk::run(a),
         Section::Scaling(a) => scaling::run(a),
         Section::Latency(a) => latency::run(a),
+        Section::Resp(a) => resp::run(a),
         Section::ServeNode(c) => loopback::child_serve_node(c.args.into_iter()),
         Section::ServeEcho => loopback::child_serve_echo(),
         Section::KillLoad(c) => kill::child_load(c.args.into_iter()),

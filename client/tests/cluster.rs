@@ -172,14 +172,17 @@ async fn a_missed_quorum_names_the_needed_acks_and_each_failure() {
             failures,
             ..
         } => {
-            assert_eq!((*needed, *acks), (2, 1));
+            // The write fails as soon as W is out of reach: n1's ack may or may not
+            // have come back by then.
+            assert_eq!(*needed, 2);
+            assert!(*acks <= 1, "{acks} acks");
             assert_eq!(failures[0].node, "n0");
         }
         other => panic!("{other}"),
     }
     let text = e.to_string();
     assert!(
-        text.contains("needed 2") && text.contains("got 1") && text.contains("n0"),
+        text.contains("needed 2") && text.contains("got ") && text.contains("n0"),
         "{text}"
     );
 

@@ -194,15 +194,42 @@ async fn mset(shared: &Shared, ns: &str, kv: &[Bytes]) -> Reply {
             ttl_seconds: 0,
         })
         .collect();
-    match shared.client.put_many(ns, &items).await {
-        Ok(r) if r.failed.is_empty() => Reply::Status("OK"),
-        Ok(r) => Reply::err(format!(
-            "{} of {} keys were not written: {}",
-            r.failed.len(),
-            items.len(),
-            r.failed[0].1
+    let n = items.len();
+    let fits = items.iter().all(|i| {
+        !i.key.is_empty()
+            && i.key.len() <= dstash_storage::MAX_KEY_LEN
+            && i.value.len() <= shared.max_value
+    });
+    if !fits {
+        // Its own call, so that its error is its own.
+        return match shared.client.put_many(ns, &items).await {
+            Ok(r) if r.failed.is_empty() => Reply::Status("OK"),
+            Ok(r) => Reply::err(format!(
+                "{} of {n} keys were not written: {}",
+                r.failed.len(),
+                r.failed[0].1
+            )),
+            Err(e) => failed(e),
+        };
+    }
+    // With other connections' writes, through the batcher.
+    let errors: Vec<String> = shared
+        .batcher
+        .put(ns, items)
+        .await
+        .into_iter()
+        .filter_map(|r| match r {
+            Reply::Error(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    match errors.first() {
+        None => Reply::Status("OK"),
+        Some(first) => Reply::Error(format!(
+            "ERR {} of {n} keys were not written: {}",
+            errors.len(),
+            first.strip_prefix("ERR ").unwrap_or(first)
         )),
-        Err(e) => failed(e),
     }
 }
 
