@@ -12,6 +12,7 @@
 //! - [`conn`]: one connection, its pipeline batched.
 //! - [`batcher`]: every connection's GETs and SETs gathered into shared batches.
 //! - [`server`]: the listener.
+//! - [`tls`]: TLS for it, from the node's certificate files.
 
 pub mod batcher;
 pub mod command;
@@ -20,6 +21,7 @@ pub mod parse;
 pub mod reply;
 pub mod server;
 pub mod session;
+pub mod tls;
 
 pub use server::RespServer;
 pub use session::Shared;

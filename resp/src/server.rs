@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 use crate::conn;
 use crate::session::Shared;
@@ -18,8 +19,13 @@ pub struct RespServer {
 }
 
 impl RespServer {
-    /// Binds `listen` and serves every connection through `shared`.
-    pub async fn start(listen: SocketAddr, shared: Shared) -> std::io::Result<RespServer> {
+    /// Binds `listen` and serves every connection through `shared`, over TLS when an
+    /// acceptor is given.
+    pub async fn start(
+        listen: SocketAddr,
+        shared: Shared,
+        tls: Option<TlsAcceptor>,
+    ) -> std::io::Result<RespServer> {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let (stop, mut stopped) = watch::channel(false);
@@ -30,7 +36,16 @@ impl RespServer {
                     accepted = listener.accept() => match accepted {
                         Ok((sock, _)) => {
                             let _ = sock.set_nodelay(true);
-                            tokio::spawn(conn::serve(shared.clone(), sock));
+                            let shared = shared.clone();
+                            match tls.clone() {
+                                None => drop(tokio::spawn(conn::serve(shared, sock))),
+                                Some(tls) => drop(tokio::spawn(async move {
+                                    match tls.accept(sock).await {
+                                        Ok(s) => conn::serve(shared, s).await,
+                                        Err(e) => tracing::debug!("resp: TLS handshake failed: {e}"),
+                                    }
+                                })),
+                            }
                         }
                         Err(e) => tracing::warn!("resp: accept failed: {e}"),
                     },

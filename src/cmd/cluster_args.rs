@@ -58,6 +58,11 @@ pub struct ClusterArgs {
 }
 
 impl ClusterArgs {
+    /// The CA that signs peers' certificates (`--peer-ca`), if given.
+    pub fn peer_ca(&self) -> Option<&std::path::Path> {
+        self.peer_ca.as_deref()
+    }
+
     /// The node's sync options: this node's own address is added to the member set.
     pub fn sync_options(
         &self,

@@ -288,7 +288,8 @@ pub async fn run(args: NodeArgs) -> Result<()> {
             .collect(),
         replicas: opts.sync.replicas,
         token: opts.sync.token.as_deref().map(|t| t.trim().to_string()),
-        tls: opts.tls.is_some(),
+        tls: opts.tls.clone(),
+        peer_ca: args.cluster.peer_ca().map(PathBuf::from),
         insecure: args.insecure,
         max_value: opts.store.max_value_len,
     };

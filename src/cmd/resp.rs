@@ -3,10 +3,12 @@
 //! `--peers`), so any node answers for any key.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use dstash_client::{Client, ClientConfig, NodeSpec};
+use dstash_client::{Client, ClientConfig, NodeSpec, TlsOptions};
+use dstash_node::TlsFiles;
 use dstash_resp::{RespServer, Shared};
 
 #[derive(Debug, Args)]
@@ -28,7 +30,11 @@ pub struct Beside {
     pub peers: Vec<(String, String)>,
     pub replicas: usize,
     pub token: Option<String>,
-    pub tls: bool,
+    /// The node's certificate files: the Redis port serves TLS with them, and the
+    /// front end's client presents them to the nodes.
+    pub tls: Option<TlsFiles>,
+    /// The CA the nodes' certificates are signed by (`--peer-ca`, else the client CA).
+    pub peer_ca: Option<PathBuf>,
     pub insecure: bool,
     pub max_value: usize,
 }
@@ -39,18 +45,32 @@ pub async fn start(a: &RespArgs, b: Beside) -> Result<Option<RespServer>> {
         return Ok(None);
     };
     dstash_storage::validate_namespace(&a.resp_namespace).context("--resp-namespace")?;
-    if !listen.ip().is_loopback() && !b.insecure {
+    if !listen.ip().is_loopback() && !b.insecure && (b.tls.is_none() || b.token.is_none()) {
         bail!(
-            "refusing to serve the Redis protocol on {listen}: it has no TLS yet; serve it on \
-             loopback or pass --insecure"
+            "refusing to serve the Redis protocol on {listen} without TLS (--tls-cert/--tls-key) \
+             and a token (--auth-token-file); pass --insecure to do it anyway"
         );
     }
-    if b.tls {
-        bail!(
-            "--resp-listen needs the node's gRPC port without TLS for now: the front end's \
-             client does not present the peers' CA yet"
-        );
-    }
+    let acceptor = match &b.tls {
+        Some(t) => Some(
+            dstash_resp::tls::acceptor(&t.cert, &t.key, t.client_ca.as_deref())
+                .map_err(anyhow::Error::msg)
+                .context("TLS for the Redis port")?,
+        ),
+        None => None,
+    };
+    let client_tls = match &b.tls {
+        Some(t) => Some(TlsOptions {
+            ca: Some(b.peer_ca.clone().or(t.client_ca.clone()).context(
+                "--resp-listen on a TLS node needs the CA of the nodes' certificates: \
+                 pass --peer-ca or --tls-client-ca",
+            )?),
+            cert: Some(t.cert.clone()),
+            key: Some(t.key.clone()),
+            domain: None,
+        }),
+        None => None,
+    };
     let mut nodes = vec![NodeSpec {
         id: Some(b.node_id.clone()),
         addr: b.grpc.to_string(),
@@ -64,11 +84,12 @@ pub async fn start(a: &RespArgs, b: Beside) -> Result<Option<RespServer>> {
     let mut cfg = ClientConfig::new(nodes);
     cfg.replicas = b.replicas;
     cfg.token = b.token.clone();
+    cfg.tls = client_tls;
     let client = Client::connect(cfg)
         .await
         .context("the Redis front end connecting to the cluster")?;
     let shared = Shared::new(client, b.token, a.resp_namespace.clone(), b.max_value);
-    let server = RespServer::start(listen, shared)
+    let server = RespServer::start(listen, shared, acceptor)
         .await
         .with_context(|| format!("cannot listen on {listen} for the Redis protocol"))?;
     Ok(Some(server))
