@@ -15,9 +15,11 @@ use crate::parse;
 use crate::reply::Reply;
 use crate::session::{Session, Shared};
 
-/// Serves one connection until the client closes it, sends QUIT, or breaks the protocol.
+/// Serves one connection until the client closes it, sends QUIT, breaks the protocol,
+/// or the server stops (once what it sent is answered).
 pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(shared: Arc<Shared>, mut io: S) {
     shared.connected(1);
+    let mut stopping = shared.stopping();
     let mut s = Session::new(&shared);
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut out = Vec::with_capacity(16 * 1024);
@@ -45,9 +47,15 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(shared: Arc<Shared>, mut i
         if closing || broken.is_some() {
             break;
         }
-        match io.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+        if *stopping.borrow() {
+            break;
+        }
+        tokio::select! {
+            read = io.read_buf(&mut buf) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            },
+            _ = stopping.changed() => break,
         }
     }
     shared.connected(-1);

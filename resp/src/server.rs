@@ -16,6 +16,7 @@ pub struct RespServer {
     addr: SocketAddr,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    shared: Arc<Shared>,
 }
 
 impl RespServer {
@@ -30,6 +31,7 @@ impl RespServer {
         let addr = listener.local_addr()?;
         let (stop, mut stopped) = watch::channel(false);
         let shared = Arc::new(shared);
+        let kept = shared.clone();
         let task = tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -53,16 +55,27 @@ impl RespServer {
                 }
             }
         });
-        Ok(RespServer { addr, stop, task })
+        Ok(RespServer {
+            addr,
+            stop,
+            task,
+            shared: kept,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// Stops accepting connections; those open finish the commands they sent.
-    pub async fn stop(self) {
+    /// Stops accepting connections and closes the open ones once each has answered
+    /// what it read; waits for them up to `drain`.
+    pub async fn stop(self, drain: std::time::Duration) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+        self.shared.stop();
+        let deadline = tokio::time::Instant::now() + drain;
+        while self.shared.connections() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 }

@@ -22,6 +22,8 @@ pub struct Shared {
     pub max_value: usize,
     next_id: AtomicU64,
     connections: AtomicI64,
+    /// True once the server stops: connections close after answering what they read.
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shared {
@@ -36,7 +38,17 @@ impl Shared {
             max_value,
             next_id: AtomicU64::new(1),
             connections: AtomicI64::new(0),
+            stop: tokio::sync::watch::channel(false).0,
         }
+    }
+
+    /// Tells every connection to close once it has answered what it read.
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stop.subscribe()
     }
 
     pub fn connected(&self, delta: i64) {

@@ -342,7 +342,7 @@ pub async fn run(args: NodeArgs) -> Result<()> {
     signals.wait().await;
     tracing::info!("signal received: draining");
     if let Some(r) = resp {
-        r.stop().await;
+        r.stop(Duration::from_secs(args.drain_timeout)).await;
     }
     let stopped = node.shutdown().await;
     // Deregister once drained: until then the failing check already steers clients away.

@@ -1,6 +1,7 @@
-//! The Redis port of a TLS node serves TLS with the node's certificate, a client that
-//! trusts its CA talks to it, a plaintext one gets nothing, and off loopback a node
-//! refuses to serve the port without TLS and a token.
+//! The Redis listener: on a TLS node it serves TLS with the node's certificate (a
+//! client that trusts its CA talks to it, a plaintext one gets nothing); off loopback
+//! a node refuses to serve it without TLS and a token; on SIGTERM it answers what it
+//! read, closes its connections and the node exits cleanly.
 
 mod support;
 
@@ -8,7 +9,7 @@ use std::sync::Arc;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
-use support::{spawn_node, start_node};
+use support::{spawn_loopback, spawn_node, start_node};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::rustls::{self, RootCertStore};
 
@@ -147,5 +148,44 @@ fn off_loopback_the_redis_port_needs_tls_and_a_token() {
     assert!(
         text.contains("without TLS") && text.contains("--insecure"),
         "{text}"
+    );
+}
+
+#[test]
+fn sigterm_answers_what_was_read_then_closes_the_connections() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let node = spawn_loopback(
+        dir.path(),
+        &[
+            "--resp-listen",
+            "127.0.0.1:0",
+            "--replicas",
+            "1",
+            "--drain-timeout",
+            "120",
+        ],
+    );
+    let port = resp_port(&node.line);
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.write_all(b"SET k v\r\n").unwrap();
+    let mut ok = [0u8; 5];
+    c.read_exact(&mut ok).unwrap();
+    assert_eq!(&ok, b"+OK\r\n");
+    // The connection stays open and idle; SIGTERM closes it and the node exits 0,
+    // without waiting out the 120 s drain for a client that sends nothing more.
+    let asked = std::time::Instant::now();
+    let status = node.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(5),
+        "waited {:?} for the idle client",
+        asked.elapsed()
+    );
+    let mut rest = Vec::new();
+    assert_eq!(
+        c.read_to_end(&mut rest).unwrap(),
+        0,
+        "closed, nothing more sent"
     );
 }
