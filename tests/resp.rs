@@ -180,6 +180,13 @@ fn values_and_their_options_answer_as_redis_does() {
             .unwrap(),
         5
     );
+    // Pipelined adds: each answers the count with the ones before it, repeats included.
+    let mut p = redis::pipe();
+    for k in ["burst", "burst", "other", "burst"] {
+        p.cmd("CNT.ADD").arg(k);
+    }
+    let counts: Vec<i64> = p.query(&mut c).unwrap();
+    assert_eq!(counts, [1, 2, 1, 3]);
     // Unknown and unsupported commands answer an error and the connection goes on.
     assert!(err_text(redis::cmd("MULTI").query(&mut c)).contains("unknown command 'multi'"));
     assert!(

@@ -437,3 +437,42 @@ async fn a_damaged_record_fails_over_for_its_key_alone_and_is_repaired() {
         Some(items[3].value.clone())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_many_counts_each_key_on_its_replicas_and_names_what_missed_its_quorum() {
+    let mut cluster = Cluster::start(3).await;
+    let c = cluster.client(2, Some(2)).await;
+    let keys: Vec<Bytes> = (0..200)
+        .map(|i| Bytes::from(format!("ip{i}")))
+        .chain([Bytes::from_static(b"ip0")])
+        .collect();
+    let counts = c.add_many("rl", &keys).await.unwrap();
+    assert_eq!(counts.len(), 201);
+    for (i, got) in counts.iter().enumerate().take(200) {
+        assert!(
+            matches!(got, Ok(n) if *n == 1 + (i == 0) as u64),
+            "ip{i}: {got:?}"
+        );
+    }
+    // Counted on both replicas: either one answers the count.
+    for i in [0usize, 7, 199] {
+        let want = 1 + (i == 0) as u64;
+        assert_eq!(
+            c.count("rl", format!("ip{i}").as_bytes(), 0, false)
+                .await
+                .unwrap(),
+            want
+        );
+    }
+    // With n0 down, W = 2 is out of reach for the keys n0 holds, and only for those.
+    cluster.stop(0).await;
+    let counts = c.add_many("rl", &keys[..200]).await.unwrap();
+    for (i, got) in counts.iter().enumerate() {
+        let on_n0 = c.view().replica_ids(&keys[i]).contains(&"n0");
+        match got {
+            Err(Error::Quorum { needed: 2, .. }) => assert!(on_n0, "ip{i}"),
+            Ok(n) => assert!(!on_n0 && *n == 2 + (i == 0) as u64, "ip{i}: {n}"),
+            other => panic!("ip{i}: {other:?}"),
+        }
+    }
+}

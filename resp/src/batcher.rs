@@ -1,6 +1,7 @@
 //! Reads and writes from every connection, gathered into batches: GETs become one
-//! `get_many` per namespace, plain SETs one `put_many`, so many clients' commands share
-//! one call per node and one group commit there.
+//! `get_many` per namespace, plain SETs one `put_many`, single-event CNT.ADDs one
+//! `add_many`, so many clients' commands share one call per node and one group commit
+//! there.
 //!
 //! Nothing waits on a timer. A request is sent at once when fewer than
 //! [`IN_FLIGHT`] batches are out; otherwise it waits with the others that arrive, and
@@ -25,6 +26,25 @@ const MAX_BATCH: usize = 4096;
 enum Op {
     Get(Vec<Bytes>),
     Put(Vec<PutItem>),
+    Add(Vec<Bytes>),
+}
+
+impl Op {
+    fn len(&self) -> usize {
+        match self {
+            Op::Get(k) | Op::Add(k) => k.len(),
+            Op::Put(i) => i.len(),
+        }
+    }
+
+    /// Which call the op joins: 0 get, 1 put, 2 add.
+    fn kind(&self) -> u8 {
+        match self {
+            Op::Get(_) => 0,
+            Op::Put(_) => 1,
+            Op::Add(_) => 2,
+        }
+    }
 }
 
 struct Request {
@@ -56,6 +76,12 @@ impl Batcher {
     pub async fn put(&self, ns: &str, items: Vec<PutItem>) -> Vec<Reply> {
         let n = items.len();
         self.ask(ns, Op::Put(items), n).await
+    }
+
+    /// One event for each key; one reply per key: its count, or why it was not counted.
+    pub async fn add(&self, ns: &str, keys: Vec<Bytes>) -> Vec<Reply> {
+        let n = keys.len();
+        self.ask(ns, Op::Add(keys), n).await
     }
 
     async fn ask(&self, ns: &str, op: Op, n: usize) -> Vec<Reply> {
@@ -94,10 +120,12 @@ async fn run(client: Client, mut rx: mpsc::UnboundedReceiver<Request>) {
 
 /// Sends `reqs` as one batch per (namespace, kind), at most [`MAX_BATCH`] keys each.
 async fn send(client: &Client, reqs: Vec<Request>) {
-    let mut groups: HashMap<(String, bool), Vec<Request>> = HashMap::new();
+    let mut groups: HashMap<(String, u8), Vec<Request>> = HashMap::new();
     for r in reqs {
-        let is_get = matches!(r.op, Op::Get(_));
-        groups.entry((r.ns.clone(), is_get)).or_default().push(r);
+        groups
+            .entry((r.ns.clone(), r.op.kind()))
+            .or_default()
+            .push(r);
     }
     let calls = groups
         .into_values()
@@ -111,10 +139,7 @@ fn chunks(group: Vec<Request>) -> Vec<Vec<Request>> {
     let mut out: Vec<Vec<Request>> = Vec::new();
     let mut keys = 0;
     for r in group {
-        let n = match &r.op {
-            Op::Get(k) => k.len(),
-            Op::Put(i) => i.len(),
-        };
+        let n = r.op.len();
         if out.is_empty() || keys + n > MAX_BATCH {
             out.push(Vec::new());
             keys = 0;
@@ -132,26 +157,31 @@ async fn answer(client: &Client, group: Vec<Request>) {
     let Some(ns) = group.first().map(|r| r.ns.clone()) else {
         return;
     };
-    let sizes: Vec<usize> = group
-        .iter()
-        .map(|r| match &r.op {
-            Op::Get(k) => k.len(),
-            Op::Put(i) => i.len(),
-        })
-        .collect();
+    let sizes: Vec<usize> = group.iter().map(|r| r.op.len()).collect();
     let total: usize = sizes.iter().sum();
-    let mut gets = Vec::new();
-    let mut puts = Vec::new();
+    let kind = group.first().map_or(0, |r| r.op.kind());
+    let (mut keys, mut puts) = (Vec::new(), Vec::new());
     let mut answers = Vec::with_capacity(group.len());
     for r in group {
         match r.op {
-            Op::Get(k) => gets.extend(k),
+            Op::Get(k) | Op::Add(k) => keys.extend(k),
             Op::Put(i) => puts.extend(i),
         }
         answers.push(r.answer);
     }
-    let replies: Vec<Reply> = if !gets.is_empty() {
-        match client.get_many(&ns, &gets).await {
+    let replies: Vec<Reply> = if kind == 2 {
+        match client.add_many(&ns, &keys).await {
+            Ok(counts) => counts
+                .into_iter()
+                .map(|c| match c {
+                    Ok(n) => Reply::Int(n as i64),
+                    Err(e) => failed(e),
+                })
+                .collect(),
+            Err(e) => vec![failed(e); total],
+        }
+    } else if kind == 0 {
+        match client.get_many(&ns, &keys).await {
             Ok(vs) => vs
                 .into_iter()
                 .map(|v| v.map_or(Reply::Nil, Reply::Bulk))

@@ -66,6 +66,8 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(shared: Arc<Shared>, mut i
 enum Batch {
     Get,
     Set,
+    /// `CNT.ADD key` (or `CNT.ADD key 1`): one event.
+    Add,
 }
 
 /// A command that may share a batch: one whose key and value are within the limits,
@@ -80,6 +82,8 @@ fn batch_of(args: &[Bytes], max_value: usize) -> Option<Batch> {
     match args.len() {
         2 if is("GET") && key_ok() => Some(Batch::Get),
         3 if is("SET") && key_ok() && args[2].len() <= max_value => Some(Batch::Set),
+        2 if is("CNT.ADD") && key_ok() => Some(Batch::Add),
+        3 if is("CNT.ADD") && key_ok() && &args[2][..] == b"1" => Some(Batch::Add),
         _ => None,
     }
 }
@@ -95,10 +99,15 @@ async fn run_all(
     while i < cmds.len() {
         let max = shared.max_value;
         let kind = batch_of(&cmds[i], max).filter(|_| s.authed);
+        // A run of adds stops before a key it already holds: each add answers the
+        // count with the ones before it, as one at a time would.
+        let mut seen = std::collections::HashSet::new();
         let run = match kind {
             Some(k) => cmds[i..]
                 .iter()
-                .take_while(|c| batch_of(c, max) == Some(k))
+                .take_while(|c| {
+                    batch_of(c, max) == Some(k) && (k != Batch::Add || seen.insert(&c[1]))
+                })
                 .count(),
             None => 1,
         };
@@ -139,6 +148,10 @@ async fn batch(shared: &Shared, s: &Session, kind: Batch, cmds: &[Vec<Bytes>]) -
                 })
                 .collect();
             shared.batcher.put(&s.ns, items).await
+        }
+        Batch::Add => {
+            let keys = cmds.iter().map(|a| a[1].clone()).collect();
+            shared.batcher.add(&s.ns, keys).await
         }
     }
 }

@@ -24,6 +24,7 @@ use crate::conn::Rpc;
 use crate::error::{Error, NodeFailure};
 use crate::view::NodeHandle;
 
+mod count;
 mod read;
 mod write;
 

@@ -21,6 +21,11 @@ pub async fn run(shared: &Shared, s: &Session, name: &str, a: &[Bytes]) -> Reply
     };
     match (name, a.len()) {
         ("CNT.ADD", 1 | 2) => match n(1, "n") {
+            // One event of a key within the limits: with other connections' adds.
+            Ok(0 | 1) if !a[0].is_empty() && a[0].len() <= dstash_storage::MAX_KEY_LEN => {
+                let mut r = shared.batcher.add(&s.ns, vec![a[0].clone()]).await;
+                r.pop().unwrap_or_else(|| Reply::err("no answer"))
+            }
             Ok(n) => match c.add(&s.ns, &a[0], n.max(1)).await {
                 Ok(count) => Reply::Int(count as i64),
                 Err(e) => failed(e),
