@@ -7,6 +7,7 @@
 //! - [`auth`]: the bearer-token check in front of the service.
 //! - [`oversize`]: oversized request messages answered as `INVALID_ARGUMENT`.
 //! - [`slot`]: the store while recovering, serving and shutting down.
+//! - [`local`]: reads of the store for a front end in the same process.
 //! - [`metrics`]: Prometheus metrics and their `/metrics` listener.
 //! - [`hints`]: hinted handoff: writes held for a replica that was down, handed over
 //!   when it answers.
@@ -27,6 +28,7 @@ pub mod batch;
 pub mod error;
 pub mod hints;
 pub mod layout;
+pub mod local;
 pub mod metrics;
 pub mod oversize;
 pub mod server;

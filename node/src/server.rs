@@ -87,6 +87,7 @@ pub struct Node {
     hints: Arc<Hints>,
     hint_task: JoinHandle<()>,
     layout_tasks: Vec<JoinHandle<()>>,
+    local: crate::local::LocalReads,
 }
 
 type Served = DstashServer<NodeService>;
@@ -183,7 +184,8 @@ impl Node {
         let service = NodeService::new(slot.clone(), metrics.clone(), opts.service.clone())
             .with_syncer(syncer)
             .with_hints(hints.clone())
-            .with_layout(layout);
+            .with_layout(layout.clone());
+        let local = crate::local::LocalReads::new(slot.clone(), layout);
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = tls {
             builder = builder.tls_config(tls)?;
@@ -257,7 +259,13 @@ impl Node {
             hints,
             hint_task,
             layout_tasks,
+            local,
         })
+    }
+
+    /// Reads of this node's store for a front end in the same process.
+    pub fn local_reads(&self) -> crate::local::LocalReads {
+        self.local.clone()
     }
 
     /// True while the node serves: after recovery, until a shutdown starts. What a

@@ -17,6 +17,9 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::command::failed;
 use crate::reply::Reply;
+use dstash_client::Stage;
+use dstash_node::local::LocalReads;
+use dstash_storage::Lookup;
 
 /// Batches out at once; more requests wait and leave together.
 const IN_FLIGHT: usize = 4;
@@ -58,11 +61,20 @@ pub struct Batcher {
     tx: mpsc::UnboundedSender<Request>,
 }
 
+/// This node's own store, for the keys it is the first replica of.
+#[derive(Clone)]
+pub struct Local {
+    pub reads: LocalReads,
+    /// This node's id among the client's nodes.
+    pub me: String,
+}
+
 impl Batcher {
-    /// Starts the task that sends the batches through `client`.
-    pub fn start(client: Client) -> Batcher {
+    /// Starts the task that sends the batches through `client`, reading the keys this
+    /// node answers first from `local` when given.
+    pub fn start(client: Client, local: Option<Local>) -> Batcher {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(client, rx));
+        tokio::spawn(run(client, local, rx));
         Batcher { tx }
     }
 
@@ -99,7 +111,7 @@ impl Batcher {
     }
 }
 
-async fn run(client: Client, mut rx: mpsc::UnboundedReceiver<Request>) {
+async fn run(client: Client, local: Option<Local>, mut rx: mpsc::UnboundedReceiver<Request>) {
     let permits = Arc::new(Semaphore::new(IN_FLIGHT));
     while let Some(first) = rx.recv().await {
         let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -110,16 +122,16 @@ async fn run(client: Client, mut rx: mpsc::UnboundedReceiver<Request>) {
         while let Ok(r) = rx.try_recv() {
             waiting.push(r);
         }
-        let client = client.clone();
+        let (client, local) = (client.clone(), local.clone());
         tokio::spawn(async move {
-            send(&client, waiting).await;
+            send(&client, local.as_ref(), waiting).await;
             drop(permit);
         });
     }
 }
 
 /// Sends `reqs` as one batch per (namespace, kind), at most [`MAX_BATCH`] keys each.
-async fn send(client: &Client, reqs: Vec<Request>) {
+async fn send(client: &Client, local: Option<&Local>, reqs: Vec<Request>) {
     let mut groups: HashMap<(String, u8), Vec<Request>> = HashMap::new();
     for r in reqs {
         groups
@@ -130,7 +142,7 @@ async fn send(client: &Client, reqs: Vec<Request>) {
     let calls = groups
         .into_values()
         .flat_map(chunks)
-        .map(|group| answer(client, group));
+        .map(|group| answer(client, local, group));
     futures_util::future::join_all(calls).await;
 }
 
@@ -153,7 +165,7 @@ fn chunks(group: Vec<Request>) -> Vec<Vec<Request>> {
 }
 
 /// One call for `group` (one namespace, one kind), each request answered its share.
-async fn answer(client: &Client, group: Vec<Request>) {
+async fn answer(client: &Client, local: Option<&Local>, group: Vec<Request>) {
     let Some(ns) = group.first().map(|r| r.ns.clone()) else {
         return;
     };
@@ -181,13 +193,7 @@ async fn answer(client: &Client, group: Vec<Request>) {
             Err(e) => vec![failed(e); total],
         }
     } else if kind == 0 {
-        match client.get_many(&ns, &keys).await {
-            Ok(vs) => vs
-                .into_iter()
-                .map(|v| v.map_or(Reply::Nil, Reply::Bulk))
-                .collect(),
-            Err(e) => vec![failed(e); total],
-        }
+        read(client, local, &ns, keys).await
     } else {
         match client.put_many(&ns, &puts).await {
             Ok(report) => {
@@ -206,4 +212,73 @@ async fn answer(client: &Client, group: Vec<Request>) {
     for (answer, n) in answers.into_iter().zip(sizes) {
         let _ = answer.send(replies.by_ref().take(n).collect());
     }
+}
+
+/// Values of `keys`: those this node is the first replica of from its own store (what
+/// the client, reading one replica, would get from it), the rest and any it lacks
+/// through the client. Only with a read quorum of 1 and no transition running.
+async fn read(client: &Client, local: Option<&Local>, ns: &str, keys: Vec<Bytes>) -> Vec<Reply> {
+    let mut replies: Vec<Option<Reply>> = vec![None; keys.len()];
+    if let Some(l) = local {
+        for (i, r) in local_reads(client, l, ns, &keys).await {
+            replies[i] = Some(r);
+        }
+    }
+    let rest: Vec<usize> = (0..keys.len()).filter(|&i| replies[i].is_none()).collect();
+    if !rest.is_empty() {
+        let asked: Vec<Bytes> = rest.iter().map(|&i| keys[i].clone()).collect();
+        let got: Vec<Reply> = match client.get_many(ns, &asked).await {
+            Ok(vs) => vs
+                .into_iter()
+                .map(|v| v.map_or(Reply::Nil, Reply::Bulk))
+                .collect(),
+            Err(e) => vec![failed(e); rest.len()],
+        };
+        for (i, r) in rest.into_iter().zip(got) {
+            replies[i] = Some(r);
+        }
+    }
+    replies
+        .into_iter()
+        .map(|r| r.unwrap_or(Reply::Nil))
+        .collect()
+}
+
+/// (position, reply) for the keys this node answers from its store.
+async fn local_reads(client: &Client, l: &Local, ns: &str, keys: &[Bytes]) -> Vec<(usize, Reply)> {
+    let view = client.view();
+    let stable = view
+        .layout
+        .as_ref()
+        .is_none_or(|l| l.stage == Stage::Stable);
+    let Some(me) = view.nodes.iter().position(|n| n.id == l.me) else {
+        return Vec::new();
+    };
+    if view.q != 1 || !stable {
+        return Vec::new();
+    }
+    let mine: Vec<usize> = (0..keys.len())
+        .filter(|&i| view.replicas(&keys[i]).first() == Some(&me))
+        .collect();
+    if mine.is_empty() {
+        return Vec::new();
+    }
+    let asked: Vec<Bytes> = mine.iter().map(|&i| keys[i].clone()).collect();
+    let (reads, epoch, ns) = (l.reads.clone(), view.epoch(), ns.to_string());
+    let got = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&[u8]> = asked.iter().map(|k| k.as_ref()).collect();
+        reads.lookup(epoch, &ns, &refs)
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or_default();
+    mine.into_iter()
+        .zip(got)
+        .filter_map(|(i, g)| match g {
+            Lookup::Found(f) => Some((i, Reply::Bulk(Bytes::from(f.value)))),
+            Lookup::Deleted(_) => Some((i, Reply::Nil)),
+            Lookup::Missing | Lookup::Damaged(_) => None,
+        })
+        .collect()
 }

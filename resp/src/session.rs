@@ -30,7 +30,7 @@ impl Shared {
     /// `max_value` is the node's value limit; arguments may be 64 KiB longer.
     pub fn new(client: Client, token: Option<String>, namespace: String, max_value: usize) -> Self {
         Self {
-            batcher: Batcher::start(client.clone()),
+            batcher: Batcher::start(client.clone(), None),
             client,
             token,
             namespace,
@@ -40,6 +40,16 @@ impl Shared {
             connections: AtomicI64::new(0),
             stop: tokio::sync::watch::channel(false).0,
         }
+    }
+
+    /// Reads keys this node is the first replica of from its own store, skipping the
+    /// network: `reads` of the node with id `me`.
+    pub fn with_local(mut self, reads: dstash_node::local::LocalReads, me: String) -> Self {
+        self.batcher = Batcher::start(
+            self.client.clone(),
+            Some(crate::batcher::Local { reads, me }),
+        );
+        self
     }
 
     /// Tells every connection to close once it has answered what it read.

@@ -292,6 +292,7 @@ pub async fn run(args: NodeArgs) -> Result<()> {
         peer_ca: args.cluster.peer_ca().map(PathBuf::from),
         insecure: args.insecure,
         max_value: opts.store.max_value_len,
+        local: None,
     };
     let tls = if opts.tls.is_some() {
         "tls"
@@ -300,6 +301,7 @@ pub async fn run(args: NodeArgs) -> Result<()> {
     };
     let mut node = Node::start(opts).await?;
     beside.grpc = node.local_addr();
+    beside.local = Some(node.local_reads());
     // Registered from the start: the check fails until the store is open.
     let (stop_registration, stopped) = tokio::sync::oneshot::channel::<()>();
     let registrar = registration(&args, &id, node.local_addr())?.map(|(consul, reg)| {

@@ -37,6 +37,8 @@ pub struct Beside {
     pub peer_ca: Option<PathBuf>,
     pub insecure: bool,
     pub max_value: usize,
+    /// Reads of the node's own store, once it is started.
+    pub local: Option<dstash_node::local::LocalReads>,
 }
 
 /// Starts the listener when `--resp-listen` is given.
@@ -88,7 +90,10 @@ pub async fn start(a: &RespArgs, b: Beside) -> Result<Option<RespServer>> {
     let client = Client::connect(cfg)
         .await
         .context("the Redis front end connecting to the cluster")?;
-    let shared = Shared::new(client, b.token, a.resp_namespace.clone(), b.max_value);
+    let mut shared = Shared::new(client, b.token, a.resp_namespace.clone(), b.max_value);
+    if let Some(local) = b.local {
+        shared = shared.with_local(local, b.node_id.clone());
+    }
     let server = RespServer::start(listen, shared, acceptor)
         .await
         .with_context(|| format!("cannot listen on {listen} for the Redis protocol"))?;
