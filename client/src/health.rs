@@ -65,9 +65,14 @@ impl NodeState {
     }
 }
 
-/// True for errors that say the node, not the request, is at fault.
+/// True for errors that say the node, not the request, is at fault. `Cancelled` is
+/// what a call gets when the node's connection drops under it (a node killed
+/// mid-call): the client itself never cancels a call it still waits for.
 pub fn is_transport(code: Code) -> bool {
-    matches!(code, Code::Unavailable | Code::DeadlineExceeded)
+    matches!(
+        code,
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled
+    )
 }
 
 impl NodeHealth {
@@ -264,5 +269,8 @@ mod tests {
         assert!(h.down_for(t0).is_some());
         h.record(None, t0);
         assert_eq!(h.down_for(t0), None);
+        // A connection dropped under a call (the node was killed mid-call).
+        h.record(Some(Code::Cancelled), t0);
+        assert!(h.down_for(t0).is_some());
     }
 }
