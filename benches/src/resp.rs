@@ -184,7 +184,7 @@ pub fn run(a: Args) -> Result<(), String> {
         );
     }
     println!();
-    let limit = "Every command goes through the cluster client over gRPC, to the local node too; a local path and fewer copies are next (docs/resp.md).";
+    let limit = "Writes and counts go through the cluster client over gRPC, to the local node too (reads of keys this node answers first are local); a local write path is next (docs/resp.md).";
     println!(
         "{}",
         table::target(

@@ -257,9 +257,14 @@ async fn local_reads(client: &Client, l: &Local, ns: &str, keys: &[Bytes]) -> Ve
     if view.q != 1 || !stable {
         return Vec::new();
     }
-    let mine: Vec<usize> = (0..keys.len())
-        .filter(|&i| view.replicas(&keys[i]).first() == Some(&me))
-        .collect();
+    // Per key this node answers first: whether it is the key's only replica (then a
+    // key it lacks is absent; else the client asks the others).
+    let (mine, only): (Vec<usize>, Vec<bool>) = (0..keys.len())
+        .filter_map(|i| {
+            let r = view.replicas(&keys[i]);
+            (r.first() == Some(&me)).then_some((i, r.len() == 1))
+        })
+        .unzip();
     if mine.is_empty() {
         return Vec::new();
     }
@@ -274,10 +279,12 @@ async fn local_reads(client: &Client, l: &Local, ns: &str, keys: &[Bytes]) -> Ve
     .flatten()
     .unwrap_or_default();
     mine.into_iter()
+        .zip(only)
         .zip(got)
-        .filter_map(|(i, g)| match g {
+        .filter_map(|((i, only), g)| match g {
             Lookup::Found(f) => Some((i, Reply::Bulk(Bytes::from(f.value)))),
             Lookup::Deleted(_) => Some((i, Reply::Nil)),
+            Lookup::Missing if only => Some((i, Reply::Nil)),
             Lookup::Missing | Lookup::Damaged(_) => None,
         })
         .collect()
