@@ -1,42 +1,17 @@
 //! The Redis protocol on real `dstash node` processes, spoken by the `redis` crate (a
-//! real Redis client) and by hand for broken frames: commands and their replies, RESP3,
-//! pipelines, namespaces, AUTH, and three nodes where any node answers for any key.
+//! real Redis client) and by hand for broken frames: commands and their replies, TTLs,
+//! RESP3, pipelines, namespaces and AUTH. Across connections and nodes:
+//! `resp_routing.rs`; TLS, exposure and SIGTERM: `resp_listener.rs`.
 
+#[path = "support/resp.rs"]
+mod resp;
 mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
 use redis::{Commands, Value};
-use support::{spawn_loopback, spawn_node, NodeProcess};
-
-/// The Redis address the node printed on its serving line.
-fn resp_addr(node: &NodeProcess) -> String {
-    node.line
-        .split("redis protocol on ")
-        .nth(1)
-        .and_then(|r| r.split([',', ' ']).next())
-        .unwrap_or_else(|| panic!("no redis address in {:?}", node.line))
-        .to_string()
-}
-
-fn connect(node: &NodeProcess) -> redis::Connection {
-    let url = format!("redis://{}/", resp_addr(node));
-    redis::Client::open(url).unwrap().get_connection().unwrap()
-}
-
-fn resp_node(dir: &std::path::Path, extra: &[&str]) -> NodeProcess {
-    let mut args = vec!["--resp-listen", "127.0.0.1:0", "--replicas", "1"];
-    args.extend_from_slice(extra);
-    spawn_loopback(dir, &args)
-}
-
-fn err_text(r: redis::RedisResult<Value>) -> String {
-    match r {
-        Err(e) => e.to_string(),
-        Ok(v) => panic!("expected an error, got {v:?}"),
-    }
-}
+use resp::*;
 
 #[test]
 fn values_and_their_options_answer_as_redis_does() {
@@ -314,83 +289,6 @@ fn broken_frames_get_protocol_errors_and_cost_nothing_else() {
 }
 
 #[test]
-fn any_of_three_nodes_answers_for_any_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> = (0..3)
-        .map(|_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        })
-        .collect();
-    let peers: String = (0..3)
-        .map(|i| format!("n{i}=127.0.0.1:{}", ports[i]))
-        .collect::<Vec<_>>()
-        .join(",");
-    let nodes: Vec<NodeProcess> = (0..3)
-        .map(|i| {
-            let (data, listen) = (
-                dir.path().join(format!("n{i}")),
-                format!("127.0.0.1:{}", ports[i]),
-            );
-            spawn_node(&[
-                "--data-dir",
-                data.to_str().unwrap(),
-                "--listen",
-                &listen,
-                "--node-id",
-                &format!("n{i}"),
-                "--peers",
-                &peers,
-                "--replicas",
-                "2",
-                "--resp-listen",
-                "127.0.0.1:0",
-            ])
-        })
-        .collect();
-    let mut first = connect(&nodes[0]);
-    for i in 0..300 {
-        let _: () = first.set(format!("k{i}"), format!("v{i}")).unwrap();
-    }
-    for n in &nodes[1..] {
-        let mut c = connect(n);
-        for i in (0..300).step_by(7) {
-            let got: Option<String> = c.get(format!("k{i}")).unwrap();
-            assert_eq!(got, Some(format!("v{i}")), "k{i} through {}", n.line);
-        }
-        let got: Vec<Option<String>> = redis::cmd("MGET")
-            .arg("k1")
-            .arg("k2")
-            .arg("nope")
-            .query(&mut c)
-            .unwrap();
-        assert_eq!(got, [Some("v1".into()), Some("v2".into()), None]);
-    }
-    // Each key is on its two owners only, not on all three.
-    let mut total = 0;
-    for n in &nodes {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        total += rt.block_on(async {
-            let mut c = n.client().await;
-            let s = c
-                .status(dstash_proto::v1::StatusRequest {})
-                .await
-                .unwrap()
-                .into_inner();
-            s.namespaces
-                .iter()
-                .filter(|ns| ns.name == "default")
-                .map(|ns| ns.keys)
-                .sum::<u64>()
-        });
-    }
-    assert_eq!(total, 600, "300 keys x R = 2");
-}
-
-#[test]
 fn time_to_live_is_read_set_kept_and_removed() {
     let dir = tempfile::tempdir().unwrap();
     let node = resp_node(dir.path(), &[]);
@@ -471,69 +369,4 @@ fn time_to_live_is_read_set_kept_and_removed() {
         1
     );
     assert_eq!(c.get::<_, Option<String>>("k").unwrap(), None);
-}
-
-#[test]
-fn connections_share_batches_and_each_gets_its_own_answers() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = resp_node(dir.path(), &["--max-value-bytes", "1000"]);
-    let addr = resp_addr(&node);
-    let threads: Vec<_> = (0..8)
-        .map(|t| {
-            let url = format!("redis://{addr}/");
-            std::thread::spawn(move || {
-                let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
-                for round in 0..5 {
-                    let mut p = redis::pipe();
-                    for i in 0..50 {
-                        p.set(format!("t{t}-{i}"), format!("v{t}-{i}-{round}"))
-                            .ignore();
-                    }
-                    for i in 0..50 {
-                        p.get(format!("t{t}-{i}"));
-                    }
-                    let got: Vec<String> = p.query(&mut c).unwrap();
-                    for (i, v) in got.iter().enumerate() {
-                        assert_eq!(*v, format!("v{t}-{i}-{round}"));
-                    }
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
-    // A value past the limit and an empty key fail alone; the rest of the run is written.
-    let mut c = connect(&node);
-    let big = "x".repeat(2000);
-    let mut p = redis::pipe();
-    p.set("ok1", "a")
-        .set("big", &big)
-        .set("ok2", "b")
-        .get("")
-        .get("ok1");
-    let failures = p.query::<Vec<Value>>(&mut c).unwrap_err().to_string();
-    assert!(
-        failures.contains("Index 1") && failures.contains("Index 3"),
-        "{failures}"
-    );
-    assert!(
-        ["Index 0", "Index 2", "Index 4"]
-            .iter()
-            .all(|i| !failures.contains(i)),
-        "{failures}"
-    );
-    assert_eq!(
-        c.get::<_, Option<String>>("ok1").unwrap().as_deref(),
-        Some("a")
-    );
-    assert_eq!(
-        c.get::<_, Option<String>>("ok2").unwrap().as_deref(),
-        Some("b")
-    );
-    assert_eq!(c.get::<_, Option<String>>("big").unwrap(), None);
-    assert!(
-        err_text(redis::cmd("SET").arg("big").arg(&big).query(&mut c))
-            .contains("the limit is 1000 bytes")
-    );
 }

@@ -3,6 +3,7 @@
 //! - [`service`]: thin handlers that convert proto messages and delegate to the store on
 //!   blocking threads (the engine is synchronous and may fsync).
 //! - [`batch`]: one message of a batch stream, converted, run and answered.
+//! - [`ctx`]: what every handler needs, and how it runs a store call.
 //! - [`status`]: the one place storage errors become gRPC statuses.
 //! - [`auth`]: the bearer-token check in front of the service.
 //! - [`oversize`]: oversized request messages answered as `INVALID_ARGUMENT`.
@@ -25,6 +26,7 @@
 
 pub mod auth;
 pub mod batch;
+pub mod ctx;
 pub mod error;
 pub mod hints;
 pub mod layout;
