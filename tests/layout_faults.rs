@@ -267,20 +267,10 @@ async fn a_dead_node_is_replaced_in_one_transition_and_repair_finishes_it() {
     std::fs::remove_dir_all(dir.path().join("n0")).unwrap();
     let (l, tasks) = load(&client);
     let to = list(&ports, &[1, 2, 3]);
-    let (before, after) = (three.clone(), to.clone());
-    let (code, out, err) = tokio::task::spawn_blocking(move || {
-        run_with(
-            &[
-                "--nodes", &before, "layout", "apply", "--nodes", &after, "--gone", "n0", "--wait",
-            ],
-            b"",
-            &[],
-        )
-    })
-    .await
-    .unwrap();
-    let out = String::from_utf8_lossy(&out);
-    assert_eq!(code, 0, "{out} {err}");
+    let args = [
+        "--nodes", &three, "layout", "apply", "--nodes", &to, "--gone", "n0", "--wait",
+    ];
+    let out = layout_cmd(args.iter().map(|a| a.to_string()).collect()).await;
     assert!(
         out.contains("(n0 gone)") && out.contains("stable: epoch"),
         "{out}"
@@ -349,17 +339,8 @@ async fn a_leaving_node_that_dies_mid_move_is_declared_gone_and_the_move_complet
     }
     nodes[0].take().unwrap().kill9();
     std::fs::remove_dir_all(dir.path().join("n0")).unwrap();
-    let (code, out, err) = tokio::task::spawn_blocking(move || {
-        run_with(
-            &["--nodes", &to, "layout", "gone", "n0", "--wait"],
-            b"",
-            &[],
-        )
-    })
-    .await
-    .unwrap();
-    let out = String::from_utf8_lossy(&out);
-    assert_eq!(code, 0, "{out} {err}");
+    let args = ["--nodes", &to, "layout", "gone", "n0", "--wait"];
+    let out = layout_cmd(args.iter().map(|a| a.to_string()).collect()).await;
     assert!(
         out.contains("n0 gone") && out.contains("stable: epoch"),
         "{out}"

@@ -68,13 +68,20 @@ fn write_inputs(n: u64, tsv: &Path, resp: &Path) -> std::io::Result<()> {
 }
 
 /// A `dstash node` process on a free loopback port.
-struct NodeProc {
+pub struct NodeProc {
     child: Child,
-    addr: String,
+    pub addr: String,
+    /// The whole line it printed once serving.
+    pub line: String,
 }
 
 impl NodeProc {
     fn start(bin: &Path, dir: &Path) -> Result<NodeProc, String> {
+        Self::start_with(bin, dir, &[])
+    }
+
+    /// [`start`](Self::start) with `extra` node flags.
+    pub fn start_with(bin: &Path, dir: &Path, extra: &[&str]) -> Result<NodeProc, String> {
         let mut child = Command::new(bin)
             .args([
                 "node",
@@ -83,6 +90,7 @@ impl NodeProc {
                 "--listen",
                 "127.0.0.1:0",
             ])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
@@ -97,7 +105,7 @@ impl NodeProc {
             .and_then(|r| r.split_whitespace().next())
             .ok_or(format!("dstash node printed {line:?}"))?
             .to_string();
-        Ok(NodeProc { child, addr })
+        Ok(NodeProc { child, addr, line })
     }
 }
 

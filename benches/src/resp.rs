@@ -4,8 +4,9 @@
 //! and p99, and CNT.ADD against the ZADD + ZREMRANGEBYSCORE + ZCARD sliding window.
 //! `cargo run -p dstash-benches --release -- resp --runs 3`
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+
+use crate::bulk::NodeProc;
 
 use crate::redis_side::{self, Persistence, RedisServer};
 use crate::table::{self, Cell, Unit};
@@ -107,26 +108,12 @@ fn bench(port: u16, w: &Workload, cmd: &Option<Vec<String>>, requests: usize) ->
     [f[0], f[3] * 1e6, f[5] * 1e6]
 }
 
-/// `dstash node --resp-listen` on free loopback ports: the child and its Redis port.
-fn node(dir: &std::path::Path) -> Result<(Child, u16), String> {
-    let mut child = Command::new(crate::bulk::dstash_bin()?)
-        .arg("node")
-        .args([
-            "--data-dir",
-            dir.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--resp-listen", "127.0.0.1:0", "--replicas", "1"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("starting dstash node: {e}"))?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .map_err(|e| e.to_string())?;
-    let port = line
+/// `dstash node --resp-listen` on free loopback ports, and its Redis port.
+fn node(dir: &std::path::Path) -> Result<(NodeProc, u16), String> {
+    let flags = ["--resp-listen", "127.0.0.1:0", "--replicas", "1"];
+    let node = NodeProc::start_with(&crate::bulk::dstash_bin()?, dir, &flags)?;
+    let port = node
+        .line
         .split("redis protocol on ")
         .nth(1)
         .and_then(|r| r.trim().rsplit(':').next())
@@ -135,8 +122,8 @@ fn node(dir: &std::path::Path) -> Result<(Child, u16), String> {
                 .parse()
                 .ok()
         })
-        .ok_or(format!("dstash node printed {line:?}"))?;
-    Ok((child, port))
+        .ok_or(format!("dstash node printed {:?}", node.line))?;
+    Ok((node, port))
 }
 
 pub fn run(a: Args) -> Result<(), String> {
@@ -147,7 +134,7 @@ pub fn run(a: Args) -> Result<(), String> {
     for run in 0..a.runs {
         eprintln!("resp: run {}/{}", run + 1, a.runs);
         let tmp = tempfile::tempdir_in(".").map_err(|e| e.to_string())?;
-        let (mut child, port) = node(tmp.path())?;
+        let (node, port) = node(tmp.path())?;
         let none = RedisServer::start(&bin, Persistence::None)?;
         let aof = RedisServer::start(&bin, Persistence::AofAlways)?;
         for (i, w) in ws.iter().enumerate() {
@@ -162,8 +149,7 @@ pub fn run(a: Args) -> Result<(), String> {
                 }
             }
         }
-        let _ = child.kill();
-        let _ = child.wait();
+        drop(node);
     }
     println!("| redis-benchmark, -d 100 | dstash req/s | p50 | p99 | Redis, no persistence | p50 | p99 | Redis, appendfsync always | p50 | p99 | dstash ÷ Redis (no persistence) |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");

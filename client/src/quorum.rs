@@ -34,6 +34,17 @@ impl Tally {
     }
 
     /// `targets`' replicas, named by `names`.
+    /// One tally per key of a batch, from each key's write targets in `view`.
+    pub fn for_each(view: &crate::view::View, placed: &[WriteTargets]) -> Vec<Tally> {
+        placed
+            .iter()
+            .map(|t| {
+                let names = t.nodes.iter().map(|&n| view.nodes[n].id.clone()).collect();
+                Tally::of(names, t)
+            })
+            .collect()
+    }
+
     pub fn of(names: Vec<String>, targets: &WriteTargets) -> Self {
         Self::with_sets(names, targets.sets.clone(), targets.needs.clone())
     }

@@ -90,6 +90,19 @@ pub async fn preload(c: &Client, key: &str, value: &str, n: u32) {
     }
 }
 
+/// `dstash layout ARGS`, off the async threads, which must exit 0; its output.
+pub async fn layout_cmd(args: Vec<String>) -> String {
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_with(&refs, b"", &[])
+    })
+    .await
+    .unwrap();
+    let out = String::from_utf8_lossy(&out).into_owned();
+    assert_eq!(code, 0, "{out} {err}");
+    out
+}
+
 pub fn apply(before: &str, to: &str) -> String {
     let (code, out, err) = run_with(
         &[

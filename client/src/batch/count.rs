@@ -65,13 +65,7 @@ impl Client {
             }
         });
         let answers = futures_util::future::join_all(runs).await;
-        let mut tallies: Vec<Tally> = placed
-            .iter()
-            .map(|t| {
-                let names = t.nodes.iter().map(|&n| view.nodes[n].id.clone()).collect();
-                Tally::of(names, t)
-            })
-            .collect();
+        let mut tallies: Vec<Tally> = Tally::for_each(&view, &placed);
         let mut best = vec![0u64; keys.len()];
         for (n, (batches, failed)) in answers.into_iter().enumerate() {
             let mut answered = 0;

@@ -94,13 +94,7 @@ impl Client {
         drop(tx);
 
         let chunk = self.cfg.batch_keys.max(1);
-        let mut tallies: Vec<Tally> = placed
-            .iter()
-            .map(|t| {
-                let names = t.nodes.iter().map(|&n| view.nodes[n].id.clone()).collect();
-                Tally::of(names, t)
-            })
-            .collect();
+        let mut tallies: Vec<Tally> = Tally::for_each(&view, &placed);
         // Keys not yet written nor out of reach of W, and each node's acknowledged keys.
         let mut open = items.len();
         let mut decided = vec![false; items.len()];

@@ -15,7 +15,11 @@ pub struct NodeLayout {
     pub state: std::result::Result<LayoutState, Status>,
 }
 
+/// Times a change is made again when the driver held another epoch.
+const EPOCH_RETRIES: usize = 10;
+
 /// A change of the member set.
+#[derive(Debug, Clone)]
 pub enum LayoutChange {
     /// Move to `members`; the members left out that are named in `gone` are down for
     /// good (replaced or removed without them: the transition does not wait for them).
@@ -64,11 +68,28 @@ impl Client {
 
     /// Asks the layout's driver for `change`; returns the layout it installed. A
     /// cluster with no layout yet starts from the nodes this client was given, with
-    /// its R.
+    /// its R. When the driver holds another epoch than the one this client saw (one
+    /// node had not caught up yet, or a stage moved on), the change is made again
+    /// against the newest layout, a few times.
     pub async fn change_layout(&self, change: LayoutChange) -> Result<Layout> {
+        let mut tries = 0;
+        loop {
+            match self.change_layout_once(&change).await {
+                Err(Error::Rejected(f))
+                    if tries < EPOCH_RETRIES && f.message.contains("another change came first") =>
+                {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn change_layout_once(&self, change: &LayoutChange) -> Result<Layout> {
         self.refresh_layout().await?;
         let view = self.view();
-        let (members, gone, abort) = match change {
+        let (members, gone, abort) = match change.clone() {
             LayoutChange::Apply { members, gone } => {
                 (members.iter().map(node_of).collect(), gone, false)
             }
