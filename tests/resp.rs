@@ -277,6 +277,21 @@ fn broken_frames_get_protocol_errors_and_cost_nothing_else() {
     );
     let huge = format!("*2\r\n$3\r\nGET\r\n${}\r\n", 1u64 << 40);
     assert!(answer(huge.as_bytes()).contains("invalid bulk length"));
+    // Many arguments, each within the limit, that never end: cut off, not held.
+    let node_small = resp_node(&dir.path().join("small"), &["--max-value-bytes", "1000"]);
+    let mut s = TcpStream::connect(resp_addr(&node_small)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(b"*100000\r\n$4\r\nMSET\r\n").unwrap();
+    let arg = format!("$60000\r\n{}\r\n", "x".repeat(60_000));
+    let mut reply = String::new();
+    for _ in 0..100 {
+        if s.write_all(arg.as_bytes()).is_err() {
+            break;
+        }
+    }
+    let _ = s.read_to_string(&mut reply);
+    assert!(reply.contains("request too large"), "{reply:?}");
     // Half a frame, then the client goes away.
     let mut s = TcpStream::connect(&addr).unwrap();
     s.write_all(b"*2\r\n$3\r\nSET\r\n$100\r\nabc").unwrap();

@@ -15,6 +15,9 @@ use crate::parse;
 use crate::reply::Reply;
 use crate::session::{Session, Shared};
 
+/// Bytes of an unfinished command a connection may hold beyond eight arguments' worth.
+const MAX_PENDING: usize = 1 << 20;
+
 /// Serves one connection until the client closes it, sends QUIT, breaks the protocol,
 /// or the server stops (once what it sent is answered).
 pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(shared: Arc<Shared>, mut io: S) {
@@ -37,14 +40,19 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(shared: Arc<Shared>, mut i
             }
         }
         let closing = run_all(&shared, &mut s, cmds, &mut out).await;
+        // Half a command may not grow past the bound: many arguments each within the
+        // limit would otherwise hold any amount of memory.
+        let too_big = broken.is_none() && buf.len() > shared.max_bulk * 8 + MAX_PENDING;
         if let Some(e) = &broken {
             Reply::err(e.to_string()).write(&mut out, s.proto);
+        } else if too_big {
+            Reply::err("Protocol error: request too large").write(&mut out, s.proto);
         }
         if !out.is_empty() && io.write_all(&out).await.is_err() {
             break;
         }
         out.clear();
-        if closing || broken.is_some() {
+        if closing || broken.is_some() || too_big {
             break;
         }
         if *stopping.borrow() {
