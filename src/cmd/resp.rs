@@ -73,15 +73,25 @@ pub async fn start(a: &RespArgs, b: Beside) -> Result<Option<RespServer>> {
         }),
         None => None,
     };
+    // This node as its peers know it (its advertised address, which its certificate
+    // names), else where it listens, on loopback if it listens on every address.
+    let mut own = b.grpc;
+    if own.ip().is_unspecified() {
+        own.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let me = b.peers.iter().find(|(id, _)| *id == b.node_id);
     let mut nodes = vec![NodeSpec {
         id: Some(b.node_id.clone()),
-        addr: b.grpc.to_string(),
+        addr: me.map_or_else(|| own.to_string(), |(_, addr)| addr.clone()),
     }];
     nodes.extend(
         b.peers
-            .into_iter()
+            .iter()
             .filter(|(id, _)| *id != b.node_id)
-            .map(|(id, addr)| NodeSpec { id: Some(id), addr }),
+            .map(|(id, addr)| NodeSpec {
+                id: Some(id.clone()),
+                addr: addr.clone(),
+            }),
     );
     let mut cfg = ClientConfig::new(nodes);
     cfg.replicas = b.replicas;
