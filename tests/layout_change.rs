@@ -181,3 +181,32 @@ async fn a_second_apply_is_refused_and_an_abort_goes_back() {
         audit(&mut node.client().await, &l, &format!("n{n}"), &keys).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_layout_that_leaves_out_a_node_holding_data_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ports, _nodes) = layouts::nodes(dir.path(), 3, &[]);
+    let three = list(&ports, &[0, 1, 2]);
+    let client = connect(&three).await;
+    preload(&client, "k", "v", 500).await;
+    // The cluster runs on three, but the operator names one as where it runs now.
+    let (code, _, err) = run_with(
+        &[
+            "--nodes",
+            &list(&ports, &[0]),
+            "layout",
+            "apply",
+            "--nodes",
+            &three,
+        ],
+        b"",
+        &[],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("holds") && err.contains("is not among the nodes"),
+        "{err}"
+    );
+    client.refresh_layout().await.unwrap();
+    assert!(client.layout().is_none(), "nothing was applied");
+}

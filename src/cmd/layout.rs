@@ -164,6 +164,9 @@ async fn apply(a: ApplyArgs, before: &ConnArgs) -> Result<bool> {
              dstash --nodes ID=HOST:PORT,... layout apply --nodes ..."
         );
     }
+    if c.layout().is_none() {
+        check_first(&c, &a, &conn).await?;
+    }
     let change = LayoutChange::Apply {
         members,
         gone: a.gone.clone(),
@@ -183,6 +186,30 @@ async fn apply(a: ApplyArgs, before: &ConnArgs) -> Result<bool> {
         true => wait_for(&c, l.epoch).await,
         false => Ok(true),
     }
+}
+
+/// Before a cluster's first layout: every node of the new set that already holds keys
+/// must be among the nodes it runs on now (`--nodes` before `layout`). Otherwise the
+/// first layout would say the cluster ran without it, nothing would stream its keys,
+/// and cleanup would forget those it then does not own.
+async fn check_first(current: &Client, a: &ApplyArgs, conn: &ConnArgs) -> Result<()> {
+    let known: Vec<String> = current.view().nodes.iter().map(|n| n.id.clone()).collect();
+    let mut target = conn.clone();
+    target.nodes = Some(a.nodes.clone());
+    target.consul = None;
+    let new = target.connect().await?;
+    for n in new.status().await {
+        let keys = n.status.as_ref().map_or(0, |s| s.keys);
+        if keys > 0 && !known.contains(&n.id) {
+            bail!(
+                "{} ({}) holds {keys} keys but is not among the nodes the cluster runs on \
+                 now: name every node that holds data with --nodes before `layout`",
+                n.id,
+                n.addr
+            );
+        }
+    }
+    Ok(())
 }
 
 fn ids(m: &[LayoutMember]) -> String {
