@@ -4,8 +4,9 @@
 //! owners hold all of it: reads moved to them only once streaming was done, and no
 //! request routed by an older epoch runs once the stage is installed (the fence).
 //!
-//! A node that holds a stable layout that does not name it (it left, perhaps while it
-//! was down) forgets everything the same way.
+//! A node that holds a stable layout that leaves it out, after one that named it (it
+//! left, perhaps while it was down), forgets everything the same way. One started
+//! under an id no layout it held ever named forgets nothing.
 
 use std::sync::Arc;
 

@@ -43,18 +43,25 @@ pub struct Handoff {
 
 impl Handoff {
     /// Does this node's part of each streaming and cleanup stage it installs, and
-    /// forgets everything once it holds a stable layout that does not name it, until
-    /// the task is dropped.
+    /// forgets everything once it holds a stable layout that leaves it out after one
+    /// that named it, until the task is dropped.
     pub async fn run(self) {
         let mut rx = self.cell.subscribe();
+        // Whether a layout this process held named this node: only a node that was a
+        // member forgets everything when a stable layout leaves it out, not one started
+        // under an id the cluster never had (a typo must not wipe a data directory).
+        let mut was_named = false;
         loop {
             let current = rx.borrow_and_update().clone();
             if let Some(l) = current {
+                let named = l.member(&self.me).is_some();
+                let left = left_it(was_named, named);
+                was_named |= named;
                 let work = async {
                     match l.stage {
                         Stage::Streaming => self.send(&l).await,
                         Stage::Cleanup => self.clean(&l).await,
-                        Stage::Stable if l.member(&self.me).is_none() => self.clean(&l).await,
+                        Stage::Stable if left => self.clean(&l).await,
                         _ => {}
                     }
                 };
@@ -213,6 +220,12 @@ impl Handoff {
     }
 }
 
+/// Whether a layout that does or does not name this node (`named`) means the node left:
+/// only after one that named it.
+fn left_it(was_named: bool, named: bool) -> bool {
+    was_named && !named
+}
+
 /// Marks `parts` sent and stores the cursor, off the async threads.
 async fn store(mut cursor: Cursor, parts: Vec<u32>) -> Cursor {
     let stored = tokio::task::spawn_blocking(move || {
@@ -243,5 +256,20 @@ pub async fn pace(started: Instant, moved: u64, per_sec: u64) {
     let due = Duration::from_secs_f64(moved as f64 / per_sec as f64);
     if let Some(wait) = due.checked_sub(started.elapsed()) {
         tokio::time::sleep(wait).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::left_it;
+
+    #[test]
+    fn only_a_node_a_layout_named_leaves() {
+        assert!(left_it(true, false), "named, then left out: it left");
+        assert!(
+            !left_it(false, false),
+            "never named (a mistyped id): keeps its data"
+        );
+        assert!(!left_it(true, true) && !left_it(false, true));
     }
 }
