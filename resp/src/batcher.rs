@@ -40,14 +40,21 @@ impl Op {
         }
     }
 
-    /// Which call the op joins: 0 get, 1 put, 2 add.
-    fn kind(&self) -> u8 {
+    /// Which call the op joins.
+    fn kind(&self) -> Kind {
         match self {
-            Op::Get(_) => 0,
-            Op::Put(_) => 1,
-            Op::Add(_) => 2,
+            Op::Get(_) => Kind::Get,
+            Op::Put(_) => Kind::Put,
+            Op::Add(_) => Kind::Add,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Get,
+    Put,
+    Add,
 }
 
 struct Request {
@@ -132,7 +139,7 @@ async fn run(client: Client, local: Option<Local>, mut rx: mpsc::UnboundedReceiv
 
 /// Sends `reqs` as one batch per (namespace, kind), at most [`MAX_BATCH`] keys each.
 async fn send(client: &Client, local: Option<&Local>, reqs: Vec<Request>) {
-    let mut groups: HashMap<(String, u8), Vec<Request>> = HashMap::new();
+    let mut groups: HashMap<(String, Kind), Vec<Request>> = HashMap::new();
     for r in reqs {
         groups
             .entry((r.ns.clone(), r.op.kind()))
@@ -171,7 +178,7 @@ async fn answer(client: &Client, local: Option<&Local>, group: Vec<Request>) {
     };
     let sizes: Vec<usize> = group.iter().map(|r| r.op.len()).collect();
     let total: usize = sizes.iter().sum();
-    let kind = group.first().map_or(0, |r| r.op.kind());
+    let kind = group.first().map_or(Kind::Get, |r| r.op.kind());
     let (mut keys, mut puts) = (Vec::new(), Vec::new());
     let mut answers = Vec::with_capacity(group.len());
     for r in group {
@@ -181,8 +188,8 @@ async fn answer(client: &Client, local: Option<&Local>, group: Vec<Request>) {
         }
         answers.push(r.answer);
     }
-    let replies: Vec<Reply> = if kind == 2 {
-        match client.add_many(&ns, &keys).await {
+    let replies: Vec<Reply> = match kind {
+        Kind::Add => match client.add_many(&ns, &keys).await {
             Ok(counts) => counts
                 .into_iter()
                 .map(|c| match c {
@@ -191,11 +198,9 @@ async fn answer(client: &Client, local: Option<&Local>, group: Vec<Request>) {
                 })
                 .collect(),
             Err(e) => vec![failed(e); total],
-        }
-    } else if kind == 0 {
-        read(client, local, &ns, keys).await
-    } else {
-        match client.put_many(&ns, &puts).await {
+        },
+        Kind::Get => read(client, local, &ns, keys).await,
+        Kind::Put => match client.put_many(&ns, &puts).await {
             Ok(report) => {
                 let mut r = vec![Reply::Status("OK"); total];
                 for (at, e) in report.failed {
@@ -206,7 +211,7 @@ async fn answer(client: &Client, local: Option<&Local>, group: Vec<Request>) {
                 r
             }
             Err(e) => vec![failed(e); total],
-        }
+        },
     };
     let mut replies = replies.into_iter();
     for (answer, n) in answers.into_iter().zip(sizes) {

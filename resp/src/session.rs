@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use dstash_client::Client;
 
-use crate::batcher::Batcher;
+use crate::batcher::{Batcher, Local};
 
 /// What every connection of a listener shares.
 pub struct Shared {
@@ -27,10 +27,17 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// `max_value` is the node's value limit; arguments may be 64 KiB longer.
-    pub fn new(client: Client, token: Option<String>, namespace: String, max_value: usize) -> Self {
+    /// `max_value` is the node's value limit; arguments may be 64 KiB longer. With
+    /// `local`, keys this node is the first replica of are read from its own store.
+    pub fn new(
+        client: Client,
+        token: Option<String>,
+        namespace: String,
+        max_value: usize,
+        local: Option<Local>,
+    ) -> Self {
         Self {
-            batcher: Batcher::start(client.clone(), None),
+            batcher: Batcher::start(client.clone(), local),
             client,
             token,
             namespace,
@@ -40,16 +47,6 @@ impl Shared {
             connections: AtomicI64::new(0),
             stop: tokio::sync::watch::channel(false).0,
         }
-    }
-
-    /// Reads keys this node is the first replica of from its own store, skipping the
-    /// network: `reads` of the node with id `me`.
-    pub fn with_local(mut self, reads: dstash_node::local::LocalReads, me: String) -> Self {
-        self.batcher = Batcher::start(
-            self.client.clone(),
-            Some(crate::batcher::Local { reads, me }),
-        );
-        self
     }
 
     /// Tells every connection to close once it has answered what it read.

@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use dstash_client::{Client, ClientConfig, NodeSpec, TlsOptions};
 use dstash_node::TlsFiles;
+use dstash_resp::batcher::Local;
 use dstash_resp::{RespServer, Shared};
 
 #[derive(Debug, Args)]
@@ -100,10 +101,17 @@ pub async fn start(a: &RespArgs, b: Beside) -> Result<Option<RespServer>> {
     let client = Client::connect(cfg)
         .await
         .context("the Redis front end connecting to the cluster")?;
-    let mut shared = Shared::new(client, b.token, a.resp_namespace.clone(), b.max_value);
-    if let Some(local) = b.local {
-        shared = shared.with_local(local, b.node_id.clone());
-    }
+    let local = b.local.map(|reads| Local {
+        reads,
+        me: b.node_id.clone(),
+    });
+    let shared = Shared::new(
+        client,
+        b.token,
+        a.resp_namespace.clone(),
+        b.max_value,
+        local,
+    );
     let server = RespServer::start(listen, shared, acceptor)
         .await
         .with_context(|| format!("cannot listen on {listen} for the Redis protocol"))?;
