@@ -40,6 +40,12 @@ pub enum Error {
     #[error("the events' second {at} is {off} s from this node's clock (the limit is {max} s): check the caller's clock")]
     EventTime { at: u64, off: u64, max: u64 },
 
+    #[error("request id {id:?} was used by another batch: a retry must resend the same events")]
+    RequestReused { id: String },
+
+    #[error("request id of {len} bytes: it must be 1 to {max} bytes")]
+    InvalidRequestId { len: usize, max: usize },
+
     #[error("partition {partition} out of range: there are {partitions}")]
     PartitionOutOfRange { partition: u32, partitions: u32 },
 

@@ -8,8 +8,9 @@
 //!   64-bit hash to its newest record. A [`checkpoint`] records how far the index is
 //!   known to reflect the log, so recovery replays only the tail. Writers share fsyncs
 //!   ([`commit`]); compaction moves live records off mostly-dead segments.
-//! - **Counters** ([`counters`]): per-second counts in time-bucketed files, dropped
-//!   whole when they expire.
+//! - **Counts** ([`counts`]): one slot per key of 1 s, minute and hour cells, in
+//!   tables by generation of last touch, dropped whole when they expire; every add is
+//!   logged first and synced by group commit, tables written back at checkpoints.
 //!
 //! The engine is synchronous and knows nothing of the network. Every TTL decision
 //! reads an injectable [`Clock`]; every write and sync goes through the [`io::Io`] seam.
@@ -24,7 +25,6 @@
 pub mod checkpoint;
 pub mod clock;
 pub mod commit;
-pub mod counters;
 pub mod counts;
 mod digest_file;
 pub mod error;
@@ -44,7 +44,8 @@ pub mod segment;
 mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use counters::CounterCells;
+pub use counts::schedule::CellImage;
+pub use counts::CounterCells;
 pub use dstash_cluster::Version;
 pub use error::{Error, Result};
 pub use keyspace::{Applied, KeyspaceStats, LeafEntry};

@@ -1,9 +1,9 @@
-//! A namespace: a key/value keyspace and a counter keyspace under `ns/<name>/`.
+//! A namespace: a key/value keyspace and its expiring counts under `ns/<name>/`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::counters::Counters;
+use crate::counts::Counts;
 use crate::error::{IoContext, Result};
 use crate::fsutil::write_atomic;
 use crate::header;
@@ -37,7 +37,7 @@ pub struct Namespace {
     pub name: String,
     dir: PathBuf,
     pub kv: Arc<Keyspace>,
-    pub counters: Arc<Counters>,
+    pub counters: Arc<Counts>,
     opts: Arc<Options>,
 }
 
@@ -55,8 +55,9 @@ impl Namespace {
             Err(e) => return Err(e).at(&meta),
         };
         let kv = Arc::new(Keyspace::open(&dir.join("kv"), name, opts.clone())?);
-        let counters = Arc::new(Counters::open(
-            &dir.join("counters"),
+        drop_old_counters(dir, name);
+        let counters = Arc::new(Counts::open(
+            &dir.join("counts"),
             name,
             retention,
             opts.clone(),
@@ -72,13 +73,15 @@ impl Namespace {
 
     /// Changes the counter retention; it is persisted before it takes effect.
     pub fn set_retention(&self, secs: u32) -> Result<()> {
-        write_meta(&self.opts, &self.dir, secs)?;
-        self.counters.set_retention(secs);
-        Ok(())
+        if secs == self.counters.retention() {
+            return Ok(());
+        }
+        let persist = || write_meta(&self.opts, &self.dir, secs);
+        self.counters.set_retention(secs, persist)
     }
 
     pub fn close(&self) -> Result<()> {
-        self.counters.sync()?;
+        self.counters.close()?;
         self.kv.close()
     }
 }
@@ -88,4 +91,16 @@ fn write_meta(opts: &Options, dir: &Path, retention: u32) -> Result<()> {
         retention_secs: retention,
     });
     write_atomic(opts.io.as_ref(), &dir.join(META), &b)
+}
+
+/// Removes the per-second buckets an earlier format kept in `counters/`: their counts
+/// are not carried over (they live at most the retention).
+fn drop_old_counters(dir: &Path, ns: &str) {
+    let old = dir.join("counters");
+    if old.is_dir() {
+        match std::fs::remove_dir_all(&old) {
+            Ok(()) => tracing::warn!(ns, "counts in the old bucket format were dropped"),
+            Err(e) => tracing::error!(ns, "removing {}: {e}", old.display()),
+        }
+    }
 }

@@ -3,11 +3,13 @@
 mod common;
 
 use common::*;
-use dstash_storage::{Error, ManualClock, Store};
+use dstash_storage::{Clock, Error, ManualClock, Store};
 
-fn bucket_files(dir: &std::path::Path, ns: &str) -> usize {
-    std::fs::read_dir(dir.join("ns").join(ns).join("counters"))
+/// The namespace's count tables, one per generation.
+fn generation_files(dir: &std::path::Path, ns: &str) -> usize {
+    std::fs::read_dir(dir.join("ns").join(ns).join("counts"))
         .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".cgt"))
         .count()
 }
 
@@ -79,22 +81,25 @@ fn add_returns_the_count_and_n_zero_means_one() {
 }
 
 #[test]
-fn expired_buckets_are_deleted_whole() {
+fn expired_generations_are_deleted_whole() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(T0);
+    let clock = ManualClock::new(T0 - T0 % 60);
+    let start = clock.now_secs();
     let s = open(dir.path(), &clock);
     for i in 0..120u64 {
-        clock.set(T0 + i);
+        clock.set(start + i);
         s.add("e", format!("k{}", i % 7).as_bytes(), 1).unwrap();
     }
-    let live = bucket_files(dir.path(), "e");
-    assert!(
-        (8..=10).contains(&live),
-        "about retention/span + 1 buckets, got {live}"
-    );
-    clock.advance(61);
-    assert_eq!(s.expire_counters().unwrap(), live);
-    assert_eq!(bucket_files(dir.path(), "e"), 0);
+    // Minute generations: keys touched in the second moved forward into it.
+    assert_eq!(generation_files(dir.path(), "e"), 2);
+    assert_eq!(s.count("e", b"k1", 0).unwrap(), 8, "k1 at 64, 71, ... 113 of 60..119");
+    clock.set(start + 120);
+    assert_eq!(s.expire_counters().unwrap(), 1, "the first minute's touches are all past");
+    assert_eq!(generation_files(dir.path(), "e"), 1);
+    assert_eq!(s.count("e", b"k1", 0).unwrap(), 8, "the moved copies still count");
+    clock.advance(60);
+    assert_eq!(s.expire_counters().unwrap(), 1);
+    assert_eq!(generation_files(dir.path(), "e"), 0);
     assert_eq!(s.count("e", b"k1", 0).unwrap(), 0);
 }
 
@@ -139,7 +144,7 @@ fn retention_is_per_namespace_and_persisted() {
 }
 
 #[test]
-fn listing_reports_each_live_key_once_across_buckets() {
+fn listing_reports_each_live_key_once_across_generations() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);
     let s = open(dir.path(), &clock);
@@ -169,7 +174,7 @@ fn listing_reports_each_live_key_once_across_buckets() {
 }
 
 #[test]
-fn many_keys_grow_a_bucket_without_losing_counts() {
+fn many_keys_grow_a_table_without_losing_counts() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);
     let s: Store = open(dir.path(), &clock);

@@ -13,6 +13,15 @@
 //! All tiers share the key's last-touch second: a ring's cell for period `p` is slot
 //! `p % cells`, valid while `p` is within `cells` periods of the last touch.
 
+/// One cell's value after a write, named by its tier's resolution and its period
+/// (Unix second / resolution): what the count log keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CellImage {
+    pub res: u32,
+    pub period: u64,
+    pub value: u32,
+}
+
 /// One ring: `cells` cells of `res` seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tier {
@@ -80,29 +89,121 @@ impl Schedule {
         })
     }
 
-    /// Counts `n` events at second `t` into `cells` (of [`len`](Self::len)), whose
-    /// last touch is `*last`, moving it to `t` if later. A tier that no longer holds
-    /// `t` (an event older than its reach) skips it.
-    pub fn add(&self, cells: &mut [u32], last: &mut u64, t: u64, n: u32) {
+    /// Moves every ring forward to second `t` if it is later than `*last`, clearing
+    /// the periods in between, and makes it the last touch.
+    fn advance(&self, cells: &mut [u32], last: &mut u64, t: u64) {
+        if t <= *last {
+            return;
+        }
         for (at, tier) in self.rings() {
             let ring = &mut cells[at..at + tier.cells as usize];
             let (res, len) = (tier.res as u64, tier.cells as u64);
             let (p, lp) = (t / res, *last / res);
-            if p > lp {
-                if p - lp >= len {
-                    ring.fill(0);
-                } else {
-                    for q in lp + 1..=p {
-                        ring[(q % len) as usize] = 0;
-                    }
+            if p - lp >= len {
+                ring.fill(0);
+            } else {
+                for q in lp + 1..=p {
+                    ring[(q % len) as usize] = 0;
                 }
-            } else if p + len <= lp {
-                continue;
             }
-            let c = &mut ring[(p % len) as usize];
-            *c = c.saturating_add(n);
         }
-        *last = (*last).max(t);
+        *last = t;
+    }
+
+    /// The cell of period `p` of the tier at `at`, while the ring holds it.
+    fn cell<'a>(cells: &'a mut [u32], last: u64, at: usize, tier: Tier, p: u64) -> Option<&'a mut u32> {
+        let (res, len) = (tier.res as u64, tier.cells as u64);
+        if p > last / res || p + len <= last / res {
+            return None;
+        }
+        cells.get_mut(at + (p % len) as usize)
+    }
+
+    /// Counts `n` events at second `t` into `cells` (of [`len`](Self::len)), whose
+    /// last touch is `*last`, moving it to `t` if later, and pushes onto `images` the
+    /// value of every cell written. A tier that no longer holds `t` (an event older
+    /// than its reach) skips it.
+    pub fn add(&self, cells: &mut [u32], last: &mut u64, t: u64, n: u32, images: &mut Vec<CellImage>) {
+        self.advance(cells, last, t);
+        for (at, tier) in self.rings() {
+            let p = t / tier.res as u64;
+            if let Some(c) = Self::cell(cells, *last, at, tier, p) {
+                *c = c.saturating_add(n);
+                images.push(CellImage { res: tier.res, period: p, value: *c });
+            }
+        }
+    }
+
+    /// Raises the cell `image` names to at least its value, moving the last touch to
+    /// the start of its period if later; false when no tier of this resolution holds
+    /// it. A raised cell's new value is pushed onto `images`.
+    pub fn raise(&self, cells: &mut [u32], last: &mut u64, image: CellImage, images: &mut Vec<CellImage>) -> bool {
+        let Some((at, tier)) = self.rings().find(|(_, t)| t.res == image.res) else {
+            return false;
+        };
+        self.advance(cells, last, image.period.saturating_mul(tier.res as u64));
+        let Some(c) = Self::cell(cells, *last, at, tier, image.period) else {
+            return false;
+        };
+        if *c < image.value {
+            *c = image.value;
+            images.push(CellImage { value: *c, ..image });
+        }
+        true
+    }
+
+    /// Replays a write: the last touch moves to `new_last` if later, then each image's
+    /// cell takes its value. Applying the images of a write again, or onto cells that
+    /// already hold later writes, leaves what the writes in order left.
+    pub fn apply(&self, cells: &mut [u32], last: &mut u64, new_last: u64, images: &[CellImage]) {
+        self.advance(cells, last, new_last);
+        for image in images {
+            if let Some((at, tier)) = self.rings().find(|(_, t)| t.res == image.res) {
+                if let Some(c) = Self::cell(cells, *last, at, tier, image.period) {
+                    *c = image.value;
+                }
+            }
+        }
+    }
+
+    /// Every nonzero cell the rings hold, finest tier first, oldest period first.
+    pub fn images(&self, cells: &[u32], last: u64) -> Vec<CellImage> {
+        let mut out = Vec::new();
+        for (at, tier) in self.rings() {
+            let (res, len) = (tier.res as u64, tier.cells as u64);
+            let lp = last / res;
+            for p in (lp + 1).saturating_sub(len)..=lp {
+                let value = cells[at + (p % len) as usize];
+                if value > 0 {
+                    out.push(CellImage { res: tier.res, period: p, value });
+                }
+            }
+        }
+        out
+    }
+
+    /// `cells` (last touch `last`) as schedule `to` keeps them: each tier of `to` is
+    /// filled from the coarsest tier here whose resolution divides its own, summing
+    /// finer periods; what no tier here holds stays 0.
+    pub fn convert(&self, cells: &[u32], last: u64, to: &Schedule) -> Vec<u32> {
+        let mut out = vec![0; to.len()];
+        for (at, tier) in to.rings() {
+            let src = self
+                .rings()
+                .filter(|(_, s)| s.res <= tier.res && tier.res % s.res == 0)
+                .last();
+            let Some((sat, src)) = src else { continue };
+            let (sres, slen) = (src.res as u64, src.cells as u64);
+            let lp = last / sres;
+            for q in (lp + 1).saturating_sub(slen)..=lp {
+                let v = cells[sat + (q % slen) as usize];
+                let p = q * sres / tier.res as u64;
+                if let Some(c) = Self::cell(&mut out, last, at, tier, p) {
+                    *c = c.saturating_add(v);
+                }
+            }
+        }
+        out
     }
 
     /// The tier a window of `window` seconds ending at `now` is read from, with its

@@ -93,6 +93,11 @@ fn tick_namespace(registry: &Registry, stop: &Stop, n: &Namespace, sync_due: boo
             tracing::error!(ns = %name, "checkpoint failed: {e}");
         }
     }
+    if n.counters.checkpoint_due() {
+        if let Err(e) = n.counters.checkpoint() {
+            tracing::error!(ns = %name, "count checkpoint failed: {e}");
+        }
+    }
     rebuild_digest(registry, stop, n);
     if let Err(e) = n.counters.expire() {
         tracing::error!(ns = %name, "counter expiry failed: {e}");

@@ -6,7 +6,7 @@ use dstash_cluster::partition::{LEAVES_PER_PARTITION, PARTITIONS};
 
 use super::limits::{check_batch, check_key};
 use super::Store;
-use crate::counters::CounterCells;
+use crate::counts::CounterCells;
 use crate::error::{Error, Result};
 use crate::keyspace::LeafEntry;
 
@@ -77,7 +77,7 @@ impl Store {
     }
 
     /// Merges counter cells into `ns` (created if needed), by the maximum per key and
-    /// second (see `counters/transfer.rs`); returns the cells merged.
+    /// cell (see `counts/transfer.rs`); returns the cells merged.
     pub fn merge_counters(&self, ns: &str, items: &[CounterCells]) -> Result<u64> {
         check_batch(&self.registry.opts, items.len())?;
         items.iter().try_for_each(|c| check_key(&c.key))?;

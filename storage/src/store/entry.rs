@@ -2,7 +2,7 @@
 
 use dstash_cluster::Version;
 
-use crate::counters::{CounterLister, CounterStats};
+use crate::counts::{CounterLister, CounterStats};
 use crate::error::Result;
 use crate::keyspace::{KeyLister, KeyspaceStats};
 

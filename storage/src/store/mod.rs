@@ -266,15 +266,29 @@ impl Store {
 
     /// [`add_many`](Self::add_many) of events that happened at Unix second `at` (None:
     /// now), as the caller saw it, so that every replica counts them in one second; at
-    /// most `counters::MAX_EVENT_SKEW` seconds from this node's clock.
+    /// most `counts::MAX_EVENT_SKEW` seconds from this node's clock.
     pub fn add_many_at(
         &self,
         ns: &str,
         items: &[(&[u8], u32)],
         at: Option<u64>,
     ) -> Result<Vec<u64>> {
+        self.add_once(ns, items, at, None)
+    }
+
+    /// [`add_many_at`](Self::add_many_at) under a request id: a batch sent again with
+    /// the same id within the dedup horizon (the retention, at most
+    /// [`counts::MAX_HORIZON`](crate::counts::MAX_HORIZON) seconds) counts nothing
+    /// and answers the counts now; the same id with other events is refused.
+    pub fn add_once(
+        &self,
+        ns: &str,
+        items: &[(&[u8], u32)],
+        at: Option<u64>,
+        request_id: Option<&str>,
+    ) -> Result<Vec<u64>> {
         check_keys(&self.registry.opts, items.iter().map(|(k, _)| *k))?;
-        self.namespace(ns)?.counters.add_many(items, at)
+        self.namespace(ns)?.counters.add_many(items, at, request_id)
     }
 
     /// Entries added for `key` in the last `window_secs` seconds; 0 means the full retention.
@@ -385,7 +399,7 @@ impl Store {
         n.kv.compact_steps(id, steps, &mut |_| true).is_ok()
     }
 
-    /// Drops expired counter buckets now.
+    /// Drops expired count generations now.
     pub fn expire_counters(&self) -> Result<usize> {
         self.registry
             .all()
