@@ -60,6 +60,8 @@ enum Command {
     Load(load::LoadArgs),
     /// Look up one key per line; prints KEY<TAB>VALUE (or JSON lines) in input order.
     Lookup(lookup::LookupArgs),
+    /// Show or change a namespace's settings on every node.
+    Ns(ns::NsArgs),
     /// One line per node: id, address, health, keys, disk bytes.
     Status(status::StatusArgs),
     /// Bring every replica of every key to its newest version: one full pass.
@@ -101,6 +103,7 @@ fn main() -> ExitCode {
             Command::Load(a) => load::run(a, before).await,
             Command::Lookup(a) => lookup::run(a, before).await,
             Command::Status(a) => status::run(a, before).await,
+            Command::Ns(a) => ns::run(a, before).await,
             Command::Repair(a) => repair::run(a, before).await,
             Command::Layout(a) => layout::run(a, before).await,
             Command::Demo(a) => demo::run(a).await.map(|()| true),

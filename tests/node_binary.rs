@@ -87,30 +87,40 @@ async fn every_rpc_through_the_binary_then_sigterm_closes_clean() {
     assert_eq!(found[0].results[0].value[..], 3u32.to_be_bytes());
     assert!(!found[0].results[1].found);
 
-    let added = c
-        .add(AddRequest {
-            namespace: "rl".into(),
-            key: Bytes::from_static(b"user"),
-            n: 3,
-            at_seconds: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(added.count, 3);
+    let add = AddRequest {
+        namespace: "rl".into(),
+        key: Bytes::from_static(b"user"),
+        n: 3,
+        at_seconds: 0,
+        request_id: "add-1".into(),
+    };
+    assert_eq!(c.add(add.clone()).await.unwrap().into_inner().count, 3);
+    // Sent again under the same id, as a retry after a lost answer: counted once.
+    assert_eq!(c.add(add.clone()).await.unwrap().into_inner().count, 3);
+    let reused = AddRequest { n: 1, ..add };
+    let e = c.add(reused).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains("add-1"), "{}", e.message());
+    let batch = AddBatch {
+        namespace: "rl".into(),
+        keys: vec![Bytes::from_static(b"user"), Bytes::from_static(b"other")],
+        batch_id: 2,
+        at_seconds: 0,
+        request_id: "batch-2".into(),
+    };
     let counts: Vec<CountBatchResult> = collect(
-        c.batch_add(tokio_stream::iter(vec![AddBatch {
-            namespace: "rl".into(),
-            keys: vec![Bytes::from_static(b"user"), Bytes::from_static(b"other")],
-            batch_id: 2,
-            at_seconds: 0,
-        }]))
-        .await
-        .unwrap()
-        .into_inner(),
+        c.batch_add(tokio_stream::iter(vec![batch.clone(), batch]))
+            .await
+            .unwrap()
+            .into_inner(),
     )
     .await;
     assert_eq!(counts[0].counts, vec![4, 1]);
+    assert_eq!(
+        counts[1].counts,
+        vec![4, 1],
+        "the resent batch counts nothing"
+    );
     let counts: Vec<CountBatchResult> = collect(
         c.batch_count(tokio_stream::iter(vec![CountBatch {
             namespace: "rl".into(),

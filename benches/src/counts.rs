@@ -40,6 +40,13 @@ const NS: &str = "rate";
 const WINDOW_SECS: u64 = 60;
 const BATCH: u64 = 1000;
 
+/// Unique to this process and call, so request ids never repeat across runs.
+fn run_id() -> String {
+    static RUN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{n}", std::process::id())
+}
+
 fn event_key(i: u64, keys: u64) -> u64 {
     mix(i) % keys
 }
@@ -59,6 +66,8 @@ async fn dstash_events(c: &mut DstashClient<Channel>, keys: u64, from: u64, to: 
                 .collect(),
             batch_id: start,
             at_seconds: 0,
+            // As the client library sends them: each batch named, so a retry counts once.
+            request_id: format!("{}-{from}-{start}", run_id()),
         })
         .collect();
     let mut answers = c

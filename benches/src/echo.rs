@@ -42,6 +42,12 @@ impl Dstash for Echo {
     ) -> Result<Response<MergeCountersResponse>, Status> {
         unimplemented()
     }
+    async fn set_namespace(
+        &self,
+        _: Request<NamespaceSettings>,
+    ) -> Result<Response<NamespaceSettings>, Status> {
+        unimplemented()
+    }
     async fn get_layout(
         &self,
         _: Request<GetLayoutRequest>,

@@ -239,6 +239,7 @@ async fn stream(
                     keys: (0..b).map(|j| own_key(s, base + j)).collect(),
                     batch_id: n,
                     at_seconds: 0,
+                    request_id: String::new(),
                 };
                 let t = Instant::now();
                 let Some(res) = lane.call(req, &tally, name).await else {

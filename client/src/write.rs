@@ -294,30 +294,31 @@ impl Client {
     }
 
     /// Adds `n` events to `key` on its replicas; returns the highest count among the W
-    /// that acknowledged. Not retried: a retry could count an event twice.
-    /// Not retried on a transport failure (a retry could count an event twice); retried
-    /// when refused for an old layout, which a node does before counting.
+    /// that acknowledged. Retried like a put, on a transport failure and when refused
+    /// for an old layout: the add carries one request id through every retry, and a
+    /// replica that has applied it answers without counting again.
     ///
     /// The events are stamped with this client's second, so every replica counts them
-    /// in that same second (and a handoff that merges replicas' counts by second counts
-    /// them once).
+    /// in that same second (and a handoff that merges replicas' cells counts them once).
     pub async fn add(&self, ns: &str, key: &[u8], n: u32) -> Result<u64> {
         let at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        self.routed(|| self.add_once(ns, key, n, at)).await
+        let id = crate::request_id::new();
+        self.routed(|| self.add_once(ns, key, n, at, &id)).await
     }
 
-    async fn add_once(&self, ns: &str, key: &[u8], n: u32, at: u64) -> Result<u64> {
+    async fn add_once(&self, ns: &str, key: &[u8], n: u32, at: u64, id: &str) -> Result<u64> {
         let req = AddRequest {
             namespace: ns.into(),
             key: Bytes::copy_from_slice(key),
             n,
             at_seconds: at,
+            request_id: id.to_string(),
         };
         // Counts carry no version to order a hint by: never sloppy.
         let answers = self
-            .write(key, false, false, move |mut rpc: Rpc, _: String| {
+            .write(key, true, false, move |mut rpc: Rpc, _: String| {
                 let req = req.clone();
                 async move { rpc.add(req).await }
             })

@@ -256,6 +256,7 @@ pub fn seeds() -> Vec<Vec<u8>> {
                 key: key.clone(),
                 n: 2,
                 at_seconds: 0,
+                request_id: "seed-1".into(),
             }
             .encode(b)
             .unwrap()
@@ -317,6 +318,7 @@ pub fn seeds() -> Vec<Vec<u8>> {
                 batch_id: 3,
                 // Far from any clock: refused, naming the limit.
                 at_seconds: 1,
+                request_id: String::new(),
             }
             .encode(b)
             .unwrap()

@@ -59,12 +59,22 @@ pub fn at(seconds: u64) -> Option<u64> {
     (seconds != 0).then_some(seconds)
 }
 
+/// A request id, if the caller gave one.
+pub fn request_id(id: &str) -> Option<&str> {
+    (!id.is_empty()).then_some(id)
+}
+
 /// One event for each key (a key named twice counts twice).
 pub fn add(s: &Store, b: AddBatch) -> Result<CountBatchResult> {
     let items: Vec<(&[u8], u32)> = b.keys.iter().map(|k| (k.as_ref(), 1)).collect();
     Ok(CountBatchResult {
         batch_id: b.batch_id,
-        counts: s.add_many_at(&b.namespace, &items, at(b.at_seconds))?,
+        counts: s.add_once(
+            &b.namespace,
+            &items,
+            at(b.at_seconds),
+            request_id(&b.request_id),
+        )?,
     })
 }
 

@@ -37,6 +37,7 @@ pub enum Rpc {
     Digest,
     LeafEntries,
     MergeCounters,
+    SetNamespace,
 }
 
 impl Rpc {
@@ -56,6 +57,7 @@ impl Rpc {
             Rpc::Digest => "Digest",
             Rpc::LeafEntries => "LeafEntries",
             Rpc::MergeCounters => "MergeCounters",
+            Rpc::SetNamespace => "SetNamespace",
         }
     }
 }
@@ -200,13 +202,23 @@ const GAUGES: &[(&str, &str, Figure)] = &[
     }),
     (
         "dstash_store_disk_bytes",
-        "Bytes on disk: data, index and count buckets",
+        "Bytes on disk: data, index, count tables and count log",
         |n| n.kv.data_bytes + n.kv.index_bytes + n.counters.disk_bytes,
     ),
     (
-        "dstash_store_count_buckets",
-        "Live time buckets of expiring counts",
-        |n| n.counters.buckets,
+        "dstash_store_count_generations",
+        "Live generations of expiring-count tables",
+        |n| n.counters.generations,
+    ),
+    (
+        "dstash_store_count_slots",
+        "Expiring-count slots held (a key moved forward holds one per generation)",
+        |n| n.counters.slots,
+    ),
+    (
+        "dstash_store_count_quarantined",
+        "Count slots or tables found damaged and zeroed since the node started",
+        |n| n.counters.quarantined,
     ),
 ];
 

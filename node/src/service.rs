@@ -313,8 +313,8 @@ impl Dstash for NodeService {
         let count = self
             .ctx
             .run(Rpc::Add, 1, move |s| {
-                let at = batch::at(r.at_seconds);
-                Ok(s.add_many_at(&r.namespace, &[(&r.key[..], r.n)], at)?[0])
+                let (at, id) = (batch::at(r.at_seconds), batch::request_id(&r.request_id));
+                Ok(s.add_once(&r.namespace, &[(&r.key[..], r.n)], at, id)?[0])
             })
             .await?;
         Ok(Response::new(CountResponse { count }))
@@ -450,6 +450,26 @@ impl Dstash for NodeService {
         serve::merge_counters(&self.ctx, req.into_inner()).await
     }
 
+    async fn set_namespace(
+        &self,
+        req: Request<NamespaceSettings>,
+    ) -> Result<Response<NamespaceSettings>, Status> {
+        let r = req.into_inner();
+        let settings = self
+            .ctx
+            .run(Rpc::SetNamespace, 0, move |s| {
+                if r.count_retention_seconds != 0 {
+                    s.set_retention(&r.namespace, r.count_retention_seconds)?;
+                }
+                Ok(NamespaceSettings {
+                    count_retention_seconds: s.count_retention(&r.namespace)?,
+                    namespace: r.namespace,
+                })
+            })
+            .await?;
+        Ok(Response::new(settings))
+    }
+
     type RepairStream = Answers<RepairProgress>;
 
     async fn repair(
@@ -503,8 +523,10 @@ impl Dstash for NodeService {
                 data_bytes: n.kv.data_bytes,
                 dead_bytes: n.kv.dead_bytes,
                 index_bytes: n.kv.index_bytes,
-                counter_buckets: n.counters.buckets,
+                counter_buckets: n.counters.generations,
                 counter_bytes: n.counters.disk_bytes,
+                counter_slots: n.counters.slots,
+                counter_quarantined: n.counters.quarantined,
                 retention_seconds: n.retention_secs,
                 corrupt_records: n.kv.corrupt_records,
             })

@@ -17,10 +17,12 @@ pub fn status(e: Error) -> Status {
         | Error::InvalidPattern { .. }
         | Error::VersionAhead { .. }
         | Error::EventTime { .. }
+        | Error::InvalidRequestId { .. }
         | Error::PartitionOutOfRange { .. }
         | Error::InvalidOptions(_) => Status::invalid_argument(msg),
         // The namespace refuses writes until the node restarts; another replica may not.
         Error::Poisoned { .. } | Error::Closed => Status::unavailable(msg),
+        Error::RequestReused { .. } => Status::failed_precondition(msg),
         Error::Corrupt { .. } => Status::data_loss(msg),
         Error::Io { ref source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
             Status::resource_exhausted(msg)

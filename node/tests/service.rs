@@ -159,6 +159,7 @@ async fn counts_unary_and_batched() {
         key: Bytes::from_static(b"ip"),
         n,
         at_seconds: 0,
+        request_id: String::new(),
     };
     assert_eq!(
         c.add(add(0)).await.unwrap().into_inner().count,
@@ -182,6 +183,7 @@ async fn counts_unary_and_batched() {
         ],
         batch_id: 9,
         at_seconds: 0,
+        request_id: String::new(),
     }];
     let mut out = c
         .batch_add(tokio_stream::iter(adds))
@@ -253,6 +255,7 @@ async fn keys_streams_glob_limit_and_counters() {
         key: Bytes::from_static(b"hits:1"),
         n: 1,
         at_seconds: 0,
+        request_id: String::new(),
     })
     .await
     .unwrap();

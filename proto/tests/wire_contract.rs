@@ -213,6 +213,7 @@ fn counter_and_listing_fields() {
         key: Bytes::from_static(b"k"),
         n: 3,
         at_seconds: 7,
+        request_id: "r".into(),
     };
     assert_eq!(
         a.encode_to_vec(),
@@ -226,9 +227,39 @@ fn counter_and_listing_fields() {
             tag(3, 0),
             3,
             tag(4, 0),
-            7
+            7,
+            tag(5, 2),
+            1,
+            b'r'
         ]
     );
+    let b = AddBatch {
+        namespace: "a".into(),
+        keys: vec![],
+        batch_id: 1,
+        at_seconds: 2,
+        request_id: "r".into(),
+    };
+    assert_eq!(
+        b.encode_to_vec(),
+        [
+            tag(1, 2),
+            1,
+            b'a',
+            tag(3, 0),
+            1,
+            tag(4, 0),
+            2,
+            tag(5, 2),
+            1,
+            b'r'
+        ]
+    );
+    let n = NamespaceSettings {
+        namespace: "a".into(),
+        count_retention_seconds: 90,
+    };
+    assert_eq!(n.encode_to_vec(), [tag(1, 2), 1, b'a', tag(2, 0), 90]);
     let c = CountRequest {
         namespace: "a".into(),
         key: Bytes::from_static(b"k"),
@@ -302,6 +333,7 @@ fn service_name_and_method_paths() {
         "LeafEntries",
         "Repair",
         "MergeCounters",
+        "SetNamespace",
         "GetLayout",
         "SetLayout",
         "ChangeLayout",
@@ -341,7 +373,9 @@ fn anti_entropy_fields() {
             key: Bytes::from_static(b"k"),
             seconds: vec![9],
             counts: vec![3],
+            resolutions: vec![60],
         }],
+        count_retention_seconds: 5,
     };
     assert_eq!(
         m.encode_to_vec(),
@@ -350,7 +384,7 @@ fn anti_entropy_fields() {
             1,
             b'n',
             tag(2, 2),
-            9,
+            12,
             tag(1, 2),
             1,
             b'k',
@@ -359,7 +393,12 @@ fn anti_entropy_fields() {
             9,
             tag(3, 2),
             1,
-            3
+            3,
+            tag(4, 2),
+            1,
+            60,
+            tag(3, 0),
+            5
         ]
     );
     let e = LeafEntry {

@@ -14,6 +14,7 @@ pub mod layout;
 pub mod load;
 pub mod lookup;
 pub mod node;
+pub mod ns;
 pub mod put;
 pub mod repair;
 pub mod resp;

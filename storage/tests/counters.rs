@@ -9,7 +9,13 @@ use dstash_storage::{Clock, Error, ManualClock, Store};
 fn generation_files(dir: &std::path::Path, ns: &str) -> usize {
     std::fs::read_dir(dir.join("ns").join(ns).join("counts"))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".cgt"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".cgt")
+        })
         .count()
 }
 
@@ -92,11 +98,23 @@ fn expired_generations_are_deleted_whole() {
     }
     // Minute generations: keys touched in the second moved forward into it.
     assert_eq!(generation_files(dir.path(), "e"), 2);
-    assert_eq!(s.count("e", b"k1", 0).unwrap(), 8, "k1 at 64, 71, ... 113 of 60..119");
+    assert_eq!(
+        s.count("e", b"k1", 0).unwrap(),
+        8,
+        "k1 at 64, 71, ... 113 of 60..119"
+    );
     clock.set(start + 120);
-    assert_eq!(s.expire_counters().unwrap(), 1, "the first minute's touches are all past");
+    assert_eq!(
+        s.expire_counters().unwrap(),
+        1,
+        "the first minute's touches are all past"
+    );
     assert_eq!(generation_files(dir.path(), "e"), 1);
-    assert_eq!(s.count("e", b"k1", 0).unwrap(), 8, "the moved copies still count");
+    assert_eq!(
+        s.count("e", b"k1", 0).unwrap(),
+        8,
+        "the moved copies still count"
+    );
     clock.advance(60);
     assert_eq!(s.expire_counters().unwrap(), 1);
     assert_eq!(generation_files(dir.path(), "e"), 0);

@@ -1,15 +1,21 @@
 //! `add_many`: one event for each key, every node's share on one stream at once; a key
 //! is counted once W of its replicas counted it (W in each owner set during a layout
-//! transition), and answers the highest count among them. Like `add`, not retried on
-//! a transport failure: a retry could count an event twice.
+//! transition), and answers the highest count among them. Each message carries a
+//! request id that follows its keys, so a stream cut by a transport failure is resent
+//! from its first unanswered message, and a node that had applied one counts it once.
 
-use dstash_proto::v1::AddBatch;
+use std::time::Duration;
+
+use dstash_proto::v1::{AddBatch, CountBatchResult};
 use dstash_proto::Bytes;
+use tonic::Code;
 
 use super::{stream, Pace};
 use crate::client::Client;
-use crate::error::{refused, Error, Result};
+use crate::conn::Rpc;
+use crate::error::{refused, Error, NodeFailure, Result};
 use crate::quorum::{Outcome, Tally};
+use crate::view::NodeHandle;
 
 impl Client {
     /// Counts one event for each of `keys` (a key named twice counts twice), stamped
@@ -19,10 +25,17 @@ impl Client {
         let at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        self.routed(|| self.add_many_once(ns, keys, at)).await
+        let id = crate::request_id::new();
+        self.routed(|| self.add_many_once(ns, keys, at, &id)).await
     }
 
-    async fn add_many_once(&self, ns: &str, keys: &[Bytes], at: u64) -> Result<Vec<Result<u64>>> {
+    async fn add_many_once(
+        &self,
+        ns: &str,
+        keys: &[Bytes],
+        at: u64,
+        id: &str,
+    ) -> Result<Vec<Result<u64>>> {
         let view = self.view();
         let chunk = self.cfg.batch_keys.max(1);
         let placed: Vec<_> = keys.iter().map(|k| view.write_targets(k)).collect();
@@ -39,30 +52,18 @@ impl Client {
             let batches: Vec<AddBatch> = share
                 .chunks(chunk)
                 .enumerate()
-                .map(|(id, ps)| AddBatch {
-                    namespace: ns.to_string(),
-                    keys: ps.iter().map(|&(p, _)| keys[p].clone()).collect(),
-                    batch_id: id as u64,
-                    at_seconds: at,
+                .map(|(i, ps)| {
+                    let keys: Vec<Bytes> = ps.iter().map(|&(p, _)| keys[p].clone()).collect();
+                    AddBatch {
+                        namespace: ns.to_string(),
+                        request_id: crate::request_id::for_message(id, i, &keys),
+                        keys,
+                        batch_id: i as u64,
+                        at_seconds: at,
+                    }
                 })
                 .collect();
-            let pace = Pace {
-                in_flight: self.cfg.in_flight,
-                deadline: self.cfg.timeout,
-                sample: false,
-                patient: false,
-                short: false,
-            };
-            async move {
-                stream(
-                    &node,
-                    batches,
-                    pace,
-                    |_| {},
-                    |mut rpc, s| async move { rpc.batch_add(s).await },
-                )
-                .await
-            }
+            self.add_stream(node, batches)
         });
         let answers = futures_util::future::join_all(runs).await;
         let mut tallies: Vec<Tally> = Tally::for_each(&view, &placed);
@@ -94,4 +95,41 @@ impl Client {
             })
             .collect::<Vec<std::result::Result<u64, Error>>>())
     }
+
+    /// Sends `batches` to `node` on one stream; a stream cut by a transport failure is
+    /// opened again for the unanswered messages, up to the configured retries.
+    async fn add_stream(
+        &self,
+        node: NodeHandle,
+        mut batches: Vec<AddBatch>,
+    ) -> (Vec<CountBatchResult>, Option<NodeFailure>) {
+        let mut answers = Vec::with_capacity(batches.len());
+        let mut attempt = 0;
+        loop {
+            let pace = Pace {
+                in_flight: self.cfg.in_flight,
+                deadline: self.cfg.timeout,
+                sample: false,
+                patient: attempt > 0,
+                short: false,
+            };
+            let open = |mut rpc: Rpc, s| async move { rpc.batch_add(s).await };
+            let (got, failed) = stream(&node, batches.clone(), pace, |_| {}, open).await;
+            batches.drain(..got.len());
+            answers.extend(got);
+            match failed {
+                Some(f) if transport(f.code) && attempt < self.cfg.retries => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                }
+                failed => return (answers, failed),
+            }
+        }
+    }
+}
+
+/// A failure of the connection rather than an answer: the message may or may not have
+/// been applied.
+fn transport(code: Code) -> bool {
+    matches!(code, Code::Unavailable | Code::Cancelled)
 }

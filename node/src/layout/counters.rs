@@ -11,7 +11,7 @@ use dstash_cluster::layout::Move;
 use dstash_cluster::partition::PARTITIONS;
 use dstash_proto::v1::{CounterCells as WireCells, MergeCountersRequest};
 use dstash_proto::Bytes;
-use dstash_storage::{CounterCells, Store};
+use dstash_storage::{CellImage, CounterCells, Store};
 use tonic::Status;
 
 use crate::status::status;
@@ -46,6 +46,11 @@ pub async fn send(
     gained: &Arc<Vec<bool>>,
 ) -> Result<u64, Status> {
     let mut sent = 0;
+    let (s, n) = (store.clone(), ns.to_string());
+    let retention = tokio::task::spawn_blocking(move || s.count_retention(&n))
+        .await
+        .map_err(|e| Status::internal(format!("counter read failed: {e}")))?
+        .map_err(status)?;
     let step = u64::MAX / SLICES + 1;
     for i in 0..SLICES {
         let (lo, hi) = (i * step, ((i + 1) as u128 * step as u128).min(1 << 64));
@@ -60,6 +65,7 @@ pub async fn send(
             let req = MergeCountersRequest {
                 namespace: ns.to_string(),
                 keys: batch.iter().map(wire).collect(),
+                count_retention_seconds: retention,
             };
             remote.merge_counters(req).await?;
         }
@@ -86,12 +92,44 @@ fn messages(cells: &[CounterCells]) -> Vec<&[CounterCells]> {
     out
 }
 
-fn wire(c: &CounterCells) -> WireCells {
+/// A key's cells as the wire carries them: each cell's first second, count and
+/// resolution.
+pub fn wire(c: &CounterCells) -> WireCells {
     WireCells {
         key: Bytes::copy_from_slice(&c.key),
-        seconds: c.cells.iter().map(|(t, _)| *t).collect(),
-        counts: c.cells.iter().map(|(_, n)| *n).collect(),
+        seconds: c.cells.iter().map(|im| im.period * im.res as u64).collect(),
+        counts: c.cells.iter().map(|im| im.value).collect(),
+        resolutions: c.cells.iter().map(|im| im.res).collect(),
     }
+}
+
+/// The wire's cells as the store merges them; lists of unequal lengths, or a zero
+/// resolution, are refused.
+pub fn from_wire(c: WireCells) -> Result<CounterCells, Status> {
+    let (n, r) = (c.seconds.len(), c.resolutions.len());
+    if c.counts.len() != n || (r != 0 && r != n) {
+        return Err(Status::invalid_argument(format!(
+            "counter cells: {n} seconds, {} counts, {r} resolutions",
+            c.counts.len()
+        )));
+    }
+    let res = |i: usize| c.resolutions.get(i).copied().unwrap_or(1);
+    if (0..r).any(|i| res(i) == 0) {
+        return Err(Status::invalid_argument(
+            "counter cells: a resolution of 0 s",
+        ));
+    }
+    let cells = (0..n)
+        .map(|i| CellImage {
+            res: res(i),
+            period: c.seconds[i] / res(i) as u64,
+            value: c.counts[i],
+        })
+        .collect();
+    Ok(CounterCells {
+        key: c.key.to_vec(),
+        cells,
+    })
 }
 
 #[cfg(test)]
@@ -100,9 +138,14 @@ mod tests {
 
     #[test]
     fn messages_stay_under_the_cell_limit_and_keep_every_key() {
+        let cell = CellImage {
+            res: 1,
+            period: 1,
+            value: 1,
+        };
         let key = |n: usize| CounterCells {
             key: vec![1],
-            cells: vec![(1, 1); n],
+            cells: vec![cell; n],
         };
         let cells: Vec<_> = [10, CELLS_PER_MESSAGE - 20, 10, CELLS_PER_MESSAGE + 3, 1]
             .into_iter()

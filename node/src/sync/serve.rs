@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use dstash_proto::v1::*;
 use dstash_proto::Bytes;
-use dstash_storage::CounterCells;
 use tonic::{Response, Status};
 
 use super::pass::{PassPlan, Syncer};
@@ -67,22 +66,16 @@ pub async fn merge_counters(
     let items = r
         .keys
         .into_iter()
-        .map(|c| match c.seconds.len() == c.counts.len() {
-            true => Ok(CounterCells {
-                key: c.key.to_vec(),
-                cells: c.seconds.into_iter().zip(c.counts).collect(),
-            }),
-            false => Err(Status::invalid_argument(format!(
-                "counter cells: {} seconds but {} counts",
-                c.seconds.len(),
-                c.counts.len()
-            ))),
-        })
+        .map(crate::layout::counters::from_wire)
         .collect::<Result<Vec<_>, Status>>()?;
-    let (ns, n) = (r.namespace, items.len());
+    let (ns, n, retention) = (r.namespace, items.len(), r.count_retention_seconds);
     let _permit = ctx.peer_work.acquire().await.map_err(closed)?;
     let merged = ctx
         .run(Rpc::MergeCounters, n, move |s| {
+            // The cells are kept by the sender's schedule: take its retention first.
+            if retention != 0 {
+                s.set_retention(&ns, retention)?;
+            }
             s.merge_counters(&ns, &items)
         })
         .await?;

@@ -97,7 +97,7 @@ impl Counts {
         };
         write(io.as_ref(), &self.dir, &h)?;
         self.remove_logs_before(seq)?;
-        let log_len = self.state.read().log.len();
+        let log_len = self.state.read().log.written();
         *self.mark.lock() = Mark {
             at: Instant::now(),
             log_len,
@@ -109,7 +109,7 @@ impl Counts {
     /// checkpoint interval has passed.
     pub fn checkpoint_due(&self) -> bool {
         let mark = *self.mark.lock();
-        let len = self.state.read().log.len();
+        let len = self.state.read().log.written();
         let grown = len.saturating_sub(mark.log_len);
         grown >= self.opts.checkpoint_bytes
             || (grown > 0 && mark.at.elapsed() >= self.opts.checkpoint_interval)

@@ -54,7 +54,11 @@ impl CounterLister {
             t.scan_range(self.next as u64, hi, |slot, hash, key| {
                 let (c, ok) = t.read(slot);
                 let live = ok && st.schedule.count(&c.cells, c.last, now, st.retention) > 0;
-                let newer = || st.gens.range(g + 1..).any(|(_, n)| n.find(hash, key).is_some());
+                let newer = || {
+                    st.gens
+                        .range(g + 1..)
+                        .any(|(_, n)| n.find(hash, key).is_some())
+                };
                 if live && !key.is_empty() && self.glob.matches(key) && !newer() {
                     keys.push(key.to_vec());
                 }

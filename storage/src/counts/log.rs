@@ -53,7 +53,10 @@ pub fn file_name(seq: u64) -> String {
 }
 
 pub fn parse_name(name: &str) -> Option<u64> {
-    name.strip_prefix("log-")?.strip_suffix(".clg")?.parse().ok()
+    name.strip_prefix("log-")?
+        .strip_suffix(".clg")?
+        .parse()
+        .ok()
 }
 
 /// A record read back.
@@ -190,7 +193,7 @@ impl Writer {
     }
 
     /// Bytes written, header included.
-    pub fn len(&self) -> u64 {
+    pub fn written(&self) -> u64 {
         self.pos
     }
 
@@ -210,8 +213,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut w = Writer::create(dir.path(), 3, Arc::new(RealIo)).unwrap();
         let images = vec![
-            CellImage { res: 1, period: 100, value: 4 },
-            CellImage { res: 60, period: 1, value: 9 },
+            CellImage {
+                res: 1,
+                period: 100,
+                value: 4,
+            },
+            CellImage {
+                res: 60,
+                period: 1,
+                value: 9,
+            },
         ];
         let mut buf = Vec::new();
         put_cells(&mut buf, b"k1", 100, &images);
@@ -222,8 +233,22 @@ mod tests {
         let (seq, got) = read(&path).unwrap();
         assert_eq!(seq, 3);
         assert_eq!(got.len(), 3);
-        assert_eq!(got[0], Record::Cells { key: b"k1".to_vec(), last: 100, images });
-        assert_eq!(got[1], Record::Request { id: "req-1".into(), fingerprint: 42, at: 100 });
+        assert_eq!(
+            got[0],
+            Record::Cells {
+                key: b"k1".to_vec(),
+                last: 100,
+                images
+            }
+        );
+        assert_eq!(
+            got[1],
+            Record::Request {
+                id: "req-1".into(),
+                fingerprint: 42,
+                at: 100
+            }
+        );
         // Every cut of the last record, and a flipped byte in it, leaves the first two.
         let full = std::fs::read(&path).unwrap();
         let mut tail = Vec::new();

@@ -124,7 +124,9 @@ impl Counts {
                     let counts = items
                         .iter()
                         .map(|(key, _)| match batch.state(key) {
-                            Some(ks) => st.schedule.count(&ks.cells, ks.last, now.max(t), retention),
+                            Some(ks) => {
+                                st.schedule.count(&ks.cells, ks.last, now.max(t), retention)
+                            }
                             None => 0,
                         })
                         .collect();
@@ -133,7 +135,11 @@ impl Counts {
                     }
                     let ticket = batch.commit(&mut st)?;
                     if let (Some(id), Some(fingerprint)) = (request, fp) {
-                        let seen = Seen { fingerprint, at: t, ticket };
+                        let seen = Seen {
+                            fingerprint,
+                            at: t,
+                            ticket,
+                        };
                         st.requests.insert(id, seen);
                     }
                     (counts, ticket)
@@ -190,7 +196,13 @@ impl Counts {
             return Ok(st.schedule.count(&cells, last, now, window));
         }
         drop(st);
-        Ok(count_in(&mut self.state.write(), self.seed, key, window, now))
+        Ok(count_in(
+            &mut self.state.write(),
+            self.seed,
+            key,
+            window,
+            now,
+        ))
     }
 
     /// Deletes the generations whose every last touch is older than the retention,
@@ -251,8 +263,8 @@ impl Counts {
         CounterStats {
             generations: st.gens.len() as u64,
             slots: st.gens.values().map(|t| t.live()).sum(),
-            disk_bytes: st.gens.values().map(|t| t.disk_bytes()).sum::<u64>() + st.log.len(),
-            log_bytes: st.log.len(),
+            disk_bytes: st.gens.values().map(|t| t.disk_bytes()).sum::<u64>() + st.log.written(),
+            log_bytes: st.log.written(),
             quarantined: st.quarantined,
             requests: st.requests.len() as u64,
         }

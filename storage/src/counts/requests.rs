@@ -83,7 +83,11 @@ mod tests {
     #[test]
     fn ids_expire_oldest_first_and_fingerprints_tell_batches_apart() {
         let mut r = Requests::default();
-        let seen = |at| Seen { fingerprint: 1, at, ticket: 0 };
+        let seen = |at| Seen {
+            fingerprint: 1,
+            at,
+            ticket: 0,
+        };
         r.insert("a", seen(10));
         r.insert("b", seen(20));
         r.expire(15);

@@ -111,7 +111,7 @@ impl Schedule {
     }
 
     /// The cell of period `p` of the tier at `at`, while the ring holds it.
-    fn cell<'a>(cells: &'a mut [u32], last: u64, at: usize, tier: Tier, p: u64) -> Option<&'a mut u32> {
+    fn cell(cells: &mut [u32], last: u64, at: usize, tier: Tier, p: u64) -> Option<&mut u32> {
         let (res, len) = (tier.res as u64, tier.cells as u64);
         if p > last / res || p + len <= last / res {
             return None;
@@ -123,13 +123,24 @@ impl Schedule {
     /// last touch is `*last`, moving it to `t` if later, and pushes onto `images` the
     /// value of every cell written. A tier that no longer holds `t` (an event older
     /// than its reach) skips it.
-    pub fn add(&self, cells: &mut [u32], last: &mut u64, t: u64, n: u32, images: &mut Vec<CellImage>) {
+    pub fn add(
+        &self,
+        cells: &mut [u32],
+        last: &mut u64,
+        t: u64,
+        n: u32,
+        images: &mut Vec<CellImage>,
+    ) {
         self.advance(cells, last, t);
         for (at, tier) in self.rings() {
             let p = t / tier.res as u64;
             if let Some(c) = Self::cell(cells, *last, at, tier, p) {
                 *c = c.saturating_add(n);
-                images.push(CellImage { res: tier.res, period: p, value: *c });
+                images.push(CellImage {
+                    res: tier.res,
+                    period: p,
+                    value: *c,
+                });
             }
         }
     }
@@ -137,7 +148,13 @@ impl Schedule {
     /// Raises the cell `image` names to at least its value, moving the last touch to
     /// the start of its period if later; false when no tier of this resolution holds
     /// it. A raised cell's new value is pushed onto `images`.
-    pub fn raise(&self, cells: &mut [u32], last: &mut u64, image: CellImage, images: &mut Vec<CellImage>) -> bool {
+    pub fn raise(
+        &self,
+        cells: &mut [u32],
+        last: &mut u64,
+        image: CellImage,
+        images: &mut Vec<CellImage>,
+    ) -> bool {
         let Some((at, tier)) = self.rings().find(|(_, t)| t.res == image.res) else {
             return false;
         };
@@ -175,7 +192,11 @@ impl Schedule {
             for p in (lp + 1).saturating_sub(len)..=lp {
                 let value = cells[at + (p % len) as usize];
                 if value > 0 {
-                    out.push(CellImage { res: tier.res, period: p, value });
+                    out.push(CellImage {
+                        res: tier.res,
+                        period: p,
+                        value,
+                    });
                 }
             }
         }

@@ -122,11 +122,20 @@ fn replaying_images_onto_a_table_ahead_of_the_log_ends_where_the_writes_did() {
             if rng.below(10) == 0 {
                 let from = s.images(&cells, last);
                 if let Some(&im) = from.get(rng.below(from.len() as u64 + 1) as usize) {
-                    let bump = CellImage { value: im.value + 2, ..im };
+                    let bump = CellImage {
+                        value: im.value + 2,
+                        ..im
+                    };
                     s.raise(&mut cells, &mut last, bump, &mut images);
                 }
             } else {
-                s.add(&mut cells, &mut last, t, 1 + rng.below(4) as u32, &mut images);
+                s.add(
+                    &mut cells,
+                    &mut last,
+                    t,
+                    1 + rng.below(4) as u32,
+                    &mut images,
+                );
             }
             writes.push((last, images));
             states.push((cells.clone(), last));
@@ -138,7 +147,11 @@ fn replaying_images_onto_a_table_ahead_of_the_log_ends_where_the_writes_did() {
             for (new_last, images) in &writes[j..] {
                 s.apply(&mut c, &mut l, *new_last, images);
             }
-            assert_eq!((c, l), (cells.clone(), last), "r {retention}: from {j}, table at {k}");
+            assert_eq!(
+                (c, l),
+                (cells.clone(), last),
+                "r {retention}: from {j}, table at {k}"
+            );
         }
     }
 }
@@ -148,7 +161,10 @@ fn replaying_images_onto_a_table_ahead_of_the_log_ends_where_the_writes_did() {
 #[test]
 fn converting_between_retentions_keeps_the_counts_both_hold() {
     let mut rng = Rng(77);
-    let (a, b) = (Schedule::for_retention(86_400), Schedule::for_retention(3600));
+    let (a, b) = (
+        Schedule::for_retention(86_400),
+        Schedule::for_retention(3600),
+    );
     let (mut cells, mut last) = (vec![0u32; a.len()], 0u64);
     let mut now = 1_700_000_000u64;
     for _ in 0..3000 {
@@ -158,8 +174,16 @@ fn converting_between_retentions_keeps_the_counts_both_hold() {
     let down = a.convert(&cells, last, &b);
     let up = b.convert(&down, last, &a);
     for w in [1, 10, 64, 600, 3600] {
-        assert_eq!(b.count(&down, last, now, w), a.count(&cells, last, now, w), "w {w}");
-        assert_eq!(a.count(&up, last, now, w), a.count(&cells, last, now, w), "w {w} back");
+        assert_eq!(
+            b.count(&down, last, now, w),
+            a.count(&cells, last, now, w),
+            "w {w}"
+        );
+        assert_eq!(
+            a.count(&up, last, now, w),
+            a.count(&cells, last, now, w),
+            "w {w} back"
+        );
     }
     assert!(a.count(&up, last, now, 86_400) <= a.count(&cells, last, now, 86_400));
 }

@@ -94,7 +94,11 @@ impl State {
     /// `key`'s cells and last touch from its newest copy (zeros when absent); None
     /// when its crc fails, for [`load`](Self::load) to deal with under the write lock.
     pub fn peek(&self, hash: u64, key: &[u8]) -> Option<(Vec<u32>, u64)> {
-        let found = self.gens.values().rev().find_map(|t| t.find(hash, key).map(|s| (t, s)));
+        let found = self
+            .gens
+            .values()
+            .rev()
+            .find_map(|t| t.find(hash, key).map(|s| (t, s)));
         match found {
             None => Some((vec![0; self.schedule.len()], 0)),
             Some((t, slot)) => match t.read(slot) {
@@ -130,11 +134,14 @@ impl State {
     /// Makes every table the keys of `states` will be stored in ready for them: made,
     /// grown, with their key bytes reserved. After this, storing them writes only to
     /// mapped memory and cannot fail.
-    pub fn prepare<'a>(&mut self, states: impl Iterator<Item = (&'a [u8], &'a KeyState)>) -> Result<()> {
+    pub fn prepare<'a>(
+        &mut self,
+        states: impl Iterator<Item = (&'a [u8], &'a KeyState)>,
+    ) -> Result<()> {
         let mut need: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
         for (key, ks) in states {
             let target = self.gen_for(ks.last)?;
-            if !ks.at.is_some_and(|g| g >= target) {
+            if ks.at.is_none_or(|g| g < target) {
                 let n = need.entry(target).or_default();
                 *n = (n.0 + 1, n.1 + key.len() as u64);
             }
@@ -146,6 +153,12 @@ impl State {
     fn make_room(&mut self, g: u64, keys: u64, bytes: u64) -> Result<()> {
         while self.gens.get(&g).is_some_and(|t| !t.has_room(keys)) {
             if let Some(t) = self.gens.get(&g) {
+                if !t.can_grow() {
+                    return Err(crate::error::Error::BadFile {
+                        path: t.path().to_path_buf(),
+                        reason: "count table is at its largest size".into(),
+                    });
+                }
                 let grown = t.grown()?;
                 self.gens.insert(g, grown);
             }
@@ -172,6 +185,7 @@ impl State {
         let end = (start + span).min(next.unwrap_or(u64::MAX));
         // Sized for the newest generation's keys: most of them move forward.
         let keys = self.gens.values().next_back().map_or(0, |t| t.live());
+        let keys = keys.min(1 << 24);
         let path = self.dir.join(table::file_name(start));
         let t = Table::create(
             &path,

@@ -153,11 +153,14 @@ impl Table {
 
     pub fn open(path: &Path, io: Arc<dyn Io>) -> Result<Self> {
         let (file, h): (File, TableHeader) = header::open_checked(path)?;
-        let t = Self::map(path, file, h, io)?;
+        let mut t = Self::map(path, file, h, io)?;
         if t.allocated < t.heap_at {
             return Err(Error::BadFile {
                 path: path.to_path_buf(),
-                reason: format!("{} bytes, shorter than its slots ({})", t.allocated, t.heap_at),
+                reason: format!(
+                    "{} bytes, shorter than its slots ({})",
+                    t.allocated, t.heap_at
+                ),
             });
         }
         let (heap_end, len) = (t.heap_end(), t.allocated);
@@ -166,6 +169,13 @@ impl Table {
                 path: path.to_path_buf(),
                 reason: format!("key heap end {heap_end} outside [{}, {len}]", t.heap_at),
             });
+        }
+        // The live count is outside the header's crc: one past the slots is recounted.
+        if t.live() > t.mask() as u64 {
+            let live = (0..=t.mask())
+                .filter(|&i| matches!(t.slot(i), Slot::Live(_)))
+                .count();
+            t.set_u64(LIVE_AT, live as u64);
         }
         Ok(t)
     }
@@ -177,8 +187,12 @@ impl Table {
         let allocated = file.metadata().at(path)?.len();
         // SAFETY: the file is this store's own, locked against other processes; only
         // the part below `allocated` is touched.
-        let map = unsafe { MmapOptions::new().len((heap_at + HEAP_MAX) as usize).map_mut(&file) }
-            .at(path)?;
+        let map = unsafe {
+            MmapOptions::new()
+                .len((heap_at + HEAP_MAX) as usize)
+                .map_mut(&file)
+        }
+        .at(path)?;
         Ok(Self {
             start: h.start,
             span: h.span,
@@ -217,7 +231,12 @@ impl Table {
 
     /// True when `n` more keys keep the table at most three-quarters full.
     pub fn has_room(&self, n: u64) -> bool {
-        (self.live() + n) * 4 <= (1u64 << self.bits) * 3
+        self.live().saturating_add(n).saturating_mul(4) <= (1u64 << self.bits) * 3
+    }
+
+    /// True when the table may grow once more.
+    pub fn can_grow(&self) -> bool {
+        self.bits < MAX_BITS
     }
 
     /// Reserves disk blocks for `bytes` more key bytes, so inserting them cannot fail.
@@ -389,10 +408,18 @@ impl Table {
         for i in 0..=self.mask() {
             if let Slot::Live(h) = self.slot(i) {
                 let key = self.key(i);
-                let j = next.insert(h, key, &Cells { last: 0, cells: vec![] })?;
+                let j = next.insert(
+                    h,
+                    key,
+                    &Cells {
+                        last: 0,
+                        cells: vec![],
+                    },
+                )?;
                 let (src, dst) = (self.slot_at(i), next.slot_at(j));
                 let len = self.slot_len;
-                next.map[dst + LAST_AT..dst + len].copy_from_slice(&self.map[src + LAST_AT..src + len]);
+                next.map[dst + LAST_AT..dst + len]
+                    .copy_from_slice(&self.map[src + LAST_AT..src + len]);
             }
         }
         next.sync()?;
@@ -422,7 +449,14 @@ impl Table {
                     true => self.schedule.convert(&c.cells, c.last, &next.schedule),
                     false => vec![0; next.schedule.len()],
                 };
-                next.insert(h, self.key(i), &Cells { last: c.last, cells })?;
+                next.insert(
+                    h,
+                    self.key(i),
+                    &Cells {
+                        last: c.last,
+                        cells,
+                    },
+                )?;
             }
         }
         next.sync()?;
@@ -473,7 +507,16 @@ mod tests {
     use crate::io::RealIo;
 
     fn table(dir: &Path) -> Table {
-        Table::create(&dir.join(file_name(0)), 0, 60, 60, MIN_BITS, 7, Arc::new(RealIo)).unwrap()
+        Table::create(
+            &dir.join(file_name(0)),
+            0,
+            60,
+            60,
+            MIN_BITS,
+            7,
+            Arc::new(RealIo),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -481,7 +524,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut t = table(dir.path());
         let n = 64;
-        let mut c = Cells { last: 5, cells: vec![0; t.schedule.len()] };
+        let mut c = Cells {
+            last: 5,
+            cells: vec![0; t.schedule.len()],
+        };
         for i in 0..300u64 {
             if t.is_full() {
                 t = t.grown().unwrap();
@@ -505,7 +551,10 @@ mod tests {
     fn a_flipped_byte_fails_the_crc_and_quarantine_zeroes_the_cells() {
         let dir = tempfile::tempdir().unwrap();
         let mut t = table(dir.path());
-        let mut c = Cells { last: 9, cells: vec![0; t.schedule.len()] };
+        let mut c = Cells {
+            last: 9,
+            cells: vec![0; t.schedule.len()],
+        };
         c.cells[3] = 41;
         let slot = t.insert(77, b"key", &c).unwrap();
         assert_eq!(t.read(slot), (c.clone(), true));

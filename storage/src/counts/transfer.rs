@@ -38,7 +38,11 @@ impl Counts {
                 if key.is_empty() || !pick(partition_of(key)) {
                     return;
                 }
-                if st.gens.range(g + 1..).any(|(_, n)| n.find(hash, key).is_some()) {
+                if st
+                    .gens
+                    .range(g + 1..)
+                    .any(|(_, n)| n.find(hash, key).is_some())
+                {
                     return;
                 }
                 let (c, ok) = t.read(slot);

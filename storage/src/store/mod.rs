@@ -346,6 +346,14 @@ impl Store {
         self.namespace(ns)?.set_retention(secs)
     }
 
+    /// The counter retention of `ns`: its own, or the default for a new namespace.
+    pub fn count_retention(&self, ns: &str) -> Result<u32> {
+        Ok(match self.existing(ns)? {
+            Some(n) => n.counters.retention(),
+            None => self.registry.opts.retention_secs,
+        })
+    }
+
     pub fn namespaces(&self) -> Vec<String> {
         self.registry.names()
     }

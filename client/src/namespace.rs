@@ -1,0 +1,46 @@
+//! Namespace settings: set on every node of the cluster, since each node keeps its own
+//! copy (the counts' retention decides how a node lays out its cells).
+
+use std::time::Instant;
+
+use dstash_proto::v1::NamespaceSettings;
+use tonic::Status;
+
+use crate::client::Client;
+
+/// One node's answer.
+#[derive(Debug)]
+pub struct NodeSettings {
+    pub id: String,
+    pub addr: String,
+    pub settings: std::result::Result<NamespaceSettings, Status>,
+}
+
+impl Client {
+    /// Sets `ns`'s count retention to `count_retention_seconds` (0: unchanged) on every
+    /// node, all at once; each node's settings after, or why it failed.
+    pub async fn set_namespace(&self, ns: &str, count_retention_seconds: u32) -> Vec<NodeSettings> {
+        let view = self.view();
+        let asks = view.nodes.iter().map(|node| async move {
+            let req = NamespaceSettings {
+                namespace: ns.to_string(),
+                count_retention_seconds,
+            };
+            let settings = self
+                .call(node, true, |mut rpc| {
+                    let req = req.clone();
+                    async move { rpc.set_namespace(req).await }
+                })
+                .await;
+            if settings.is_err() {
+                node.health.suspect(Instant::now());
+            }
+            NodeSettings {
+                id: node.id.clone(),
+                addr: node.addr.clone(),
+                settings,
+            }
+        });
+        futures_util::future::join_all(asks).await
+    }
+}
