@@ -223,12 +223,18 @@ fn a_namespace_retention_is_set_on_every_node_and_windows_follow_it() {
     assert!(err.contains("retention"), "{err}");
     let set = c.ok(&["ns", "set", "day", "--count-retention", "86400"]);
     assert_eq!(set.lines().count(), 3, "{set}");
-    assert!(set.lines().all(|l| l.ends_with("count_retention=86400")), "{set}");
+    assert!(
+        set.lines().all(|l| l.ends_with("count_retention=86400")),
+        "{set}"
+    );
     assert_eq!(c.ok(&["add", "day", "ip", "-n", "4"]), "4\n");
     assert_eq!(c.ok(&["count", "day", "ip", "--window", "3600"]), "4\n");
     let show = c.ok(&["ns", "show", "day"]);
     assert_eq!(show.lines().count(), 3, "{show}");
-    assert!(show.lines().all(|l| l.contains("count_retention=86400")), "{show}");
+    assert!(
+        show.lines().all(|l| l.contains("count_retention=86400")),
+        "{show}"
+    );
     for bad in [["0"], ["700000"]] {
         let (code, _, err) = c.run(&["ns", "set", "day", "--count-retention", bad[0]], b"");
         assert_eq!(code, 1, "retention {bad:?}");

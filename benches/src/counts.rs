@@ -5,10 +5,12 @@
 //! Each event adds to one of `K` distinct keys (10,000 and 1,000,000) and reads the
 //! key's count over a 60 s window, as a rate limiter does. dstash: BatchAdd over
 //! loopback, batches of 1,000 events on one stream, up to 8 in flight, each answered
-//! with the keys' counts, fsync per batch (`--sync always`). Redis: the same events as
-//! pipelines of 1,000 events (3,000 commands), no persistence. After the run every
-//! key's count is checked on both sides, and memory is read after half the events and
-//! after all of them, to show whether it grows with the event rate.
+//! with the keys' counts, fsync per batch (`--sync always`), each batch under a request
+//! id as the client library sends it. Redis: the same events as pipelines of 1,000
+//! events (3,000 commands), no persistence. After the run every key's count is checked
+//! on both sides; memory (and dstash's disk) is read after half the events and after
+//! all of them, to show whether it grows with the event rate. A last run touches every
+//! key once in a namespace with a one-day retention, for its bytes per key.
 //! `cargo run -p dstash-benches --release -- counts --events 1000000 --runs 3`
 
 use std::time::Instant;
@@ -106,32 +108,38 @@ async fn dstash_total(c: &mut DstashClient<Channel>, keys: u64) -> u64 {
     total
 }
 
-/// One dstash run: (events/s, memory after half, memory after all), memory being the
-/// node's RssAnon plus its count buckets on disk.
-/// `fsync`: the node runs `--sync always` (fsync per batch), else `--sync never`.
-fn dstash_run(
-    keys: u64,
-    events: u64,
-    fsync: bool,
-    rt: &tokio::runtime::Runtime,
-) -> (f64, f64, f64) {
-    let tmp = tempfile::tempdir_in(".").expect("tempdir");
-    let dir = tmp.path().join("counts");
+/// What one dstash run measured: events/s, and the node's RssAnon and its count files
+/// on disk (tables and log) after half the events and after all.
+struct DstashRun {
+    rate: f64,
+    rss: [f64; 2],
+    disk: [f64; 2],
+}
+
+/// A node for a run: `fsync` runs it at `--sync always` (fsync per batch), else
+/// `--sync never`. Returns the server, its pid and where its counts live.
+fn node(tmp: &std::path::Path, fsync: bool) -> (Server, String, std::path::PathBuf) {
+    let dir = tmp.join("counts");
     let mut args = vec!["serve-node", dir.to_str().unwrap()];
     if !fsync {
         args.push("--no-fsync");
     }
     let server = Server::spawn(&args);
     let pid = server.pid().to_string();
-    let memory =
-        || (rss_anon_of(&pid) + dir_bytes(&dir.join("ns").join(NS).join("counters"))) as f64;
+    (server, pid, dir.join("ns").join(NS).join("counts"))
+}
+
+fn dstash_run(keys: u64, events: u64, fsync: bool, rt: &tokio::runtime::Runtime) -> DstashRun {
+    let tmp = tempfile::tempdir_in(".").expect("tempdir");
+    let (server, pid, files) = node(tmp.path(), fsync);
+    let figures = || (rss_anon_of(&pid) as f64, dir_bytes(&files) as f64);
     rt.block_on(async {
         let mut c = server.client().await;
         let half = events / 2;
         let t = Instant::now();
         let mut answered = dstash_events(&mut c, keys, 0, half).await;
         let elapsed_half = t.elapsed();
-        let at_half = memory();
+        let (rss_half, disk_half) = figures();
         let t = Instant::now();
         answered += dstash_events(&mut c, keys, half, events).await;
         let secs = (elapsed_half + t.elapsed()).as_secs_f64();
@@ -141,7 +149,47 @@ fn dstash_run(
             events,
             "dstash lost events"
         );
-        (events as f64 / secs, at_half, memory())
+        let (rss, disk) = figures();
+        DstashRun {
+            rate: events as f64 / secs,
+            rss: [rss_half, rss],
+            disk: [disk_half, disk],
+        }
+    })
+}
+
+/// Bytes per key at a one-day retention: every key touched once; (disk, RssAnon over
+/// an idle node's) per key.
+fn day_run(keys: u64, rt: &tokio::runtime::Runtime) -> (f64, f64) {
+    let tmp = tempfile::tempdir_in(".").expect("tempdir");
+    let (server, pid, files) = node(tmp.path(), true);
+    rt.block_on(async {
+        let mut c = server.client().await;
+        let settings = NamespaceSettings {
+            namespace: NS.into(),
+            count_retention_seconds: 86_400,
+        };
+        c.set_namespace(settings).await.expect("SetNamespace");
+        let idle = rss_anon_of(&pid) as f64;
+        let batches: Vec<AddBatch> = (0..keys)
+            .step_by(BATCH as usize)
+            .map(|start| AddBatch {
+                namespace: NS.into(),
+                keys: (start..(start + BATCH).min(keys)).map(key_bytes).collect(),
+                batch_id: start,
+                at_seconds: 0,
+                request_id: format!("{}-day-{start}", run_id()),
+            })
+            .collect();
+        let mut answers = c
+            .batch_add(tokio_stream::iter(batches))
+            .await
+            .expect("BatchAdd")
+            .into_inner();
+        while answers.message().await.expect("BatchAdd answer").is_some() {}
+        let disk = dir_bytes(&files) as f64;
+        let rss = rss_anon_of(&pid) as f64 - idle;
+        (disk / keys as f64, rss.max(0.0) / keys as f64)
     })
 }
 
@@ -218,18 +266,24 @@ pub fn run(a: Args) -> Result<(), String> {
     println!("|---|---|---|---|---|");
     let mut targets = Vec::new();
     for &keys in &a.key_counts {
-        let (mut d, mut r, mut nosync) = (
-            [Cell::default(), Cell::default(), Cell::default()],
+        let (mut rate, mut rss, mut disk) = (
+            Cell::default(),
+            [Cell::default(), Cell::default()],
+            [Cell::default(), Cell::default()],
+        );
+        let (mut r, mut nosync) = (
             [Cell::default(), Cell::default(), Cell::default()],
             Cell::default(),
         );
         for run in 0..a.runs {
             eprintln!("counts, {keys} keys: run {}/{}", run + 1, a.runs);
-            let (rate, half, end) = dstash_run(keys, a.events, true, &rt);
-            d[0].0.push(rate);
-            d[1].0.push(half);
-            d[2].0.push(end);
-            nosync.0.push(dstash_run(keys, a.events, false, &rt).0);
+            let d = dstash_run(keys, a.events, true, &rt);
+            rate.0.push(d.rate);
+            for i in 0..2 {
+                rss[i].0.push(d.rss[i]);
+                disk[i].0.push(d.disk[i]);
+            }
+            nosync.0.push(dstash_run(keys, a.events, false, &rt).rate);
             if let Some(bin) = &redis {
                 let (rate, half, end) = redis_run(bin, keys, a.events);
                 r[0].0.push(rate);
@@ -238,17 +292,18 @@ pub fn run(a: Args) -> Result<(), String> {
             }
         }
         let ratio = |x: &Cell, y: &Cell| {
-            if y.0.is_empty() {
+            let v = table::over(x, y);
+            if v.is_nan() {
                 String::new()
             } else {
-                format!("×{:.2}", x.median() / y.median())
+                format!("×{v:.2}")
             }
         };
         println!(
             "| events/s, {keys} distinct keys | {} | {} | {} | ≥ 5× |",
-            d[0].show(Unit::PerSec),
+            rate.show(Unit::PerSec),
             r[0].show(Unit::PerSec),
-            ratio(&d[0], &r[0])
+            ratio(&rate, &r[0])
         );
         println!(
             "| events/s, {keys} distinct keys, dstash without fsync (`--sync never`), both sides unpersisted | {} | {} | {} | |",
@@ -256,58 +311,72 @@ pub fn run(a: Args) -> Result<(), String> {
             r[0].show(Unit::PerSec),
             ratio(&nosync, &r[0])
         );
-        println!(
-            "| memory after {} events, {keys} keys | {} | {} | | |",
-            a.events / 2,
-            d[1].show(Unit::MiB),
-            r[1].show(Unit::MiB)
-        );
-        println!(
-            "| memory after {} events, {keys} keys | {} | {} | | flat in the event rate |",
-            a.events,
-            d[2].show(Unit::MiB),
-            r[2].show(Unit::MiB)
-        );
+        for (i, at) in [a.events / 2, a.events].into_iter().enumerate() {
+            println!(
+                "| memory after {at} events, {keys} keys (dstash: RssAnon; Redis: used_memory) | {} | {} | | {} |",
+                rss[i].show(Unit::MiB),
+                r[i + 1].show(Unit::MiB),
+                if i == 1 { "flat in the event rate" } else { "" }
+            );
+            println!(
+                "| disk after {at} events, {keys} keys (count tables and log) | {} | | | {} |",
+                disk[i].show(Unit::MiB),
+                if i == 1 { "flat in the event rate" } else { "" }
+            );
+        }
         let unsynced = table::over(&nosync, &r[0]);
         targets.push(table::target(
             &format!("expiring counts ÷ the Redis ZSET way, {keys} distinct keys, fsync per batch against no persistence"),
-            table::over(&d[0], &r[0]),
+            table::over(&rate, &r[0]),
             5.0,
-            &format!(
-                "Without fsync the same node reaches ×{unsynced:.2} in this run, so the limit is the fdatasync per batch of the count-bucket pages the batch dirtied: over {keys} keys, 1,000 events land on up to 1,000 different 4 KiB pages of the bucket file, and every one is written back before the answer. The next step is to log count events in an append-only file, fsync that once per batch, and write the bucket back at checkpoints."
-            ),
+            &format!("Without fsync the same node reaches ×{unsynced:.2} in this run."),
         ));
-        // Flat in the event rate: the second half's events must not grow memory by more
-        // than a quarter where every key is seen in the first half.
-        let growth = d[2].median() / d[1].median();
-        let first_half_sees_all = a.events / 2 >= keys * 20;
-        targets.push(if first_half_sees_all {
-            format!(
-                "{}expiring counts' memory flat in the event rate, {keys} keys: {} after {} events, {} after {} (×{growth:.2}): **{}**.",
-                table::TARGET,
-                Unit::MiB.fmt(d[1].median()),
-                a.events / 2,
-                Unit::MiB.fmt(d[2].median()),
-                a.events,
-                if growth <= 1.25 { "met" } else { "missed" }
-            )
-        } else {
-            let redis = table::over(&r[2], &r[1]);
-            format!(
-                "{}expiring counts' memory, {keys} keys: ×{growth:.2} from half the events to all, but the second half also brings keys not seen before, so this row measures growth in keys, not in the event rate{}.",
-                table::TARGET,
-                if redis.is_nan() { String::new() } else { format!(" (Redis: ×{redis:.2})") }
-            )
-        });
+        targets.push(flatness(keys, a.events, &rss, &disk, &r));
     }
+    let day_keys = a.key_counts.iter().copied().max().unwrap_or(10_000);
+    eprintln!("counts: {day_keys} keys at a one-day retention");
+    let (disk_per_key, rss_per_key) = day_run(day_keys, &rt);
+    println!(
+        "| bytes per key at a one-day retention, {day_keys} keys each counted once | disk {disk_per_key:.0} B, RssAnon {rss_per_key:.0} B | | | ≤ about 1 KB |"
+    );
+    targets.push(format!(
+        "{}bytes per active key at a one-day retention: {disk_per_key:.0} B on disk (151 cells of 4 bytes, a 32-byte slot header, the key, a table at most three-quarters full), {rss_per_key:.0} B of anonymous memory: **{}**.",
+        table::TARGET,
+        if disk_per_key <= 1100.0 { "met" } else { "missed" }
+    ));
     println!();
     for t in &targets {
         println!("{t}");
     }
     println!();
     println!(
-        "Median of {} runs (range in brackets). dstash: one node, `--sync always` (fsync per batch) unless the row says otherwise, batches of 1,000 events on one stream, each answered with the keys' counts; memory is the node's RssAnon plus its count-bucket files. Redis: no persistence, pipelines of 1,000 events (3,000 commands); memory is `used_memory`. Every key's count is checked against the events sent on both sides.",
+        "Median of {} runs (range in brackets). dstash: one node, `--sync always` (fsync per batch) unless the row says otherwise, batches of 1,000 events on one stream under request ids, each answered with the keys' counts; memory is the node's RssAnon, disk its count tables (mmap'd, so their pages are file-backed, not anonymous) and count log. Redis: no persistence, pipelines of 1,000 events (3,000 commands); memory is `used_memory`. Every key's count is checked against the events sent on both sides.",
         a.runs
     );
     Ok(())
+}
+
+/// The memory target: flat in the event rate where the first half already sees every
+/// key; else a statement that the second half brings new keys.
+fn flatness(keys: u64, events: u64, rss: &[Cell; 2], disk: &[Cell; 2], r: &[Cell; 3]) -> String {
+    let total = |i: usize| rss[i].median() + disk[i].median();
+    let growth = total(1) / total(0);
+    if events / 2 >= keys * 20 {
+        format!(
+            "{}expiring counts' memory and disk flat in the event rate, {keys} keys: {} after {} events, {} after {} (×{growth:.2}): **{}**.",
+            table::TARGET,
+            Unit::MiB.fmt(total(0)),
+            events / 2,
+            Unit::MiB.fmt(total(1)),
+            events,
+            if growth <= 1.25 { "met" } else { "missed" }
+        )
+    } else {
+        let redis = table::over(&r[2], &r[1]);
+        format!(
+            "{}expiring counts' memory and disk, {keys} keys: ×{growth:.2} from half the events to all, but the second half also brings keys not seen before, so this row measures growth in keys, not in the event rate{}.",
+            table::TARGET,
+            if redis.is_nan() { String::new() } else { format!(" (Redis: ×{redis:.2})") }
+        )
+    }
 }

@@ -34,7 +34,7 @@ fn key(round: u64, thread: u64, k: u64) -> Vec<u8> {
 /// Batch `b` of a thread adds one event to each of its keys, 2 to every seventh.
 fn batch(round: u64, thread: u64) -> Vec<(Vec<u8>, u32)> {
     (0..KEYS)
-        .map(|k| (key(round, thread, k), 1 + (k % 7 == 0) as u32))
+        .map(|k| (key(round, thread, k), 1 + k.is_multiple_of(7) as u32))
         .collect()
 }
 
@@ -137,7 +137,7 @@ fn acknowledged_adds_count_once_after_kill_9() {
             let acked = s.acked.map_or(0, |b| b + 1);
             let sent = s.sent.len() as u64;
             assert!(sent <= acked + 1, "one batch in flight per thread");
-            let per_batch = |k: u64| 1 + (k % 7 == 0) as u64;
+            let per_batch = |k: u64| 1 + k.is_multiple_of(7) as u64;
             for k in 0..KEYS {
                 let got = store.count("c", &key(round, *t, k), 0).unwrap();
                 assert!(

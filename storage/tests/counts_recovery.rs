@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use dstash_storage::{Clock, Error, ManualClock, Store};
+use dstash_storage::{Clock, Error, ManualClock};
 
 fn count_files(dir: &Path, ns: &str, ext: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("ns").join(ns).join("counts"))

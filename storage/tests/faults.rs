@@ -150,16 +150,27 @@ fn failed_fsync_poisons_writes_but_not_reads() {
 }
 
 #[test]
-fn enospc_when_growing_a_counter_bucket_is_an_error_not_a_crash() {
+fn enospc_for_a_new_count_generation_fails_the_batch_and_counts_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);
     let (s, io) = faulty(dir.path(), &clock);
     s.add("c", b"k", 1).unwrap();
     io.arm(Fault::AllocateEnospc, 0);
+    clock.advance(30);
+    assert_eq!(
+        s.add("c", b"k", 1).unwrap(),
+        2,
+        "the generation it is in has room"
+    );
     clock.advance(3600);
-    assert!(s.add("c", b"k", 1).is_err(), "a new bucket needs space");
+    let err = s.add("c", b"k", 1).unwrap_err();
+    assert!(err.to_string().contains("No space left"), "{err}");
     io.disarm();
+    // Nothing of the failed batch was logged or applied, and the namespace still writes.
     assert_eq!(s.add("c", b"k", 1).unwrap(), 1);
+    s.crash();
+    let s = open(dir.path(), &clock);
+    assert_eq!(s.count("c", b"k", 0).unwrap(), 1);
 }
 
 #[test]

@@ -21,6 +21,8 @@ use crate::header;
 use crate::io::Io;
 
 pub const FILE: &str = "CHECKPOINT";
+/// Checkpoint intervals between count checkpoints, at most.
+const INTERVALS: u32 = 6;
 
 pub struct CheckpointHeader {
     pub replay_from: u64,
@@ -105,14 +107,16 @@ impl Counts {
         Ok(())
     }
 
-    /// True when the log has grown past the checkpoint size, or has any write and the
-    /// checkpoint interval has passed.
+    /// True when the log has grown past the checkpoint size, or has any write and
+    /// [`INTERVALS`] checkpoint intervals have passed. Counts checkpoint less often
+    /// than keys: each one writes back every table page touched since, and their replay
+    /// is bounded by the log's size anyway.
     pub fn checkpoint_due(&self) -> bool {
         let mark = *self.mark.lock();
         let len = self.state.read().log.written();
         let grown = len.saturating_sub(mark.log_len);
         grown >= self.opts.checkpoint_bytes
-            || (grown > 0 && mark.at.elapsed() >= self.opts.checkpoint_interval)
+            || (grown > 0 && mark.at.elapsed() >= self.opts.checkpoint_interval * INTERVALS)
     }
 
     pub(super) fn remove_logs_before(&self, seq: u64) -> Result<()> {

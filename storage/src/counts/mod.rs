@@ -114,8 +114,9 @@ impl Counts {
                 }
                 None => {
                     let mut batch = Batch::new();
-                    for &(key, n) in items {
-                        let hash = key_hash(self.seed, key);
+                    let hashes: Vec<u64> =
+                        items.iter().map(|(k, _)| key_hash(self.seed, k)).collect();
+                    for (&(key, n), &hash) in items.iter().zip(&hashes) {
                         batch.update(&mut st, hash, key, |s, ks, images| {
                             s.add(&mut ks.cells, &mut ks.last, t, n.max(1), images)
                         });
@@ -123,7 +124,8 @@ impl Counts {
                     // Counts are read after the whole batch, as a resent batch reads them.
                     let counts = items
                         .iter()
-                        .map(|(key, _)| match batch.state(key) {
+                        .zip(&hashes)
+                        .map(|(&(key, _), &hash)| match batch.state(hash, key) {
                             Some(ks) => {
                                 st.schedule.count(&ks.cells, ks.last, now.max(t), retention)
                             }

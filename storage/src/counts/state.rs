@@ -7,6 +7,7 @@
 //! in an older generation is stale and never read; it goes with its generation.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -47,9 +48,9 @@ pub(super) struct State {
 pub(super) struct KeyState {
     pub cells: Vec<u32>,
     pub last: u64,
-    /// The generation of its newest copy. Not the slot: a table may grow, moving
-    /// slots, before the batch stores the key.
-    at: Option<u64>,
+    /// Its newest copy: generation, slot, and the table's layout the slot is valid
+    /// under (a table may grow, moving slots, before the batch stores the key).
+    at: Option<(u64, usize, u32)>,
 }
 
 impl State {
@@ -75,6 +76,7 @@ impl State {
                 at: None,
             };
         };
+        let layout = t.layout();
         let (c, ok) = t.read(slot);
         let cells = if ok || repair {
             c.cells
@@ -87,7 +89,7 @@ impl State {
         KeyState {
             cells,
             last: c.last,
-            at: Some(g),
+            at: Some((g, slot, layout)),
         }
     }
 
@@ -116,9 +118,13 @@ impl State {
             last: ks.last,
             cells: ks.cells.clone(),
         };
-        if let Some(g) = ks.at.filter(|&g| g >= target) {
+        if let Some((g, slot, layout)) = ks.at.filter(|&(g, _, _)| g >= target) {
             if let Some(t) = self.gens.get_mut(&g) {
-                if let Some(slot) = t.find(hash, key) {
+                let slot = match t.layout() == layout && t.holds(slot, hash, key) {
+                    true => Some(slot),
+                    false => t.find(hash, key),
+                };
+                if let Some(slot) = slot {
                     t.write(slot, &c);
                     return Ok(());
                 }
@@ -141,7 +147,7 @@ impl State {
         let mut need: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
         for (key, ks) in states {
             let target = self.gen_for(ks.last)?;
-            if ks.at.is_none_or(|g| g < target) {
+            if ks.at.is_none_or(|(g, _, _)| g < target) {
                 let n = need.entry(target).or_default();
                 *n = (n.0 + 1, n.1 + key.len() as u64);
             }
@@ -223,7 +229,8 @@ impl State {
 /// A batch of writes under the lock: each key is loaded once, changed by the caller,
 /// its images logged; [`commit`](Self::commit) appends the log, then stores every key.
 pub(super) struct Batch<'k> {
-    keys: HashMap<&'k [u8], (u64, KeyState)>,
+    /// By key hash and key; hashed by the key hash alone, already computed.
+    keys: HashMap<(u64, &'k [u8]), KeyState, BuildHasherDefault<KeyHashed>>,
     buf: Vec<u8>,
     images: Vec<CellImage>,
 }
@@ -231,7 +238,7 @@ pub(super) struct Batch<'k> {
 impl<'k> Batch<'k> {
     pub fn new() -> Self {
         Self {
-            keys: HashMap::new(),
+            keys: HashMap::default(),
             buf: Vec::new(),
             images: Vec::new(),
         }
@@ -245,10 +252,10 @@ impl<'k> Batch<'k> {
         key: &'k [u8],
         f: impl FnOnce(&Schedule, &mut KeyState, &mut Vec<CellImage>) -> T,
     ) -> T {
-        let (_, ks) = self
+        let ks = self
             .keys
-            .entry(key)
-            .or_insert_with(|| (hash, st.load(hash, key, false)));
+            .entry((hash, key))
+            .or_insert_with(|| st.load(hash, key, false));
         let out = f(&st.schedule, ks, &mut self.images);
         if !self.images.is_empty() {
             log::put_cells(&mut self.buf, key, ks.last, &self.images);
@@ -258,8 +265,8 @@ impl<'k> Batch<'k> {
     }
 
     /// `key`'s cells as this batch has left them so far.
-    pub fn state(&self, key: &[u8]) -> Option<&KeyState> {
-        self.keys.get(key).map(|(_, ks)| ks)
+    pub fn state(&self, hash: u64, key: &'k [u8]) -> Option<&KeyState> {
+        self.keys.get(&(hash, key))
     }
 
     /// Adds a record of this batch's request id.
@@ -275,14 +282,28 @@ impl<'k> Batch<'k> {
         if self.buf.is_empty() {
             return Ok(0);
         }
-        st.prepare(self.keys.iter().map(|(k, (_, ks))| (*k, ks)))?;
+        st.prepare(self.keys.iter().map(|(&(_, k), ks)| (k, ks)))?;
         st.log.append(&self.buf)?;
-        for (key, (hash, ks)) in &self.keys {
-            if let Err(e) = st.store(*hash, key, ks) {
+        for (&(hash, key), ks) in &self.keys {
+            if let Err(e) = st.store(hash, key, ks) {
                 st.poisoned = Some(e.to_string());
                 return Err(e);
             }
         }
         Ok(st.ticket())
+    }
+}
+
+/// Hashes a `(key hash, key)` by the key hash alone: it is already a good hash.
+#[derive(Default)]
+pub(super) struct KeyHashed(u64);
+
+impl Hasher for KeyHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _: &[u8]) {}
+    fn write_u64(&mut self, h: u64) {
+        self.0 = h;
     }
 }

@@ -6,13 +6,15 @@
 //! 0      68   header: magic "DSTCGEN\0", version 1, fields [start, span, retention, bits, seed]
 //! 128    8    heap end (u64 LE), outside the crc: it moves with every new key
 //! 136    8    live slots (u64 LE), likewise
-//! 4096        1 << bits slots of slot_len bytes:
-//!               0  hash u64 (0 = empty), stored last when a slot is made
-//!               8  key ref u64: heap offset << 16 | key length
-//!               16 last touch u64 (Unix second)
-//!               24 crc32 of the hash, key length, last touch, cells and key bytes
-//!               28 reserved u32, 0
-//!               32 cells: u32 LE x schedule length
+//! 4096        1 << bits hashes, u64 LE (0 = empty), apart from the slots so that a
+//!             probe run reads eight to a cache line; a slot's hash is stored last
+//!             when it is made
+//! then        1 << bits slots of slot_len bytes:
+//!               0  key ref u64: heap offset << 16 | key length
+//!               8  last touch u64 (Unix second)
+//!               16 crc32 of the hash, key length, last touch, cells and key bytes
+//!               20 reserved u32, 0
+//!               24 cells: u32 LE x schedule length
 //! heap        the keys' bytes, appended
 //! ```
 //! Writes change cells before the last touch and the crc last, so a write cut short
@@ -42,11 +44,10 @@ const HEAP_GROW: u64 = 1 << 20;
 pub const MIN_BITS: u32 = 8;
 const MAX_BITS: u32 = 32;
 
-const HASH_AT: usize = 0;
-const KEY_REF_AT: usize = 8;
-const LAST_AT: usize = 16;
-const CRC_AT: usize = 24;
-const CELLS_AT: usize = 32;
+const KEY_REF_AT: usize = 0;
+const LAST_AT: usize = 8;
+const CRC_AT: usize = 16;
+const CELLS_AT: usize = 24;
 
 struct TableHeader {
     start: u64,
@@ -109,6 +110,7 @@ pub struct Table {
     bits: u32,
     seed: u64,
     slot_len: usize,
+    slots_at: usize,
     heap_at: u64,
     path: PathBuf,
     file: Arc<File>,
@@ -183,7 +185,8 @@ impl Table {
     fn map(path: &Path, file: File, h: TableHeader, io: Arc<dyn Io>) -> Result<Self> {
         let schedule = Schedule::for_retention(h.retention);
         let slot_len = slot_len(schedule.len());
-        let heap_at = PAGE + (slot_len as u64) * (1u64 << h.bits);
+        let slots_at = PAGE as usize + (8usize << h.bits);
+        let heap_at = slots_at as u64 + (slot_len as u64) * (1u64 << h.bits);
         let allocated = file.metadata().at(path)?.len();
         // SAFETY: the file is this store's own, locked against other processes; only
         // the part below `allocated` is touched.
@@ -201,6 +204,7 @@ impl Table {
             bits: h.bits,
             seed: h.seed,
             slot_len,
+            slots_at,
             heap_at,
             path: path.to_path_buf(),
             file: Arc::new(file),
@@ -221,6 +225,11 @@ impl Table {
     }
     pub fn disk_bytes(&self) -> u64 {
         self.allocated
+    }
+    /// Changes whenever slots move (the table grew): a slot number is valid only
+    /// under the layout it was found in.
+    pub fn layout(&self) -> u32 {
+        self.bits
     }
     pub fn live(&self) -> u64 {
         self.u64(LIVE_AT)
@@ -264,10 +273,20 @@ impl Table {
         self.u64(HEAP_END_AT)
     }
     fn slot_at(&self, slot: usize) -> usize {
-        PAGE as usize + slot * self.slot_len
+        self.slots_at + slot * self.slot_len
+    }
+    fn hash_at(slot: usize) -> usize {
+        PAGE as usize + slot * 8
     }
     fn mask(&self) -> usize {
         (1usize << self.bits) - 1
+    }
+
+    /// True when `slot` holds `key` (hash `hash`).
+    pub fn holds(&self, slot: usize, hash: u64, key: &[u8]) -> bool {
+        slot <= self.mask()
+            && matches!(self.slot(slot), Slot::Live(h) if h == hash)
+            && self.key(slot) == key
     }
 
     /// `slot`'s key; empty when its reference is damaged.
@@ -305,7 +324,7 @@ impl Table {
             last: self.u64(at + LAST_AT),
             cells,
         };
-        (c, stored == self.crc(slot, self.u64(at + HASH_AT)))
+        (c, stored == self.crc(slot, self.u64(Self::hash_at(slot))))
     }
 
     fn crc(&self, slot: usize, hash: u64) -> u32 {
@@ -321,7 +340,7 @@ impl Table {
 
     /// Writes `c` into `slot`: cells, then the last touch, then the crc.
     pub fn write(&mut self, slot: usize, c: &Cells) {
-        let hash = self.u64(self.slot_at(slot) + HASH_AT);
+        let hash = self.u64(Self::hash_at(slot));
         self.write_with(slot, hash, c);
     }
 
@@ -354,7 +373,7 @@ impl Table {
         let at = self.slot_at(i);
         self.set_u64(at + KEY_REF_AT, (off << 16) | key.len() as u64);
         self.write_with(i, hash, c);
-        self.set_u64(at + HASH_AT, hash);
+        self.set_u64(Self::hash_at(i), hash);
         let live = self.live() + 1;
         self.set_u64(LIVE_AT, live);
         Ok(i)
@@ -377,9 +396,20 @@ impl Table {
         Ok(off)
     }
 
+    /// Extends the file to `len`: blocks reserved (a full disk shows here, never as
+    /// SIGBUS through the mapping), then zeros written, so that a page written through
+    /// the mapping costs a minor fault rather than the filesystem's zeroing of an
+    /// unwritten extent (see `fsutil::zero_fill`).
     fn reserve(&mut self, len: u64) -> Result<()> {
+        if len <= self.allocated {
+            return Ok(());
+        }
+        let from = self.allocated;
         self.io.allocate(&self.file, len).at(&self.path)?;
-        self.allocated = self.allocated.max(len);
+        crate::fsutil::zero_fill(self.io.as_ref(), &self.file, from, len).at(&self.path)?;
+        self.allocated = len;
+        let fresh = &mut self.map[from as usize..len as usize];
+        crate::fsutil::populate_write(fresh.as_mut_ptr(), fresh.len());
         Ok(())
     }
 
@@ -485,7 +515,7 @@ impl ProbeTable for Table {
     }
 
     fn slot(&self, i: usize) -> Slot {
-        match self.u64(self.slot_at(i) + HASH_AT) {
+        match self.u64(Self::hash_at(i)) {
             0 => Slot::Empty,
             h => Slot::Live(h),
         }
