@@ -22,7 +22,7 @@ use tonic::transport::Channel;
 use crate::loopback::Server;
 use crate::redis_side::{self, Persistence, RedisServer};
 use crate::table::{self, Cell, Unit};
-use crate::workload::{dir_bytes, mix, rss_anon_of};
+use crate::workload::{mix, rss_anon_of};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -59,17 +59,29 @@ fn key_bytes(k: u64) -> Bytes {
 
 /// Events `from..to` as BatchAdd messages on one stream; returns the counts answered.
 async fn dstash_events(c: &mut DstashClient<Channel>, keys: u64, from: u64, to: u64) -> u64 {
+    add_each(c, from, to, |i| event_key(i, keys)).await
+}
+
+/// One event for key `key_of(i)` for each `i` in `from..to`, as BatchAdd messages of
+/// `BATCH` events on one stream; returns the counts answered.
+async fn add_each(
+    c: &mut DstashClient<Channel>,
+    from: u64,
+    to: u64,
+    key_of: impl Fn(u64) -> u64,
+) -> u64 {
+    let run = run_id();
     let batches: Vec<AddBatch> = (from..to)
         .step_by(BATCH as usize)
         .map(|start| AddBatch {
             namespace: NS.into(),
             keys: (start..(start + BATCH).min(to))
-                .map(|i| key_bytes(event_key(i, keys)))
+                .map(|i| key_bytes(key_of(i)))
                 .collect(),
             batch_id: start,
             at_seconds: 0,
             // As the client library sends them: each batch named, so a retry counts once.
-            request_id: format!("{}-{from}-{start}", run_id()),
+            request_id: format!("{run}-{start}"),
         })
         .collect();
     let mut answers = c
@@ -113,7 +125,21 @@ async fn dstash_total(c: &mut DstashClient<Channel>, keys: u64) -> u64 {
 struct DstashRun {
     rate: f64,
     rss: [f64; 2],
-    disk: [f64; 2],
+    /// Count tables, then the count log, after half and after all.
+    tables: [f64; 2],
+    log: [f64; 2],
+}
+
+/// Bytes of the files in `dir` whose names end in `ext`.
+fn files_bytes(dir: &std::path::Path, ext: &str) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(ext))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512)
+        .sum()
 }
 
 /// A node for a run: `fsync` runs it at `--sync always` (fsync per batch), else
@@ -132,14 +158,17 @@ fn node(tmp: &std::path::Path, fsync: bool) -> (Server, String, std::path::PathB
 fn dstash_run(keys: u64, events: u64, fsync: bool, rt: &tokio::runtime::Runtime) -> DstashRun {
     let tmp = tempfile::tempdir_in(".").expect("tempdir");
     let (server, pid, files) = node(tmp.path(), fsync);
-    let figures = || (rss_anon_of(&pid) as f64, dir_bytes(&files) as f64);
+    let figures = || {
+        let (t, l) = (files_bytes(&files, ".cgt"), files_bytes(&files, ".clg"));
+        (rss_anon_of(&pid) as f64, t as f64, l as f64)
+    };
     rt.block_on(async {
         let mut c = server.client().await;
         let half = events / 2;
         let t = Instant::now();
         let mut answered = dstash_events(&mut c, keys, 0, half).await;
         let elapsed_half = t.elapsed();
-        let (rss_half, disk_half) = figures();
+        let half_figures = figures();
         let t = Instant::now();
         answered += dstash_events(&mut c, keys, half, events).await;
         let secs = (elapsed_half + t.elapsed()).as_secs_f64();
@@ -149,17 +178,18 @@ fn dstash_run(keys: u64, events: u64, fsync: bool, rt: &tokio::runtime::Runtime)
             events,
             "dstash lost events"
         );
-        let (rss, disk) = figures();
+        let end = figures();
         DstashRun {
             rate: events as f64 / secs,
-            rss: [rss_half, rss],
-            disk: [disk_half, disk],
+            rss: [half_figures.0, end.0],
+            tables: [half_figures.1, end.1],
+            log: [half_figures.2, end.2],
         }
     })
 }
 
-/// Bytes per key at a one-day retention: every key touched once; (disk, RssAnon over
-/// an idle node's) per key.
+/// Bytes per key at a one-day retention: every key touched once; (count tables on
+/// disk, RssAnon over an idle node's) per key.
 fn day_run(keys: u64, rt: &tokio::runtime::Runtime) -> (f64, f64) {
     let tmp = tempfile::tempdir_in(".").expect("tempdir");
     let (server, pid, files) = node(tmp.path(), true);
@@ -171,23 +201,9 @@ fn day_run(keys: u64, rt: &tokio::runtime::Runtime) -> (f64, f64) {
         };
         c.set_namespace(settings).await.expect("SetNamespace");
         let idle = rss_anon_of(&pid) as f64;
-        let batches: Vec<AddBatch> = (0..keys)
-            .step_by(BATCH as usize)
-            .map(|start| AddBatch {
-                namespace: NS.into(),
-                keys: (start..(start + BATCH).min(keys)).map(key_bytes).collect(),
-                batch_id: start,
-                at_seconds: 0,
-                request_id: format!("{}-day-{start}", run_id()),
-            })
-            .collect();
-        let mut answers = c
-            .batch_add(tokio_stream::iter(batches))
-            .await
-            .expect("BatchAdd")
-            .into_inner();
-        while answers.message().await.expect("BatchAdd answer").is_some() {}
-        let disk = dir_bytes(&files) as f64;
+        assert_eq!(add_each(&mut c, 0, keys, |i| i).await, keys);
+        // The tables: the log is cut at the next checkpoint.
+        let disk = files_bytes(&files, ".cgt") as f64;
         let rss = rss_anon_of(&pid) as f64 - idle;
         (disk / keys as f64, rss.max(0.0) / keys as f64)
     })
@@ -266,11 +282,8 @@ pub fn run(a: Args) -> Result<(), String> {
     println!("|---|---|---|---|---|");
     let mut targets = Vec::new();
     for &keys in &a.key_counts {
-        let (mut rate, mut rss, mut disk) = (
-            Cell::default(),
-            [Cell::default(), Cell::default()],
-            [Cell::default(), Cell::default()],
-        );
+        let two = || [Cell::default(), Cell::default()];
+        let (mut rate, mut rss, mut tables, mut log) = (Cell::default(), two(), two(), two());
         let (mut r, mut nosync) = (
             [Cell::default(), Cell::default(), Cell::default()],
             Cell::default(),
@@ -281,7 +294,8 @@ pub fn run(a: Args) -> Result<(), String> {
             rate.0.push(d.rate);
             for i in 0..2 {
                 rss[i].0.push(d.rss[i]);
-                disk[i].0.push(d.disk[i]);
+                tables[i].0.push(d.tables[i]);
+                log[i].0.push(d.log[i]);
             }
             nosync.0.push(dstash_run(keys, a.events, false, &rt).rate);
             if let Some(bin) = &redis {
@@ -319,8 +333,9 @@ pub fn run(a: Args) -> Result<(), String> {
                 if i == 1 { "flat in the event rate" } else { "" }
             );
             println!(
-                "| disk after {at} events, {keys} keys (count tables and log) | {} | | | {} |",
-                disk[i].show(Unit::MiB),
+                "| disk after {at} events, {keys} keys: count tables; count log | {}; {} | | | {} |",
+                tables[i].show(Unit::MiB),
+                log[i].show(Unit::MiB),
                 if i == 1 { "flat in the event rate" } else { "" }
             );
         }
@@ -331,7 +346,7 @@ pub fn run(a: Args) -> Result<(), String> {
             5.0,
             &format!("Without fsync the same node reaches ×{unsynced:.2} in this run."),
         ));
-        targets.push(flatness(keys, a.events, &rss, &disk, &r));
+        targets.push(flatness(keys, a.events, &rss, &tables, &log, &r));
     }
     let day_keys = a.key_counts.iter().copied().max().unwrap_or(10_000);
     eprintln!("counts: {day_keys} keys at a one-day retention");
@@ -340,7 +355,7 @@ pub fn run(a: Args) -> Result<(), String> {
         "| bytes per key at a one-day retention, {day_keys} keys each counted once | disk {disk_per_key:.0} B, RssAnon {rss_per_key:.0} B | | | ≤ about 1 KB |"
     );
     targets.push(format!(
-        "{}bytes per active key at a one-day retention: {disk_per_key:.0} B on disk (151 cells of 4 bytes, a 32-byte slot header, the key, a table at most three-quarters full), {rss_per_key:.0} B of anonymous memory: **{}**.",
+        "{}bytes per active key at a one-day retention: {disk_per_key:.0} B on disk (151 cells of 4 bytes, a 24-byte slot header and an 8-byte hash, the key, in a table between three-eighths and three-quarters full), {rss_per_key:.0} B of anonymous memory: **{}**.",
         table::TARGET,
         if disk_per_key <= 1100.0 { "met" } else { "missed" }
     ));
@@ -350,25 +365,36 @@ pub fn run(a: Args) -> Result<(), String> {
     }
     println!();
     println!(
-        "Median of {} runs (range in brackets). dstash: one node, `--sync always` (fsync per batch) unless the row says otherwise, batches of 1,000 events on one stream under request ids, each answered with the keys' counts; memory is the node's RssAnon, disk its count tables (mmap'd, so their pages are file-backed, not anonymous) and count log. Redis: no persistence, pipelines of 1,000 events (3,000 commands); memory is `used_memory`. Every key's count is checked against the events sent on both sides.",
+        "Median of {} runs (range in brackets). dstash: one node, `--sync always` (fsync per batch) unless the row says otherwise, batches of 1,000 events on one stream under request ids, each answered with the keys' counts; memory is the node's RssAnon; disk is its count tables (mmap'd, so their pages are file-backed, not anonymous) and its count log, which a checkpoint cuts once it passes the tables' size (at least 8 MiB, at most 64 MiB). Redis: no persistence, pipelines of 1,000 events (3,000 commands); memory is `used_memory`. Every key's count is checked against the events sent on both sides.",
         a.runs
     );
     Ok(())
 }
 
 /// The memory target: flat in the event rate where the first half already sees every
-/// key; else a statement that the second half brings new keys.
-fn flatness(keys: u64, events: u64, rss: &[Cell; 2], disk: &[Cell; 2], r: &[Cell; 3]) -> String {
-    let total = |i: usize| rss[i].median() + disk[i].median();
+/// key; else a statement that the second half brings new keys. Memory and tables are
+/// compared; the log is bounded between checkpoints (by the tables' size, at least
+/// 8 MiB) and is stated, not compared, since where a run stops in that cycle is chance.
+fn flatness(
+    keys: u64,
+    events: u64,
+    rss: &[Cell; 2],
+    tables: &[Cell; 2],
+    log: &[Cell; 2],
+    r: &[Cell; 3],
+) -> String {
+    let total = |i: usize| rss[i].median() + tables[i].median();
+    let most_log = log[0].median().max(log[1].median());
     let growth = total(1) / total(0);
     if events / 2 >= keys * 20 {
         format!(
-            "{}expiring counts' memory and disk flat in the event rate, {keys} keys: {} after {} events, {} after {} (×{growth:.2}): **{}**.",
+            "{}expiring counts' memory and disk flat in the event rate, {keys} keys: RssAnon and tables {} after {} events, {} after {} (×{growth:.2}); the count log at most {} (bounded between checkpoints): **{}**.",
             table::TARGET,
             Unit::MiB.fmt(total(0)),
             events / 2,
             Unit::MiB.fmt(total(1)),
             events,
+            Unit::MiB.fmt(most_log),
             if growth <= 1.25 { "met" } else { "missed" }
         )
     } else {

@@ -11,6 +11,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+mod common;
+
 use dstash_storage::{Options, Store};
 
 const CHILD_DIR: &str = "DSTASH_COUNTS_KILL9_DIR";
@@ -74,13 +76,6 @@ fn counts_kill9_child() {
     }
 }
 
-fn pseudo_random(seed: u64) -> u64 {
-    let mut x = seed ^ 0x9E37_79B9_7F4A_7C15;
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^ (x >> 33)
-}
-
 /// Per thread: the batches sent (with their second) and the last acknowledged.
 #[derive(Default, Debug)]
 struct Seen {
@@ -126,7 +121,7 @@ fn acknowledged_adds_count_once_after_kill_9() {
             seen
         });
         std::thread::sleep(Duration::from_millis(
-            200 + pseudo_random(seed + round) % 600,
+            200 + common::pseudo_random(seed + round) % 600,
         ));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();

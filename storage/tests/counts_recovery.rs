@@ -154,18 +154,6 @@ fn a_damaged_slot_is_zeroed_and_a_damaged_table_set_aside_while_the_store_serves
     assert_eq!(s.stats()[0].counters.quarantined, 1);
 }
 
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1)
-    }
-}
-
 #[test]
 fn a_day_long_retention_matches_a_model_within_the_stated_bound_across_restarts() {
     let dir = tempfile::tempdir().unwrap();

@@ -60,13 +60,6 @@ fn kill9_child() {
     }
 }
 
-fn pseudo_random(seed: u64) -> u64 {
-    let mut x = seed ^ 0x9E37_79B9_7F4A_7C15;
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^ (x >> 33)
-}
-
 #[test]
 fn acknowledged_writes_survive_kill_9() {
     let rounds: u64 = std::env::var("DSTASH_KILL9_ROUNDS")
@@ -103,7 +96,7 @@ fn acknowledged_writes_survive_kill_9() {
                 .last()
         });
         std::thread::sleep(Duration::from_millis(
-            150 + pseudo_random(seed + round) % 600,
+            150 + common::pseudo_random(seed + round) % 600,
         ));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();

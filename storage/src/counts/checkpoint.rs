@@ -8,7 +8,9 @@
 //! ticket is durable) whose first records are the live request ids; then it syncs every
 //! table, syncs the new log, and only then names it in CHECKPOINT and deletes the logs
 //! before it. A crash at any step leaves a CHECKPOINT naming a log from which replay
-//! rebuilds what the tables lack.
+//! rebuilds what the tables lack. The log between checkpoints is bounded by the
+//! tables' size (see [`Counts::checkpoint_due`]), so disk use stays flat as events
+//! accumulate.
 
 use std::path::Path;
 use std::time::Instant;
@@ -23,6 +25,9 @@ use crate::io::Io;
 pub const FILE: &str = "CHECKPOINT";
 /// Checkpoint intervals between count checkpoints, at most.
 const INTERVALS: u32 = 6;
+/// The log may always grow this far between checkpoints (unless the store's checkpoint
+/// size is smaller): a small namespace is not checkpointed many times a second.
+const MIN_LOG_BOUND: u64 = 8 << 20;
 
 pub struct CheckpointHeader {
     pub replay_from: u64,
@@ -107,15 +112,25 @@ impl Counts {
         Ok(())
     }
 
-    /// True when the log has grown past the checkpoint size, or has any write and
-    /// [`INTERVALS`] checkpoint intervals have passed. Counts checkpoint less often
-    /// than keys: each one writes back every table page touched since, and their replay
-    /// is bounded by the log's size anyway.
+    /// True when the log has grown past its bound, or has any write and
+    /// [`INTERVALS`] checkpoint intervals have passed. The bound is the tables' size,
+    /// within [`MIN_LOG_BOUND`] and the store's checkpoint size: a checkpoint writes
+    /// back at most the tables, so a longer log would only cost disk and replay time.
+    /// Counts checkpoint less often than keys: each one writes back every table page
+    /// touched since.
     pub fn checkpoint_due(&self) -> bool {
         let mark = *self.mark.lock();
-        let len = self.state.read().log.written();
+        let (len, tables) = {
+            let st = self.state.read();
+            (
+                st.log.written(),
+                st.gens.values().map(|t| t.disk_bytes()).sum::<u64>(),
+            )
+        };
+        let max = self.opts.checkpoint_bytes;
+        let bound = tables.clamp(MIN_LOG_BOUND.min(max), max);
         let grown = len.saturating_sub(mark.log_len);
-        grown >= self.opts.checkpoint_bytes
+        grown >= bound
             || (grown > 0 && mark.at.elapsed() >= self.opts.checkpoint_interval * INTERVALS)
     }
 
@@ -133,5 +148,59 @@ impl Counts {
             crate::fsutil::sync_dir(&self.dir)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{ManualClock, Options};
+
+    #[test]
+    fn a_small_namespace_checkpoints_once_its_log_passes_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(1_700_000_000);
+        let opts = Options {
+            background: false,
+            clock: Arc::new(clock),
+            ..Options::default()
+        };
+        let c = Counts::open(dir.path(), "n", 60, Arc::new(opts)).unwrap();
+        assert!(!c.checkpoint_due());
+        let keys: Vec<Vec<u8>> = (0..200u32)
+            .map(|i| format!("{i:0>1000}").into_bytes())
+            .collect();
+        let items: Vec<(&[u8], u32)> = keys.iter().map(|k| (k.as_slice(), 1)).collect();
+        let log = |c: &Counts| c.stats().log_bytes;
+        let mut batches = 0;
+        // Two hundred keys' tables are far smaller than the bound: the log may reach it.
+        while log(&c) < MIN_LOG_BOUND - (256 << 10) {
+            c.add_many(&items, None, None).unwrap();
+            batches += 1;
+            assert!(!c.checkpoint_due(), "due at {} log bytes", log(&c));
+        }
+        while log(&c) < MIN_LOG_BOUND {
+            c.add_many(&items, None, None).unwrap();
+            batches += 1;
+        }
+        assert!(c.checkpoint_due());
+        c.checkpoint().unwrap();
+        assert!(!c.checkpoint_due());
+        assert!(log(&c) < 64 << 10, "the new log holds only request ids");
+        let logs = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".clg")
+            })
+            .count();
+        assert_eq!(logs, 1, "older logs were deleted");
+        // Every batch added one event to each key, all in the same second.
+        assert_eq!(c.count(&keys[7], 0).unwrap(), batches);
     }
 }
