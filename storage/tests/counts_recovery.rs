@@ -46,7 +46,7 @@ fn a_resent_batch_counts_once_across_a_crash_and_a_reused_id_is_refused() {
         [2, 2, 2]
     );
     s.checkpoint().unwrap();
-    s.close().unwrap();
+    s.crash();
     let s = open(dir.path(), &clock);
     assert_eq!(
         s.add_once("r", batch, None, Some("req-1")).unwrap(),
@@ -234,4 +234,29 @@ fn a_retention_change_keeps_the_counts_both_retentions_hold() {
     let s = open(dir.path(), &clock);
     assert_eq!(s.count("c", b"k", 60).unwrap(), 60);
     assert_eq!(s.stats()[0].retention_secs, 86_400);
+}
+
+#[test]
+fn without_fsync_a_crash_with_the_log_still_buffered_keeps_what_the_tables_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let never = || dstash_storage::Options {
+        sync: dstash_storage::SyncMode::Never,
+        ..opts(&clock)
+    };
+    let s = dstash_storage::Store::open(dir.path(), never()).unwrap();
+    for k in 0..500u64 {
+        s.add("n", &key(k), 1 + (k % 3) as u32).unwrap();
+    }
+    s.crash();
+    let s = dstash_storage::Store::open(dir.path(), never()).unwrap();
+    for k in 0..500u64 {
+        assert_eq!(s.count("n", &key(k), 0).unwrap(), 1 + k % 3, "key {k}");
+    }
+    // And across a checkpoint, which writes the buffer out first.
+    s.add("n", &key(0), 5).unwrap();
+    s.checkpoint().unwrap();
+    s.crash();
+    let s = dstash_storage::Store::open(dir.path(), never()).unwrap();
+    assert_eq!(s.count("n", &key(0), 0).unwrap(), 6);
 }

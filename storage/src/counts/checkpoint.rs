@@ -78,14 +78,17 @@ impl Counts {
         let (seq, tables, new_log) = {
             let mut st = self.state.write();
             st.usable(&self.ns)?;
+            st.log.flush()?;
             let (old, old_path) = st.log.handle();
             io.sync_data(&old).at(&old_path)?;
-            let mut w = log::Writer::create(&self.dir, st.log.seq + 1, io.clone())?;
+            let buffered = st.log.buffered();
+            let mut w = log::Writer::create(&self.dir, st.log.seq + 1, buffered, io.clone())?;
             let mut buf = Vec::new();
             for (id, seen) in st.requests.iter() {
                 log::put_request(&mut buf, id, seen.fingerprint, seen.at);
             }
             w.append(&buf)?;
+            w.flush()?;
             st.log = w;
             let tables: Vec<_> = st
                 .gens

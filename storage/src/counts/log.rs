@@ -163,17 +163,24 @@ pub fn read(path: &Path) -> Result<(u64, Vec<Record>)> {
     Ok((h.seq, out))
 }
 
-/// The log file being appended to.
+/// A buffered log writes once this much is held.
+const FLUSH_AT: usize = 1 << 20;
+
+/// The log file being appended to. A buffered writer (sync modes other than `Always`)
+/// holds records in memory until [`FLUSH_AT`] bytes, or a [`flush`](Self::flush): the
+/// background thread's every tick, a sync, a checkpoint.
 pub struct Writer {
     pub seq: u64,
     path: PathBuf,
     file: Arc<File>,
     pos: u64,
+    buf: Vec<u8>,
+    buffered: bool,
     io: Arc<dyn Io>,
 }
 
 impl Writer {
-    pub fn create(dir: &Path, seq: u64, io: Arc<dyn Io>) -> Result<Self> {
+    pub fn create(dir: &Path, seq: u64, buffered: bool, io: Arc<dyn Io>) -> Result<Self> {
         let path = dir.join(file_name(seq));
         let file = header::create(io.as_ref(), &path, &LogHeader { seq })?;
         crate::fsutil::sync_dir(dir)?;
@@ -182,22 +189,48 @@ impl Writer {
             path,
             file: Arc::new(file),
             pos: HEADER_LEN as u64,
+            buf: Vec::new(),
+            buffered,
             io,
         })
     }
 
-    pub fn append(&mut self, buf: &[u8]) -> Result<()> {
-        write_all_at(self.io.as_ref(), &self.file, buf, self.pos).at(&self.path)?;
-        self.pos += buf.len() as u64;
+    /// Appends records; an unbuffered writer has them in the file when this returns.
+    /// On failure none of `records` is taken (the buffer's earlier records stay).
+    pub fn append(&mut self, records: &[u8]) -> Result<()> {
+        if !self.buffered || self.buf.len() + records.len() >= FLUSH_AT {
+            self.flush()?;
+        }
+        if self.buffered {
+            self.buf.extend_from_slice(records);
+            return Ok(());
+        }
+        write_all_at(self.io.as_ref(), &self.file, records, self.pos).at(&self.path)?;
+        self.pos += records.len() as u64;
         Ok(())
     }
 
-    /// Bytes written, header included.
-    pub fn written(&self) -> u64 {
-        self.pos
+    /// Writes what the buffer holds. On failure the records stay buffered.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        write_all_at(self.io.as_ref(), &self.file, &self.buf, self.pos).at(&self.path)?;
+        self.pos += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
     }
 
-    /// What a sync needs, to run without the writer's lock.
+    /// Bytes appended, header and buffer included.
+    pub fn written(&self) -> u64 {
+        self.pos + self.buf.len() as u64
+    }
+
+    pub fn buffered(&self) -> bool {
+        self.buffered
+    }
+
+    /// What a sync needs, to run without the writer's lock (after a flush).
     pub fn handle(&self) -> (Arc<File>, PathBuf) {
         (self.file.clone(), self.path.clone())
     }
@@ -211,7 +244,7 @@ mod tests {
     #[test]
     fn records_round_trip_and_a_torn_tail_ends_the_log() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = Writer::create(dir.path(), 3, Arc::new(RealIo)).unwrap();
+        let mut w = Writer::create(dir.path(), 3, false, Arc::new(RealIo)).unwrap();
         let images = vec![
             CellImage {
                 res: 1,

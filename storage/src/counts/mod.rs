@@ -172,7 +172,8 @@ impl Counts {
     /// fdatasync of the log; returns the last ticket that covers.
     fn sync_log(&self) -> Result<u64> {
         let ((file, path), covered) = {
-            let st = self.state.read();
+            let mut st = self.state.write();
+            self.flush_locked(&mut st)?;
             (st.log.handle(), st.next_ticket - 1)
         };
         self.opts.io.sync_data(&file).at(&path)?;
@@ -182,6 +183,21 @@ impl Counts {
     /// Makes every logged write durable.
     pub fn sync(&self) -> Result<()> {
         self.sync_log().map(drop)
+    }
+
+    /// Writes a buffered log's records to the file (the background thread's every
+    /// tick), so a killed process loses at most a tick of them.
+    pub fn flush(&self) -> Result<()> {
+        self.flush_locked(&mut self.state.write())
+    }
+
+    /// A buffered record that cannot be written leaves the tables ahead of the log:
+    /// writes stop until a restart.
+    fn flush_locked(&self, st: &mut State) -> Result<()> {
+        st.usable(&self.ns)?;
+        st.log
+            .flush()
+            .inspect_err(|e| st.poisoned = Some(e.to_string()))
     }
 
     /// Events counted for `key` over the last `window` seconds (0: the retention),

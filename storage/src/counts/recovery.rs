@@ -24,7 +24,7 @@ use super::Counts;
 use crate::commit::GroupCommit;
 use crate::error::{IoContext, Result};
 use crate::hash::{key_hash, random_seed};
-use crate::options::Options;
+use crate::options::{Options, SyncMode};
 
 /// What the directory holds.
 #[derive(Default)]
@@ -50,7 +50,9 @@ impl Counts {
         set_aside_foreign(&mut found, seed)?;
         let replay_from = ckp.map_or(0, |c| c.replay_from);
         let last_seq = found.logs.iter().map(|(s, _)| *s).max().unwrap_or(0);
-        let new_log = log::Writer::create(dir, last_seq.max(replay_from) + 1, opts.io.clone())?;
+        let buffered = opts.sync != SyncMode::Always;
+        let seq = last_seq.max(replay_from) + 1;
+        let new_log = log::Writer::create(dir, seq, buffered, opts.io.clone())?;
         let gens = convert_all(std::mem::take(&mut found.gens), retention)?;
         let c = Self {
             ns: ns.to_string(),

@@ -259,7 +259,15 @@ impl Schedule {
         let to = (now / res).min(last / res);
         // A period is held while it is within `len` periods of the last touch.
         let from = from.max((last / res + 1).saturating_sub(len));
-        (from..=to).map(|q| ring[(q % len) as usize] as u64).sum()
+        if from > to {
+            return 0;
+        }
+        // Periods from..=to are at most `len` ring cells, from `from % len` on, wrapping
+        // once: two runs, with no division per cell.
+        let (start, n) = ((from % len) as usize, (to - from + 1) as usize);
+        let first = (ring.len() - start).min(n);
+        let sum = |run: &[u32]| run.iter().map(|&v| v as u64).sum::<u64>();
+        sum(&ring[start..start + first]) + sum(&ring[..n - first])
     }
 }
 

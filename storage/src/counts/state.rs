@@ -15,7 +15,7 @@ use std::sync::Arc;
 use super::log;
 use super::requests::Requests;
 use super::schedule::{CellImage, Schedule};
-use super::table::{self, Cells, Table};
+use super::table::{self, Table};
 use crate::error::Result;
 use crate::io::Io;
 
@@ -114,10 +114,6 @@ impl State {
     /// or later, else into that generation (made if needed).
     pub fn store(&mut self, hash: u64, key: &[u8], ks: &KeyState) -> Result<()> {
         let target = self.gen_for(ks.last)?;
-        let c = Cells {
-            last: ks.last,
-            cells: ks.cells.clone(),
-        };
         if let Some((g, slot, layout)) = ks.at.filter(|&(g, _, _)| g >= target) {
             if let Some(t) = self.gens.get_mut(&g) {
                 let slot = match t.layout() == layout && t.holds(slot, hash, key) {
@@ -125,14 +121,14 @@ impl State {
                     false => t.find(hash, key),
                 };
                 if let Some(slot) = slot {
-                    t.write(slot, &c);
+                    t.write(slot, ks.last, &ks.cells);
                     return Ok(());
                 }
             }
         }
         self.make_room(target, 1, key.len() as u64)?;
         if let Some(t) = self.gens.get_mut(&target) {
-            t.insert(hash, key, &c)?;
+            t.insert(hash, key, ks.last, &ks.cells)?;
         }
         Ok(())
     }

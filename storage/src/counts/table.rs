@@ -315,9 +315,10 @@ impl Table {
     /// `slot`'s cells, and whether its crc holds.
     pub fn read(&self, slot: usize) -> (Cells, bool) {
         let at = self.slot_at(slot);
-        let n = self.schedule.len();
-        let cells = (0..n)
-            .map(|c| u32_at(&self.map, at + CELLS_AT + 4 * c).unwrap_or(0))
+        let bytes = &self.map[at + CELLS_AT..at + CELLS_AT + 4 * self.schedule.len()];
+        let cells = bytes
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
         let stored = u32_at(&self.map, at + CRC_AT).unwrap_or(0);
         let c = Cells {
@@ -338,19 +339,20 @@ impl Table {
         h.finalize()
     }
 
-    /// Writes `c` into `slot`: cells, then the last touch, then the crc.
-    pub fn write(&mut self, slot: usize, c: &Cells) {
+    /// Writes `cells` and `last` into `slot`: cells, then the last touch, then the crc.
+    pub fn write(&mut self, slot: usize, last: u64, cells: &[u32]) {
         let hash = self.u64(Self::hash_at(slot));
-        self.write_with(slot, hash, c);
+        self.write_with(slot, hash, last, cells);
     }
 
-    fn write_with(&mut self, slot: usize, hash: u64, c: &Cells) {
+    fn write_with(&mut self, slot: usize, hash: u64, last: u64, cells: &[u32]) {
         let at = self.slot_at(slot);
-        for (i, v) in c.cells.iter().take(self.schedule.len()).enumerate() {
-            let p = at + CELLS_AT + 4 * i;
-            self.map[p..p + 4].copy_from_slice(&v.to_le_bytes());
+        let n = cells.len().min(self.schedule.len());
+        let out = &mut self.map[at + CELLS_AT..at + CELLS_AT + 4 * n];
+        for (b, v) in out.chunks_exact_mut(4).zip(cells) {
+            b.copy_from_slice(&v.to_le_bytes());
         }
-        self.set_u64(at + LAST_AT, c.last);
+        self.set_u64(at + LAST_AT, last);
         let crc = self.crc(slot, hash);
         self.map[at + CRC_AT..at + CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
     }
@@ -359,12 +361,12 @@ impl Table {
     pub fn zero(&mut self, slot: usize) {
         let (mut c, _) = self.read(slot);
         c.cells.fill(0);
-        self.write(slot, &c);
+        self.write(slot, c.last, &c.cells);
     }
 
     /// Makes a slot for `key` (not present) holding `c`. The caller grows a full table
     /// first.
-    pub fn insert(&mut self, hash: u64, key: &[u8], c: &Cells) -> Result<usize> {
+    pub fn insert(&mut self, hash: u64, key: &[u8], last: u64, cells: &[u32]) -> Result<usize> {
         let mut i = self.home(hash);
         while !matches!(self.slot(i), Slot::Empty) {
             i = (i + 1) & self.mask();
@@ -372,7 +374,7 @@ impl Table {
         let off = self.append_key(key)?;
         let at = self.slot_at(i);
         self.set_u64(at + KEY_REF_AT, (off << 16) | key.len() as u64);
-        self.write_with(i, hash, c);
+        self.write_with(i, hash, last, cells);
         self.set_u64(Self::hash_at(i), hash);
         let live = self.live() + 1;
         self.set_u64(LIVE_AT, live);
@@ -438,14 +440,7 @@ impl Table {
         for i in 0..=self.mask() {
             if let Slot::Live(h) = self.slot(i) {
                 let key = self.key(i);
-                let j = next.insert(
-                    h,
-                    key,
-                    &Cells {
-                        last: 0,
-                        cells: vec![],
-                    },
-                )?;
+                let j = next.insert(h, key, 0, &[])?;
                 let (src, dst) = (self.slot_at(i), next.slot_at(j));
                 let len = self.slot_len;
                 next.map[dst + LAST_AT..dst + len]
@@ -479,14 +474,7 @@ impl Table {
                     true => self.schedule.convert(&c.cells, c.last, &next.schedule),
                     false => vec![0; next.schedule.len()],
                 };
-                next.insert(
-                    h,
-                    self.key(i),
-                    &Cells {
-                        last: c.last,
-                        cells,
-                    },
-                )?;
+                next.insert(h, self.key(i), c.last, &cells)?;
             }
         }
         next.sync()?;
@@ -563,7 +551,8 @@ mod tests {
                 t = t.grown().unwrap();
             }
             c.cells[(i % n) as usize] = i as u32;
-            t.insert(i + 1, format!("k{i}").as_bytes(), &c).unwrap();
+            t.insert(i + 1, format!("k{i}").as_bytes(), c.last, &c.cells)
+                .unwrap();
         }
         drop(t);
         let t = Table::open(&dir.path().join(file_name(0)), Arc::new(RealIo)).unwrap();
@@ -586,7 +575,7 @@ mod tests {
             cells: vec![0; t.schedule.len()],
         };
         c.cells[3] = 41;
-        let slot = t.insert(77, b"key", &c).unwrap();
+        let slot = t.insert(77, b"key", c.last, &c.cells).unwrap();
         assert_eq!(t.read(slot), (c.clone(), true));
         let at = t.slot_at(slot) + CELLS_AT + 12;
         t.map[at] ^= 0x10;

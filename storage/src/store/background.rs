@@ -93,6 +93,9 @@ fn tick_namespace(registry: &Registry, stop: &Stop, n: &Namespace, sync_due: boo
             tracing::error!(ns = %name, "checkpoint failed: {e}");
         }
     }
+    if let Err(e) = n.counters.flush() {
+        tracing::error!(ns = %name, "count log write failed: {e}");
+    }
     if n.counters.checkpoint_due() {
         if let Err(e) = n.counters.checkpoint() {
             tracing::error!(ns = %name, "count checkpoint failed: {e}");

@@ -376,10 +376,10 @@ impl Store {
 
     /// Checkpoints every namespace now.
     pub fn checkpoint(&self) -> Result<()> {
-        self.registry
-            .all()
-            .iter()
-            .try_for_each(|n| n.kv.checkpoint(false))
+        self.registry.all().iter().try_for_each(|n| {
+            n.kv.checkpoint(false)
+                .and_then(|()| n.counters.checkpoint())
+        })
     }
 
     /// Compacts, in every namespace, the segment most worth it; returns how many were compacted.
