@@ -112,44 +112,56 @@ impl Counts {
                         .collect();
                     (counts, seen.ticket)
                 }
-                None => {
-                    let mut batch = Batch::new();
-                    let hashes: Vec<u64> =
-                        items.iter().map(|(k, _)| key_hash(self.seed, k)).collect();
-                    for (&(key, n), &hash) in items.iter().zip(&hashes) {
-                        batch.update(&mut st, hash, key, |s, ks, images| {
-                            s.add(&mut ks.cells, &mut ks.last, t, n.max(1), images)
-                        });
-                    }
-                    // Counts are read after the whole batch, as a resent batch reads them.
-                    let counts = items
-                        .iter()
-                        .zip(&hashes)
-                        .map(|(&(key, _), &hash)| match batch.state(hash, key) {
-                            Some(ks) => {
-                                st.schedule.count(&ks.cells, ks.last, now.max(t), retention)
-                            }
-                            None => 0,
-                        })
-                        .collect();
-                    if let (Some(id), Some(fp)) = (request, fp) {
-                        batch.request(id, fp, t);
-                    }
-                    let ticket = batch.commit(&mut st)?;
-                    if let (Some(id), Some(fingerprint)) = (request, fp) {
-                        let seen = Seen {
-                            fingerprint,
-                            at: t,
-                            ticket,
-                        };
-                        st.requests.insert(id, seen);
-                    }
-                    (counts, ticket)
-                }
+                None => self.add_new(&mut st, items, t, now.max(t), request.zip(fp))?,
             }
         };
         self.durable(ticket)?;
         Ok(counts)
+    }
+
+    /// Counts a batch not seen before, at second `t`, under `request` (its id and
+    /// fingerprint); returns each key's count at `now` after the whole batch, and the
+    /// ticket that makes it durable.
+    fn add_new(
+        &self,
+        st: &mut State,
+        items: &[(&[u8], u32)],
+        t: u64,
+        now: u64,
+        request: Option<(&str, u64)>,
+    ) -> Result<(Vec<u64>, u64)> {
+        let mut batch = Batch::new();
+        let hashes: Vec<u64> = items.iter().map(|(k, _)| key_hash(self.seed, k)).collect();
+        for (&(key, n), &hash) in items.iter().zip(&hashes) {
+            batch.update(st, hash, key, |s, ks, images| {
+                s.add(&mut ks.cells, &mut ks.last, t, n.max(1), images)
+            });
+        }
+        // Counts are read after the whole batch, as a resent batch reads them.
+        let counts = items
+            .iter()
+            .zip(&hashes)
+            .map(|(&(key, _), &hash)| match batch.state(hash, key) {
+                Some(ks) => st.schedule.count(&ks.cells, ks.last, now, st.retention),
+                None => 0,
+            })
+            .collect();
+        if let Some((id, fingerprint)) = request {
+            batch.request(id, fingerprint, t);
+        }
+        let ticket = batch.commit(st)?;
+        if let Some((id, fingerprint)) = request {
+            let at = t;
+            st.requests.insert(
+                id,
+                Seen {
+                    fingerprint,
+                    at,
+                    ticket,
+                },
+            );
+        }
+        Ok((counts, ticket))
     }
 
     /// Under `Always`, waits until the log holds `ticket` durably (one fdatasync shared
@@ -186,9 +198,14 @@ impl Counts {
     }
 
     /// Writes a buffered log's records to the file (the background thread's every
-    /// tick), so a killed process loses at most a tick of them.
+    /// tick), so a killed process loses at most a tick of them. Nothing to do once
+    /// writes have stopped: that failure was reported when it happened.
     pub fn flush(&self) -> Result<()> {
-        self.flush_locked(&mut self.state.write())
+        let mut st = self.state.write();
+        match st.poisoned {
+            Some(_) => Ok(()),
+            None => self.flush_locked(&mut st),
+        }
     }
 
     /// A buffered record that cannot be written leaves the tables ahead of the log:
