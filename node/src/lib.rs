@@ -4,6 +4,7 @@
 //!   blocking threads (the engine is synchronous and may fsync).
 //! - [`batch`]: one message of a batch stream, converted, run and answered.
 //! - [`ctx`]: what every handler needs, and how it runs a store call.
+//! - [`settings`]: namespace settings (the counts' retention), set by `SetNamespace`.
 //! - [`status`]: the one place storage errors become gRPC statuses.
 //! - [`auth`]: the bearer-token check in front of the service.
 //! - [`oversize`]: oversized request messages answered as `INVALID_ARGUMENT`.
@@ -35,6 +36,7 @@ pub mod metrics;
 pub mod oversize;
 pub mod server;
 pub mod service;
+pub mod settings;
 pub mod slot;
 pub mod status;
 pub mod sync;

@@ -454,20 +454,7 @@ impl Dstash for NodeService {
         &self,
         req: Request<NamespaceSettings>,
     ) -> Result<Response<NamespaceSettings>, Status> {
-        let r = req.into_inner();
-        let settings = self
-            .ctx
-            .run(Rpc::SetNamespace, 0, move |s| {
-                if r.count_retention_seconds != 0 {
-                    s.set_retention(&r.namespace, r.count_retention_seconds)?;
-                }
-                Ok(NamespaceSettings {
-                    count_retention_seconds: s.count_retention(&r.namespace)?,
-                    namespace: r.namespace,
-                })
-            })
-            .await?;
-        Ok(Response::new(settings))
+        crate::settings::set(&self.ctx, req.into_inner()).await
     }
 
     type RepairStream = Answers<RepairProgress>;

@@ -85,10 +85,7 @@ struct Seen {
 
 #[test]
 fn acknowledged_adds_count_once_after_kill_9() {
-    let rounds: u64 = std::env::var("DSTASH_KILL9_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(5);
+    let rounds = common::kill9_rounds();
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
     let seed = std::process::id() as u64;

@@ -62,10 +62,7 @@ fn kill9_child() {
 
 #[test]
 fn acknowledged_writes_survive_kill_9() {
-    let rounds: u64 = std::env::var("DSTASH_KILL9_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(5);
+    let rounds = common::kill9_rounds();
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
     let seed = Instant::now().elapsed().as_nanos() as u64 ^ std::process::id() as u64;

@@ -119,3 +119,11 @@ pub fn pseudo_random(seed: u64) -> u64 {
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
     x ^ (x >> 33)
 }
+
+/// Rounds of a kill -9 test: `DSTASH_KILL9_ROUNDS`, 5 by default.
+pub fn kill9_rounds() -> u64 {
+    std::env::var("DSTASH_KILL9_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5)
+}
