@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 mod common;
@@ -87,17 +86,13 @@ struct Seen {
 fn acknowledged_adds_count_once_after_kill_9() {
     let rounds = common::kill9_rounds();
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
     let seed = std::process::id() as u64;
     for round in 0..rounds {
-        let mut child = Command::new(&exe)
-            .args(["--exact", "counts_kill9_child", "--ignored", "--nocapture"])
-            .env(CHILD_DIR, dir.path())
-            .env(CHILD_ROUND, round.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let envs = [
+            (CHILD_DIR, dir.path().display().to_string()),
+            (CHILD_ROUND, round.to_string()),
+        ];
+        let mut child = common::spawn_child("counts_kill9_child", &envs);
         let stdout = child.stdout.take().unwrap();
         let reader = std::thread::spawn(move || {
             let mut seen: BTreeMap<u64, Seen> = BTreeMap::new();

@@ -4,7 +4,6 @@
 //! the child never wrote. Rounds: `DSTASH_KILL9_ROUNDS` (default 5).
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
@@ -64,26 +63,16 @@ fn kill9_child() {
 fn acknowledged_writes_survive_kill_9() {
     let rounds = common::kill9_rounds();
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
     let seed = Instant::now().elapsed().as_nanos() as u64 ^ std::process::id() as u64;
     let mut acked_per_round = Vec::new();
     let mut round_started = Vec::new();
     for round in 0..rounds {
         round_started.push(Instant::now());
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                "kill9_child",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_DIR, dir.path())
-            .env(CHILD_ROUND, round.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let envs = [
+            (CHILD_DIR, dir.path().display().to_string()),
+            (CHILD_ROUND, round.to_string()),
+        ];
+        let mut child = common::spawn_child("kill9_child", &envs);
         let stdout = child.stdout.take().unwrap();
         let reader = std::thread::spawn(move || {
             BufReader::new(stdout)

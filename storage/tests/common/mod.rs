@@ -127,3 +127,17 @@ pub fn kill9_rounds() -> u64 {
         .and_then(|r| r.parse().ok())
         .unwrap_or(5)
 }
+
+/// Runs the ignored test `name` of this test binary as a child process with `envs`,
+/// its stdout piped for the parent to read its acknowledgements; the kill -9 tests'
+/// child half.
+pub fn spawn_child(name: &str, envs: &[(&str, String)]) -> std::process::Child {
+    let exe = std::env::current_exe().unwrap();
+    std::process::Command::new(exe)
+        .args(["--exact", name, "--ignored", "--nocapture"])
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
