@@ -355,7 +355,7 @@ pub fn run(a: Args) -> Result<(), String> {
         "| bytes per key at a one-day retention, {day_keys} keys each counted once | disk {disk_per_key:.0} B, RssAnon {rss_per_key:.0} B | | | ≤ about 1 KB |"
     );
     targets.push(format!(
-        "{}bytes per active key at a one-day retention: {disk_per_key:.0} B on disk (151 cells of 4 bytes, a 24-byte slot header and an 8-byte hash, the key, in a table between three-eighths and three-quarters full), {rss_per_key:.0} B of anonymous memory: **{}**.",
+        "{}bytes per active key at a one-day retention: {disk_per_key:.0} B on disk (a record of 151 cells of 4 bytes, a 24-byte header and the key, appended densely, plus an 8-byte entry in a table between three-eighths and three-quarters full), {rss_per_key:.0} B of anonymous memory: **{}**.",
         table::TARGET,
         if disk_per_key <= 1100.0 { "met" } else { "missed" }
     ));

@@ -166,7 +166,7 @@ impl State {
             }
         }
         match self.gens.get_mut(&g) {
-            Some(t) => t.reserve_keys(bytes),
+            Some(t) => t.reserve_keys(keys, bytes),
             None => Ok(()),
         }
     }

@@ -1,26 +1,31 @@
-//! One generation's count table: a slot per key whose last touch fell in the
+//! One generation's count table: a record per key whose last touch fell in the
 //! generation, holding that key's cells (see [`Schedule`]), in one mmap'd file that is
 //! deleted whole once every last touch in it is older than the retention.
 //!
 //! ```text
-//! 0      68   header: magic "DSTCGEN\0", version 1, fields [start, span, retention, bits, seed]
+//! 0      68   header: magic "DSTCGEN\0", version 2, fields [start, span, retention, bits, seed]
 //! 128    8    heap end (u64 LE), outside the crc: it moves with every new key
-//! 136    8    live slots (u64 LE), likewise
-//! 4096        1 << bits hashes, u64 LE (0 = empty), apart from the slots so that a
-//!             probe run reads eight to a cache line; a slot's hash is stored last
-//!             when it is made
-//! then        1 << bits slots of slot_len bytes:
-//!               0  key ref u64: heap offset << 16 | key length
+//! 136    8    live entries (u64 LE), likewise
+//! 4096        1 << bits entries, u64 LE (0 = empty): the hash's top 32 bits << 32 |
+//!             the record's place in the heap (in 8-byte units, from 1); eight to a
+//!             cache line, so a probe run is one read. An entry is stored last.
+//! heap        records, appended, each 8-byte aligned:
+//!               0  hash u64
 //!               8  last touch u64 (Unix second)
 //!               16 crc32 of the hash, key length, last touch, cells and key bytes
-//!               20 reserved u32, 0
+//!               20 key length u16, reserved u16
 //!               24 cells: u32 LE x schedule length
-//! heap        the keys' bytes, appended
+//!               .. key bytes
 //! ```
+//! Records are dense: an empty entry costs 8 bytes, not a record, and growing the
+//! table copies the heap as it is and rebuilds the entries from their hash bits.
+//!
 //! Writes change cells before the last touch and the crc last, so a write cut short
-//! leaves a slot whose crc fails; the count log holds the write that was cut (see
-//! `log.rs`), and replay repairs such a slot. A slot whose crc fails otherwise is
-//! quarantined: its cells are zeroed.
+//! leaves a record whose crc fails; the count log holds the write that was cut (see
+//! `log.rs`), and replay repairs it. A record whose crc fails otherwise is
+//! quarantined: its cells are zeroed. An entry whose record lies past the heap end (a
+//! crash wrote back the entry's page and not the header's) is dead: probes pass it
+//! and an insert takes its place.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -38,15 +43,17 @@ use crate::le::{u32_at, u64_at};
 const PAGE: u64 = 4096;
 const HEAP_END_AT: usize = 128;
 const LIVE_AT: usize = 136;
-/// Address space reserved for a table's keys; the file grows into it as keys arrive.
-const HEAP_MAX: u64 = 4 << 30;
+/// Address space reserved for a table's records (an entry addresses 32 GiB in 8-byte
+/// units); the file grows into it as keys arrive.
+const HEAP_MAX: u64 = (u32::MAX as u64) * 8;
 const HEAP_GROW: u64 = 1 << 20;
 pub const MIN_BITS: u32 = 8;
 const MAX_BITS: u32 = 32;
 
-const KEY_REF_AT: usize = 0;
+const HASH_AT: usize = 0;
 const LAST_AT: usize = 8;
 const CRC_AT: usize = 16;
+const KEY_LEN_AT: usize = 20;
 const CELLS_AT: usize = 24;
 
 struct TableHeader {
@@ -59,7 +66,7 @@ struct TableHeader {
 
 impl header::FileHeader for TableHeader {
     const MAGIC: &'static [u8; 8] = b"DSTCGEN\0";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     fn to_fields(&self) -> [u64; header::FIELDS] {
         let (r, b) = (self.retention as u64, self.bits as u64);
         [self.start, self.span, r, b, self.seed, 0]
@@ -95,7 +102,7 @@ pub fn parse_name(name: &str) -> Option<u64> {
     name.strip_prefix("g-")?.strip_suffix(".cgt")?.parse().ok()
 }
 
-/// One key's cells as read from or written to a slot.
+/// One key's cells as read from or written to a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cells {
     pub last: u64,
@@ -109,8 +116,6 @@ pub struct Table {
     retention: u32,
     bits: u32,
     seed: u64,
-    slot_len: usize,
-    slots_at: usize,
     heap_at: u64,
     path: PathBuf,
     file: Arc<File>,
@@ -120,8 +125,8 @@ pub struct Table {
     io: Arc<dyn Io>,
 }
 
-fn slot_len(cells: usize) -> usize {
-    (CELLS_AT + 4 * cells).div_ceil(8) * 8
+fn tag(hash: u64) -> u64 {
+    hash >> 32
 }
 
 impl Table {
@@ -160,7 +165,7 @@ impl Table {
             return Err(Error::BadFile {
                 path: path.to_path_buf(),
                 reason: format!(
-                    "{} bytes, shorter than its slots ({})",
+                    "{} bytes, shorter than its entries ({})",
                     t.allocated, t.heap_at
                 ),
             });
@@ -169,14 +174,12 @@ impl Table {
         if heap_end < t.heap_at || heap_end > len {
             return Err(Error::BadFile {
                 path: path.to_path_buf(),
-                reason: format!("key heap end {heap_end} outside [{}, {len}]", t.heap_at),
+                reason: format!("record heap end {heap_end} outside [{}, {len}]", t.heap_at),
             });
         }
-        // The live count is outside the header's crc: one past the slots is recounted.
+        // The live count is outside the header's crc: one past the entries is recounted.
         if t.live() > t.mask() as u64 {
-            let live = (0..=t.mask())
-                .filter(|&i| matches!(t.slot(i), Slot::Live(_)))
-                .count();
+            let live = (0..=t.mask()).filter(|&i| t.record(i).is_some()).count();
             t.set_u64(LIVE_AT, live as u64);
         }
         Ok(t)
@@ -184,9 +187,7 @@ impl Table {
 
     fn map(path: &Path, file: File, h: TableHeader, io: Arc<dyn Io>) -> Result<Self> {
         let schedule = Schedule::for_retention(h.retention);
-        let slot_len = slot_len(schedule.len());
-        let slots_at = PAGE as usize + (8usize << h.bits);
-        let heap_at = slots_at as u64 + (slot_len as u64) * (1u64 << h.bits);
+        let heap_at = PAGE + (8u64 << h.bits);
         let allocated = file.metadata().at(path)?.len();
         // SAFETY: the file is this store's own, locked against other processes; only
         // the part below `allocated` is touched.
@@ -203,8 +204,6 @@ impl Table {
             retention: h.retention,
             bits: h.bits,
             seed: h.seed,
-            slot_len,
-            slots_at,
             heap_at,
             path: path.to_path_buf(),
             file: Arc::new(file),
@@ -226,7 +225,7 @@ impl Table {
     pub fn disk_bytes(&self) -> u64 {
         self.allocated
     }
-    /// Changes whenever slots move (the table grew): a slot number is valid only
+    /// Changes whenever entries move (the table grew): a slot number is valid only
     /// under the layout it was found in.
     pub fn layout(&self) -> u32 {
         self.bits
@@ -248,13 +247,23 @@ impl Table {
         self.bits < MAX_BITS
     }
 
-    /// Reserves disk blocks for `bytes` more key bytes, so inserting them cannot fail.
-    pub fn reserve_keys(&mut self, bytes: u64) -> Result<()> {
-        let end = self.heap_end() + bytes;
+    /// Heap bytes for one record of a key of `key_len` bytes.
+    fn record_len(&self, key_len: usize) -> u64 {
+        ((CELLS_AT + 4 * self.schedule.len() + key_len).div_ceil(8) * 8) as u64
+    }
+
+    /// Reserves disk blocks for the records of `keys` more keys of `key_bytes` bytes in
+    /// all, so inserting them cannot fail.
+    pub fn reserve_keys(&mut self, keys: u64, key_bytes: u64) -> Result<()> {
+        let need = keys * (self.record_len(0) + 8) + key_bytes;
+        self.reserve_heap(self.heap_end() + need)
+    }
+
+    fn reserve_heap(&mut self, end: u64) -> Result<()> {
         if end > self.heap_at + HEAP_MAX {
             return Err(Error::BadFile {
                 path: self.path.clone(),
-                reason: "count table key space is full".into(),
+                reason: "count table record space is full".into(),
             });
         }
         match end > self.allocated {
@@ -272,50 +281,74 @@ impl Table {
     fn heap_end(&self) -> u64 {
         self.u64(HEAP_END_AT)
     }
-    fn slot_at(&self, slot: usize) -> usize {
-        self.slots_at + slot * self.slot_len
-    }
-    fn hash_at(slot: usize) -> usize {
+    fn entry_at(slot: usize) -> usize {
         PAGE as usize + slot * 8
+    }
+    fn entry(&self, slot: usize) -> u64 {
+        self.u64(Self::entry_at(slot))
     }
     fn mask(&self) -> usize {
         (1usize << self.bits) - 1
     }
 
+    /// Where `slot`'s record starts, when the entry is live and its record lies whole
+    /// inside the heap.
+    fn record(&self, slot: usize) -> Option<usize> {
+        let units = self.entry(slot) & u32::MAX as u64;
+        let at = self.heap_at + (units.checked_sub(1)?) * 8;
+        let fixed = self.record_len(0);
+        if at + fixed > self.heap_end() {
+            return None;
+        }
+        let key_len = self.key_len(at as usize);
+        (at + self.record_len(key_len) <= self.heap_end()).then_some(at as usize)
+    }
+
+    fn key_len(&self, at: usize) -> usize {
+        u16::from_le_bytes([self.map[at + KEY_LEN_AT], self.map[at + KEY_LEN_AT + 1]]) as usize
+    }
+
+    fn key_at(&self, at: usize) -> &[u8] {
+        let from = at + CELLS_AT + 4 * self.schedule.len();
+        &self.map[from..from + self.key_len(at)]
+    }
+
     /// True when `slot` holds `key` (hash `hash`).
     pub fn holds(&self, slot: usize, hash: u64, key: &[u8]) -> bool {
         slot <= self.mask()
-            && matches!(self.slot(slot), Slot::Live(h) if h == hash)
-            && self.key(slot) == key
+            && self.entry(slot) >> 32 == tag(hash)
+            && self
+                .record(slot)
+                .is_some_and(|at| self.u64(at + HASH_AT) == hash && self.key_at(at) == key)
     }
 
-    /// `slot`'s key; empty when its reference is damaged.
+    /// `slot`'s key; empty when its record is out of bounds.
     pub fn key(&self, slot: usize) -> &[u8] {
-        let r = self.u64(self.slot_at(slot) + KEY_REF_AT);
-        let (off, len) = (r >> 16, r & 0xffff);
-        if off < self.heap_at || off + len > self.heap_end() {
-            return &[];
-        }
-        &self.map[off as usize..(off + len) as usize]
+        self.record(slot).map_or(&[], |at| self.key_at(at))
     }
 
     /// The slot holding `key`.
     pub fn find(&self, hash: u64, key: &[u8]) -> Option<usize> {
         let mut i = self.home(hash);
         for _ in 0..=self.mask() {
-            match self.slot(i) {
-                Slot::Empty => return None,
-                Slot::Live(h) if h == hash && self.key(i) == key => return Some(i),
+            match self.entry(i) {
+                0 => return None,
+                e if e >> 32 == tag(hash) && self.holds(i, hash, key) => return Some(i),
                 _ => i = (i + 1) & self.mask(),
             }
         }
         None
     }
 
-    /// `slot`'s cells, and whether its crc holds.
+    /// `slot`'s cells, and whether its crc holds (false, with zeros, when the slot has
+    /// no record).
     pub fn read(&self, slot: usize) -> (Cells, bool) {
-        let at = self.slot_at(slot);
-        let bytes = &self.map[at + CELLS_AT..at + CELLS_AT + 4 * self.schedule.len()];
+        let n = self.schedule.len();
+        let Some(at) = self.record(slot) else {
+            let cells = vec![0; n];
+            return (Cells { last: 0, cells }, false);
+        };
+        let bytes = &self.map[at + CELLS_AT..at + CELLS_AT + 4 * n];
         let cells = bytes
             .chunks_exact(4)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -325,35 +358,37 @@ impl Table {
             last: self.u64(at + LAST_AT),
             cells,
         };
-        (c, stored == self.crc(slot, self.u64(Self::hash_at(slot))))
+        (c, stored == self.crc(at))
     }
 
-    fn crc(&self, slot: usize, hash: u64) -> u32 {
-        let at = self.slot_at(slot);
+    fn crc(&self, at: usize) -> u32 {
+        let key = self.key_at(at);
+        let cells_end = at + CELLS_AT + 4 * self.schedule.len();
         let mut h = crc32fast::Hasher::new();
-        h.update(&hash.to_le_bytes());
-        h.update(&(self.key(slot).len() as u16).to_le_bytes());
+        h.update(&self.map[at + HASH_AT..at + LAST_AT]);
+        h.update(&(key.len() as u16).to_le_bytes());
         h.update(&self.map[at + LAST_AT..at + CRC_AT]);
-        h.update(&self.map[at + CELLS_AT..at + self.slot_len]);
-        h.update(self.key(slot));
+        h.update(&self.map[at + CELLS_AT..cells_end]);
+        h.update(key);
         h.finalize()
     }
 
-    /// Writes `cells` and `last` into `slot`: cells, then the last touch, then the crc.
+    /// Writes `cells` and `last` into `slot`'s record: cells, then the last touch, then
+    /// the crc. A slot without a record is left alone.
     pub fn write(&mut self, slot: usize, last: u64, cells: &[u32]) {
-        let hash = self.u64(Self::hash_at(slot));
-        self.write_with(slot, hash, last, cells);
+        if let Some(at) = self.record(slot) {
+            self.write_at(at, last, cells);
+        }
     }
 
-    fn write_with(&mut self, slot: usize, hash: u64, last: u64, cells: &[u32]) {
-        let at = self.slot_at(slot);
+    fn write_at(&mut self, at: usize, last: u64, cells: &[u32]) {
         let n = cells.len().min(self.schedule.len());
         let out = &mut self.map[at + CELLS_AT..at + CELLS_AT + 4 * n];
         for (b, v) in out.chunks_exact_mut(4).zip(cells) {
             b.copy_from_slice(&v.to_le_bytes());
         }
         self.set_u64(at + LAST_AT, last);
-        let crc = self.crc(slot, hash);
+        let crc = self.crc(at);
         self.map[at + CRC_AT..at + CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
     }
 
@@ -364,38 +399,33 @@ impl Table {
         self.write(slot, c.last, &c.cells);
     }
 
-    /// Makes a slot for `key` (not present) holding `c`. The caller grows a full table
-    /// first.
+    /// Makes a record for `key` (not present) holding `cells`, and its entry in the
+    /// first slot that is empty or dead. The caller grows a full table first.
     pub fn insert(&mut self, hash: u64, key: &[u8], last: u64, cells: &[u32]) -> Result<usize> {
         let mut i = self.home(hash);
-        while !matches!(self.slot(i), Slot::Empty) {
+        while self.entry(i) != 0 && self.record(i).is_some() {
             i = (i + 1) & self.mask();
         }
-        let off = self.append_key(key)?;
-        let at = self.slot_at(i);
-        self.set_u64(at + KEY_REF_AT, (off << 16) | key.len() as u64);
-        self.write_with(i, hash, last, cells);
-        self.set_u64(Self::hash_at(i), hash);
-        let live = self.live() + 1;
-        self.set_u64(LIVE_AT, live);
-        Ok(i)
-    }
-
-    fn append_key(&mut self, key: &[u8]) -> Result<u64> {
-        let off = self.heap_end();
-        let end = off + key.len() as u64;
-        if end > self.heap_at + HEAP_MAX {
-            return Err(Error::BadFile {
-                path: self.path.clone(),
-                reason: "count table key space is full".into(),
-            });
-        }
-        if end > self.allocated {
-            self.reserve((end + HEAP_GROW).min(self.heap_at + HEAP_MAX))?;
-        }
-        self.map[off as usize..end as usize].copy_from_slice(key);
+        let was_empty = self.entry(i) == 0;
+        let at = self.heap_end();
+        let end = at + self.record_len(key.len());
+        self.reserve_heap(end)?;
+        let at = at as usize;
+        self.map[at..end as usize].fill(0);
+        self.set_u64(at + HASH_AT, hash);
+        self.map[at + KEY_LEN_AT..at + KEY_LEN_AT + 2]
+            .copy_from_slice(&(key.len() as u16).to_le_bytes());
+        let key_at = at + CELLS_AT + 4 * self.schedule.len();
+        self.map[key_at..key_at + key.len()].copy_from_slice(key);
+        self.write_at(at, last, cells);
         self.set_u64(HEAP_END_AT, end);
-        Ok(off)
+        let units = (at as u64 - self.heap_at) / 8 + 1;
+        self.set_u64(Self::entry_at(i), tag(hash) << 32 | units);
+        if was_empty {
+            let live = self.live() + 1;
+            self.set_u64(LIVE_AT, live);
+        }
+        Ok(i)
     }
 
     /// Extends the file to `len`: blocks reserved (a full disk shows here, never as
@@ -424,66 +454,6 @@ impl Table {
         ProbeTable::hash_span(self, slots)
     }
 
-    /// A copy with twice the slots, written beside this file, synced and renamed over
-    /// it. Slots are copied as they are, crc included, so damage stays visible.
-    pub fn grown(&self) -> Result<Table> {
-        let tmp = self.path.with_extension("grow");
-        let mut next = Table::create(
-            &tmp,
-            self.start,
-            self.span,
-            self.retention,
-            self.bits + 1,
-            self.seed,
-            self.io.clone(),
-        )?;
-        for i in 0..=self.mask() {
-            if let Slot::Live(h) = self.slot(i) {
-                let key = self.key(i);
-                let j = next.insert(h, key, 0, &[])?;
-                let (src, dst) = (self.slot_at(i), next.slot_at(j));
-                let len = self.slot_len;
-                next.map[dst + LAST_AT..dst + len]
-                    .copy_from_slice(&self.map[src + LAST_AT..src + len]);
-            }
-        }
-        next.sync()?;
-        std::fs::rename(&tmp, &self.path).at(&self.path)?;
-        crate::fsutil::sync_dir(self.path.parent().unwrap_or(Path::new(".")))?;
-        next.path = self.path.clone();
-        Ok(next)
-    }
-
-    /// A copy kept by `retention`'s schedule (see [`Schedule::convert`]), written beside
-    /// this file, synced and renamed over it. A slot whose crc fails goes over zeroed.
-    pub fn converted(&self, retention: u32) -> Result<Table> {
-        let tmp = self.path.with_extension("grow");
-        let mut next = Table::create(
-            &tmp,
-            self.start,
-            self.span,
-            retention,
-            self.bits,
-            self.seed,
-            self.io.clone(),
-        )?;
-        for i in 0..=self.mask() {
-            if let Slot::Live(h) = self.slot(i) {
-                let (c, ok) = self.read(i);
-                let cells = match ok {
-                    true => self.schedule.convert(&c.cells, c.last, &next.schedule),
-                    false => vec![0; next.schedule.len()],
-                };
-                next.insert(h, self.key(i), c.last, &cells)?;
-            }
-        }
-        next.sync()?;
-        std::fs::rename(&tmp, &self.path).at(&self.path)?;
-        crate::fsutil::sync_dir(self.path.parent().unwrap_or(Path::new(".")))?;
-        next.path = self.path.clone();
-        Ok(next)
-    }
-
     pub fn retention(&self) -> u32 {
         self.retention
     }
@@ -503,14 +473,15 @@ impl ProbeTable for Table {
     }
 
     fn slot(&self, i: usize) -> Slot {
-        match self.u64(Self::hash_at(i)) {
-            0 => Slot::Empty,
-            h => Slot::Live(h),
+        match (self.entry(i), self.record(i)) {
+            (0, _) => Slot::Empty,
+            (_, None) => Slot::Dead,
+            (_, Some(at)) => Slot::Live(self.u64(at + HASH_AT)),
         }
     }
 }
 
-/// The slot bits for a table expected to hold `keys`.
+/// The entry bits for a table expected to hold `keys`.
 pub fn bits_for(keys: u64) -> u32 {
     let mut bits = MIN_BITS;
     while (1u64 << bits) < keys.saturating_mul(2) && bits < MAX_BITS {
@@ -518,6 +489,9 @@ pub fn bits_for(keys: u64) -> u32 {
     }
     bits
 }
+
+#[path = "table_copy.rs"]
+mod copy;
 
 #[cfg(test)]
 #[path = "table_tests.rs"]
