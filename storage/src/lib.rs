@@ -8,7 +8,7 @@
 //!   64-bit hash to its newest record. A [`checkpoint`] records how far the index is
 //!   known to reflect the log, so recovery replays only the tail. Writers share fsyncs
 //!   ([`commit`]); compaction moves live records off mostly-dead segments.
-//! - **Counts** ([`counts`]): one slot per key of 1 s, minute and hour cells, in
+//! - **Counts** ([`counts`]): one record per key of 1 s, minute and hour cells, in
 //!   tables by generation of last touch, dropped whole when they expire; every add is
 //!   logged first and synced by group commit, tables written back at checkpoints.
 //!
