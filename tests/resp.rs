@@ -385,3 +385,41 @@ fn time_to_live_is_read_set_kept_and_removed() {
     );
     assert_eq!(c.get::<_, Option<String>>("k").unwrap(), None);
 }
+
+/// A pipeline far longer than one read goes out as many runs at once; each command
+/// still sees every command sent before it on its connection.
+#[test]
+fn a_long_pipeline_overlaps_its_runs_and_keeps_its_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = resp_node(dir.path(), &[]);
+    let mut c = connect(&node);
+    let value = |i: usize| format!("{i:0>200}");
+    let mut p = redis::pipe();
+    let mut expect = Vec::new();
+    // 4,000 rounds of SET, GET and CNT.ADD over 40 keys: about 1 MB, many reads, and
+    // every run names keys the runs before it name.
+    for i in 0..4000 {
+        let k = format!("o{}", i % 40);
+        p.set(&k, value(i)).ignore();
+        p.get(&k);
+        expect.push(Value::BulkString(value(i).into_bytes()));
+        p.cmd("CNT.ADD").arg(format!("c{}", i % 40));
+        expect.push(Value::Int((i / 40 + 1) as i64));
+    }
+    let got: Vec<Value> = p.query(&mut c).unwrap();
+    assert_eq!(got.len(), expect.len());
+    for (n, (g, e)) in got.iter().zip(&expect).enumerate() {
+        assert_eq!(g, e, "reply {n}");
+    }
+    // Disjoint keys: a pipeline of 20,000 SETs, all acknowledged and all held.
+    let mut p = redis::pipe();
+    for i in 0..20_000 {
+        p.set(format!("d{i}"), value(i)).ignore();
+    }
+    let _: () = p.query(&mut c).unwrap();
+    let keys: Vec<String> = (0..20_000).step_by(997).map(|i| format!("d{i}")).collect();
+    let vals: Vec<String> = c.mget(&keys).unwrap();
+    for (k, v) in keys.iter().zip(vals) {
+        assert_eq!(v, value(k[1..].parse().unwrap()));
+    }
+}

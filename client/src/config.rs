@@ -99,6 +99,9 @@ pub struct ClientConfig {
     /// HTTP/2 keep-alive: a ping this often, and the connection is dropped when a ping
     /// goes unanswered this long, so a frozen node is noticed even between calls.
     pub keepalive: Duration,
+    /// A node in this process: its batch messages are applied by a call, not sent over
+    /// the network (see [`crate::local`]).
+    pub local: Option<crate::local::LocalHook>,
 }
 
 impl ClientConfig {
@@ -121,6 +124,7 @@ impl ClientConfig {
             probe_every: Duration::from_millis(250),
             sloppy_quorum: false,
             keepalive: Duration::from_secs(1),
+            local: None,
         }
     }
 

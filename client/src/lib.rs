@@ -31,6 +31,7 @@ pub mod error;
 pub mod health;
 pub mod layout;
 pub mod load;
+pub mod local;
 pub mod membership;
 pub mod namespace;
 mod probe;
@@ -47,9 +48,12 @@ pub use client::{Client, NodeStatus};
 pub use config::{ClientConfig, NodeSpec, TlsOptions};
 pub use dstash_cluster::{placement, Hlc, Layout, LayoutMember, Member, Placement, Stage, Version};
 pub use dstash_membership::WatchOptions;
+/// The wire messages a [`LocalNode`] takes and answers.
+pub use dstash_proto::v1 as proto;
 /// Keys and values: cheap to clone and slice.
 pub use dstash_proto::Bytes;
 pub use error::{Error, NodeFailure, Result};
 pub use load::{LineFormat, LoadOptions, LoadProgress, LoadSummary, OnError};
+pub use local::{LocalCall, LocalHook, LocalNode};
 pub use repair::{RepairProgress, RepairReport};
 pub use view::{NodeHandle, View};

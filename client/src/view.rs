@@ -28,17 +28,27 @@ pub struct NodeHandle {
     pub(crate) health: Arc<NodeHealth>,
     /// Permits for `put_many` streams left answering in the background.
     pub(crate) behind: Arc<tokio::sync::Semaphore>,
+    /// The layout epoch `rpc`'s calls carry (0: none).
+    pub(crate) epoch: u64,
+    /// Set when the node runs in this process: batch messages go to it by a call.
+    pub(crate) local: Option<Arc<dyn crate::local::LocalNode>>,
 }
 
 impl NodeHandle {
     pub fn new(cfg: &ClientConfig, id: String, addr: String, conn: Conn) -> Self {
         Self {
-            id,
             addr,
             rpc: conn.rpc(0),
             conn,
             health: Arc::new(NodeHealth::new(cfg.node_down)),
             behind: Arc::new(tokio::sync::Semaphore::new(crate::batch::WRITES_BEHIND)),
+            epoch: 0,
+            local: cfg
+                .local
+                .as_ref()
+                .filter(|l| l.0.id() == id)
+                .map(|l| l.0.clone()),
+            id,
         }
     }
 
@@ -46,6 +56,7 @@ impl NodeHandle {
     pub(crate) fn at_epoch(&self, epoch: u64) -> Self {
         Self {
             rpc: self.conn.rpc(epoch),
+            epoch,
             ..self.clone()
         }
     }

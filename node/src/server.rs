@@ -88,6 +88,7 @@ pub struct Node {
     hint_task: JoinHandle<()>,
     layout_tasks: Vec<JoinHandle<()>>,
     local: crate::local::LocalReads,
+    local_batches: crate::local::LocalBatches,
 }
 
 type Served = DstashServer<NodeService>;
@@ -186,6 +187,7 @@ impl Node {
             .with_hints(hints.clone())
             .with_layout(layout.clone());
         let local = crate::local::LocalReads::new(slot.clone(), layout);
+        let local_batches = service.local_batches();
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = tls {
             builder = builder.tls_config(tls)?;
@@ -260,12 +262,18 @@ impl Node {
             hint_task,
             layout_tasks,
             local,
+            local_batches,
         })
     }
 
     /// Reads of this node's store for a front end in the same process.
     pub fn local_reads(&self) -> crate::local::LocalReads {
         self.local.clone()
+    }
+
+    /// Batch messages applied to this node's store for a front end in the same process.
+    pub fn local_batches(&self) -> crate::local::LocalBatches {
+        self.local_batches.clone()
     }
 
     /// True while the node serves: after recovery, until a shutdown starts. What a

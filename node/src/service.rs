@@ -141,6 +141,11 @@ impl NodeService {
         self.layout.enter(routed_epoch(req.metadata())?).await
     }
 
+    /// Batch messages applied here without the network, for a front end in this process.
+    pub fn local_batches(&self) -> crate::local::LocalBatches {
+        crate::local::LocalBatches::new(self.ctx.clone(), self.layout.clone())
+    }
+
     /// The tonic service, with the configured message size limits, behind `auth`.
     pub fn into_server(
         self,

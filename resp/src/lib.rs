@@ -11,12 +11,14 @@
 //! - [`command`]: the commands.
 //! - [`conn`]: one connection, its pipeline batched.
 //! - [`batcher`]: every connection's GETs and SETs gathered into shared batches.
+//! - [`in_process`]: the node beside it, called in process by its client.
 //! - [`server`]: the listener.
 //! - [`tls`]: TLS for it, from the node's certificate files.
 
 pub mod batcher;
 pub mod command;
 pub mod conn;
+pub mod in_process;
 pub mod parse;
 pub mod reply;
 pub mod server;

@@ -293,6 +293,7 @@ pub async fn run(args: NodeArgs) -> Result<()> {
         insecure: args.insecure,
         max_value: opts.store.max_value_len,
         local: None,
+        batches: None,
     };
     let tls = if opts.tls.is_some() {
         "tls"
@@ -302,6 +303,7 @@ pub async fn run(args: NodeArgs) -> Result<()> {
     let mut node = Node::start(opts).await?;
     beside.grpc = node.local_addr();
     beside.local = Some(node.local_reads());
+    beside.batches = Some(node.local_batches());
     // Registered from the start: the check fails until the store is open.
     let (stop_registration, stopped) = tokio::sync::oneshot::channel::<()>();
     let registrar = registration(&args, &id, node.local_addr())?.map(|(consul, reg)| {

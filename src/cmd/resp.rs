@@ -1,6 +1,7 @@
 //! `dstash node --resp-listen`: the Redis-protocol front end beside the node (issue
 //! #18). Its commands go through a client of the node's own cluster (this node and its
-//! `--peers`), so any node answers for any key.
+//! `--peers`), so any node answers for any key; the client's batches for this node are
+//! applied to its store by a call, not sent to itself over gRPC.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,6 +9,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use dstash_client::{Client, ClientConfig, NodeSpec, TlsOptions};
+use dstash_node::local::LocalBatches;
 use dstash_node::TlsFiles;
 use dstash_resp::batcher::Local;
 use dstash_resp::{RespServer, Shared};
@@ -40,6 +42,8 @@ pub struct Beside {
     pub max_value: usize,
     /// Reads of the node's own store, once it is started.
     pub local: Option<dstash_node::local::LocalReads>,
+    /// Batch messages applied to the node's own store, once it is started.
+    pub batches: Option<LocalBatches>,
 }
 
 /// Starts the listener when `--resp-listen` is given.
@@ -98,6 +102,9 @@ pub async fn start(a: &RespArgs, b: Beside) -> Result<Option<RespServer>> {
     cfg.replicas = b.replicas;
     cfg.token = b.token.clone();
     cfg.tls = client_tls;
+    cfg.local = b
+        .batches
+        .map(|batches| dstash_resp::in_process::hook(&b.node_id, batches));
     let client = Client::connect(cfg)
         .await
         .context("the Redis front end connecting to the cluster")?;

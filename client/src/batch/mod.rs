@@ -22,6 +22,7 @@ use tonic::{Status, Streaming};
 use crate::client::failure;
 use crate::conn::Rpc;
 use crate::error::{Error, NodeFailure};
+use crate::local::{LocalMessage, LocalNode};
 use crate::view::NodeHandle;
 
 mod count;
@@ -96,13 +97,16 @@ async fn stream<Req, Resp, F, Fut>(
     open: F,
 ) -> (Vec<Resp>, Option<NodeFailure>)
 where
-    Req: Send + 'static,
+    Req: Send + 'static + LocalMessage<Answer = Resp>,
     F: FnOnce(Rpc, tokio_stream::wrappers::ReceiverStream<Req>) -> Fut,
     Fut: Future<Output = std::result::Result<tonic::Response<Streaming<Resp>>, Status>>,
 {
     let total = batches.len();
     if total == 0 {
         return (Vec::new(), None);
+    }
+    if let Some(local) = node.local.clone() {
+        return in_process(node, local.as_ref(), batches, pace, answered).await;
     }
     if let Some(left) = node
         .health
@@ -168,5 +172,40 @@ where
         Some(tonic::Code::DeadlineExceeded) if pace.short => node.health.suspect(Instant::now()),
         _ => node.health.record(code, Instant::now()),
     }
+    (answers, result.err().map(|s| failure(node, &s)))
+}
+
+/// [`stream`] for a node in this process: each message applied by a call, up to
+/// `pace.in_flight` at once, answers in order, with the stream's deadline per answer.
+async fn in_process<Req, Resp>(
+    node: &NodeHandle,
+    local: &dyn LocalNode,
+    batches: Vec<Req>,
+    pace: Pace,
+    mut answered: impl FnMut(usize),
+) -> (Vec<Resp>, Option<NodeFailure>)
+where
+    Req: LocalMessage<Answer = Resp>,
+{
+    use futures_util::StreamExt;
+    let mut answers = Vec::with_capacity(batches.len());
+    let calls = batches.into_iter().map(|b| b.apply(local, node.epoch));
+    let mut calls = futures_util::stream::iter(calls).buffered(pace.in_flight.max(1));
+    let result = loop {
+        match tokio::time::timeout(pace.deadline, calls.next()).await {
+            Err(_) => {
+                let late = format!("no answer within {:?}", pace.deadline);
+                break Err(Status::deadline_exceeded(late));
+            }
+            Ok(None) => break Ok(()),
+            Ok(Some(Err(s))) => break Err(s),
+            Ok(Some(Ok(a))) => {
+                answers.push(a);
+                answered(answers.len());
+            }
+        }
+    };
+    node.health
+        .record(result.as_ref().err().map(Status::code), Instant::now());
     (answers, result.err().map(|s| failure(node, &s)))
 }
