@@ -43,7 +43,7 @@ pub fn dstash_bin() -> Result<PathBuf, String> {
 }
 
 /// 16-byte keys and 100-byte printable values, as TSV and as RESP SET commands.
-fn write_inputs(n: u64, tsv: &Path, resp: &Path) -> std::io::Result<()> {
+pub fn write_inputs(n: u64, tsv: &Path, resp: &Path) -> std::io::Result<()> {
     let mut t = BufWriter::new(std::fs::File::create(tsv)?);
     let mut r = BufWriter::new(std::fs::File::create(resp)?);
     let mut value = Vec::with_capacity(100);
@@ -160,15 +160,23 @@ fn dstash_load(
 /// `redis-cli --pipe` of the RESP file into a fresh Redis: keys/s.
 fn redis_pipe(bin: &PathBuf, resp: &Path, n: u64) -> Result<f64, String> {
     let server = RedisServer::start(bin, Persistence::None)?;
+    let rate = pipe_into(server.port(), resp, n)?;
+    let mut c = server.connect().map_err(|e| e.to_string())?;
+    let size: u64 = redis::cmd("DBSIZE")
+        .query(&mut c)
+        .map_err(|e| e.to_string())?;
+    if size != n {
+        return Err(format!("Redis holds {size} keys of {n}"));
+    }
+    Ok(rate)
+}
+
+/// `redis-cli --pipe` of the RESP file of `n` commands into the server on `port`:
+/// commands/s, once every one is answered without an error.
+pub fn pipe_into(port: u16, resp: &Path, n: u64) -> Result<f64, String> {
     let t = Instant::now();
     let out = Command::new("redis-cli")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &server.port().to_string(),
-            "--pipe",
-        ])
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--pipe"])
         .stdin(std::fs::File::open(resp).map_err(|e| e.to_string())?)
         .output()
         .map_err(|e| format!("redis-cli --pipe: {e}"))?;
@@ -176,13 +184,6 @@ fn redis_pipe(bin: &PathBuf, resp: &Path, n: u64) -> Result<f64, String> {
     let said = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() || !said.contains(&format!("errors: 0, replies: {n}")) {
         return Err(format!("redis-cli --pipe failed: {said}"));
-    }
-    let mut c = server.connect().map_err(|e| e.to_string())?;
-    let size: u64 = redis::cmd("DBSIZE")
-        .query(&mut c)
-        .map_err(|e| e.to_string())?;
-    if size != n {
-        return Err(format!("Redis holds {size} keys of {n}"));
     }
     Ok(n as f64 / secs)
 }

@@ -23,6 +23,9 @@ use dstash_storage::Lookup;
 
 /// Batches out at once; more requests wait and leave together.
 const IN_FLIGHT: usize = 4;
+/// Keys read from this node's store on the calling task, at most; more go to a
+/// blocking thread.
+const INLINE_READS: usize = 8;
 /// Keys per batch, at most.
 const MAX_BATCH: usize = 4096;
 
@@ -275,13 +278,16 @@ async fn local_reads(client: &Client, l: &Local, ns: &str, keys: &[Bytes]) -> Ve
     }
     let asked: Vec<Bytes> = mine.iter().map(|&i| keys[i].clone()).collect();
     let (reads, epoch, ns) = (l.reads.clone(), view.epoch(), ns.to_string());
-    let got = tokio::task::spawn_blocking(move || {
+    let lookup = move || {
         let refs: Vec<&[u8]> = asked.iter().map(|k| k.as_ref()).collect();
         reads.lookup(epoch, &ns, &refs)
-    })
-    .await
-    .ok()
-    .flatten()
+    };
+    // A few keys are read here: a hand-off to a blocking thread would cost more than
+    // the reads (a probe and a record each, from mapped memory).
+    let got = match mine.len() <= INLINE_READS {
+        true => lookup(),
+        false => tokio::task::spawn_blocking(lookup).await.ok().flatten(),
+    }
     .unwrap_or_default();
     mine.into_iter()
         .zip(only)
