@@ -123,13 +123,31 @@ fn values_and_their_options_answer_as_redis_does() {
     let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
     keys.sort();
     assert_eq!(keys, ["k", "t"]);
-    let (cursor, found): (String, Vec<String>) = redis::cmd("SCAN")
-        .arg(0)
-        .arg("MATCH")
-        .arg("k*")
-        .query(&mut c)
-        .unwrap();
-    assert_eq!((cursor.as_str(), found), ("0", vec!["k".to_string()]));
+    // SCAN pages until the cursor comes back 0.
+    let (mut cursor, mut found) = ("0".to_string(), Vec::new());
+    loop {
+        let (next, page): (String, Vec<String>) = redis::cmd("SCAN")
+            .arg(&cursor)
+            .arg("MATCH")
+            .arg("k*")
+            .query(&mut c)
+            .unwrap();
+        found.extend(page);
+        if next == "0" {
+            break;
+        }
+        cursor = next;
+    }
+    assert_eq!(found, ["k"]);
+    assert!(err_text(redis::cmd("SCAN").arg("-1").query::<Value>(&mut c)).contains("cursor"));
+    assert!(err_text(
+        redis::cmd("SCAN")
+            .arg(0)
+            .arg("COUNT")
+            .arg(0)
+            .query::<Value>(&mut c)
+    )
+    .contains("syntax"));
     assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut c).unwrap(), 2);
     // Expiring counts.
     assert_eq!(

@@ -66,6 +66,35 @@ fn any_of_three_nodes_answers_for_any_key() {
             .unwrap();
         assert_eq!(got, [Some("v1".into()), Some("v2".into()), None]);
     }
+    // SCAN through one node walks every node, a page at a time: the redis crate's
+    // iterator follows the cursor to its end and sees every key.
+    let mut c = connect(&nodes[1]);
+    let seen: std::collections::HashSet<String> = c
+        .scan_match::<_, String>("k*")
+        .unwrap()
+        .map(|k| k.unwrap())
+        .collect();
+    assert_eq!(seen.len(), 300, "every key, each named at least once");
+    let mut pages = 0;
+    let mut cursor = 0u64;
+    loop {
+        let (next, _): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(20)
+            .query(&mut c)
+            .unwrap();
+        pages += 1;
+        if next == 0 {
+            break;
+        }
+        assert!(pages < 1000, "the cursor moves on");
+        cursor = next;
+    }
+    assert!(
+        pages >= 3 * 2,
+        "pages of about 20 of ~200 keys on each of 3 nodes: {pages}"
+    );
     // Each key is on its two owners only, not on all three.
     let mut total = 0;
     for n in &nodes {

@@ -134,6 +134,13 @@ impl Dstash for Echo {
         unimplemented()
     }
 
+    async fn keys_page(
+        &self,
+        _: Request<KeysPageRequest>,
+    ) -> Result<Response<KeysPageResponse>, Status> {
+        unimplemented()
+    }
+
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         unimplemented()
     }

@@ -40,6 +40,7 @@ mod read;
 pub mod repair;
 mod request_id;
 mod resolve;
+pub mod scan;
 pub mod view;
 mod write;
 
@@ -56,4 +57,5 @@ pub use error::{Error, NodeFailure, Result};
 pub use load::{LineFormat, LoadOptions, LoadProgress, LoadSummary, OnError};
 pub use local::{LocalCall, LocalHook, LocalNode};
 pub use repair::{RepairProgress, RepairReport};
+pub use scan::ScanAt;
 pub use view::{NodeHandle, View};

@@ -31,6 +31,7 @@ pub mod ctx;
 pub mod error;
 pub mod hints;
 pub mod layout;
+mod listing;
 pub mod local;
 pub mod metrics;
 pub mod oversize;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dstash_proto::v1::*;
-use dstash_proto::{Bytes, Dstash, DstashServer};
+use dstash_proto::{Dstash, DstashServer};
 use dstash_storage::Store;
 use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
@@ -23,7 +23,6 @@ use crate::layout::{self, routed_epoch, LayoutCell};
 use crate::metrics::{Metrics, Rpc};
 use crate::oversize::OversizeIsInvalid;
 use crate::slot::StoreSlot;
-use crate::status::status;
 use crate::sync::{serve, Syncer};
 use dstash_storage::{Applied, DeleteEntry, Lookup, PutEntry};
 use tonic::service::interceptor::InterceptedService;
@@ -373,62 +372,19 @@ impl Dstash for NodeService {
 
     /// Streams matching keys in chunks; a bounded channel makes the lister wait for a
     /// slow client instead of buffering the listing.
+    async fn keys_page(
+        &self,
+        req: Request<KeysPageRequest>,
+    ) -> Result<Response<KeysPageResponse>, Status> {
+        crate::listing::page(&self.ctx, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
     async fn keys(&self, req: Request<KeysRequest>) -> Result<Response<Self::KeysStream>, Status> {
-        let r = req.into_inner();
-        let (ns, pattern) = (r.namespace.clone(), r.pattern.clone());
-        let mut listing = self
-            .ctx
-            .run(Rpc::Keys, 0, move |s| {
-                if r.counters {
-                    s.counter_keys(&ns, &pattern)
-                } else {
-                    s.keys(&ns, &pattern)
-                }
-            })
-            .await?;
-        let limit = if r.limit == 0 {
-            usize::MAX
-        } else {
-            r.limit as usize
-        };
         let chunk = self.config.keys_chunk;
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tokio::task::spawn_blocking(move || {
-            let mut sent = 0;
-            let mut pending: Vec<Bytes> = Vec::new();
-            while sent + pending.len() < limit {
-                match listing.next_chunk() {
-                    Ok(Some(keys)) => {
-                        pending.extend(keys.into_iter().map(Bytes::from));
-                        pending.truncate(limit - sent);
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(status(e)));
-                        return;
-                    }
-                }
-                while pending.len() >= chunk {
-                    let rest = pending.split_off(chunk);
-                    sent += chunk;
-                    if tx
-                        .blocking_send(Ok(KeysChunk {
-                            keys: std::mem::replace(&mut pending, rest),
-                        }))
-                        .is_err()
-                    {
-                        return; // the client went away
-                    }
-                }
-            }
-            pending.truncate(limit.saturating_sub(sent));
-            if !pending.is_empty() {
-                let _ = tx.blocking_send(Ok(KeysChunk { keys: pending }));
-            }
-        });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        let keys = crate::listing::keys(&self.ctx, chunk, req.into_inner()).await?;
+        Ok(Response::new(Box::pin(keys)))
     }
 
     async fn digest(

@@ -328,6 +328,7 @@ fn service_name_and_method_paths() {
         "BatchAdd",
         "BatchCount",
         "Keys",
+        "KeysPage",
         "Status",
         "Digest",
         "LeafEntries",

@@ -185,6 +185,40 @@ fn listing_streams_glob_matches_exactly_once_across_index_growth() {
 }
 
 #[test]
+fn pages_resume_by_position_across_growth_and_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let s = open(dir.path(), &clock);
+    for i in 0..3000 {
+        s.put("p", format!("user:{i}").as_bytes(), b"v", 0).unwrap();
+    }
+    let (mut got, mut from, mut pages) = (Vec::new(), Some(0), 0);
+    while let Some(at) = from {
+        let (keys, next) = s.keys_page("p", "user:*", at, 50).unwrap();
+        assert!(next.is_none_or(|n| n > at), "a page moves forward");
+        got.extend(keys);
+        from = next;
+        pages += 1;
+        if pages == 3 {
+            // The index grows between pages: positions are hashes, not slots.
+            for i in 0..20_000 {
+                s.put("p", format!("other:{i}").as_bytes(), b"v", 0)
+                    .unwrap();
+            }
+        }
+    }
+    assert!(pages > 10, "pages of about 50 keys: {pages}");
+    got.sort();
+    got.dedup();
+    let mut want: Vec<Vec<u8>> = (0..3000)
+        .map(|i| format!("user:{i}").into_bytes())
+        .collect();
+    want.sort();
+    assert_eq!(got, want, "every key present throughout is in some page");
+    assert_eq!(s.keys_page("none", "", 0, 10).unwrap(), (Vec::new(), None));
+}
+
+#[test]
 fn a_second_open_of_the_same_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);

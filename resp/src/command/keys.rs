@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use dstash_client::PutItem;
 
-use super::{arity, failed, int, syntax, upper};
+use super::{arity, cursor, failed, int, syntax, upper};
 use crate::reply::Reply;
 use crate::session::{Session, Shared};
 
@@ -242,25 +242,33 @@ async fn listing(shared: &Shared, ns: &str, pattern: &[u8]) -> Reply {
     }
 }
 
-/// `SCAN cursor [MATCH p] [COUNT n] [TYPE string]`: every key in one answer, with the
-/// cursor 0 that ends a scan (COUNT is a hint, as in Redis).
+/// `SCAN cursor [MATCH p] [COUNT n] [TYPE string]`: one page of keys and the cursor
+/// of the next, 0 once every node was listed (see [`cursor`]).
 async fn scan(shared: &Shared, ns: &str, cursor: &[u8], opts: &[Bytes]) -> Reply {
-    if int(cursor).is_err() {
+    let Some(at) = cursor::decode(cursor) else {
         return Reply::err("invalid cursor");
-    }
-    let mut pattern = Bytes::from_static(b"*");
+    };
+    let (mut pattern, mut count) = (Bytes::from_static(b"*"), 10);
     let mut i = 0;
     while i < opts.len() {
         match (upper(&opts[i]).as_str(), opts.get(i + 1)) {
             ("MATCH", Some(p)) => pattern = p.clone(),
-            ("COUNT", Some(n)) if int(n).is_ok_and(|n| n > 0) => {}
+            ("COUNT", Some(n)) => match int(n) {
+                Ok(n) if n > 0 => count = n.min(10_000) as u32,
+                _ => return syntax(),
+            },
             ("TYPE", Some(t)) if upper(t) == "STRING" => {}
             _ => return syntax(),
         }
         i += 2;
     }
-    match listing(shared, ns, &pattern).await {
-        Reply::Array(keys) => Reply::Array(vec![Reply::text("0"), Reply::Array(keys)]),
-        other => other,
+    let pattern = String::from_utf8_lossy(&pattern);
+    let pattern = if pattern == "*" { "" } else { &pattern };
+    match shared.client.scan_page(ns, pattern, at, count).await {
+        Ok((keys, next)) => Reply::Array(vec![
+            Reply::text(&cursor::encode(next).to_string()),
+            Reply::Array(keys.into_iter().map(Reply::Bulk).collect()),
+        ]),
+        Err(e) => failed(e),
     }
 }

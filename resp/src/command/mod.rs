@@ -8,6 +8,7 @@
 
 mod admin;
 mod counts;
+mod cursor;
 mod expiry;
 mod keys;
 

@@ -28,6 +28,10 @@ use crate::name::validate_namespace;
 use crate::namespace::Namespace;
 use crate::options::{Options, MAX_RETENTION_SECS, MIN_RETENTION_SECS};
 
+/// Chunks one [`Store::keys_page`] examines at most: a page of a sparse match costs a
+/// bounded walk, and may come back short or empty.
+pub const PAGE_CHUNKS: usize = 64;
+
 pub struct Store {
     registry: Arc<Registry>,
     /// Stamps writes that carry no version, and is moved past every version seen.
@@ -323,6 +327,37 @@ impl Store {
             Some(n) => KeyStream::Kv(KeyLister::new(n.kv.clone(), glob)),
             None => KeyStream::Empty,
         })
+    }
+
+    /// One page of a listing that resumes by position: the live keys matching `pattern`
+    /// from hash position `from` on, at least `want` of them unless the listing ends or
+    /// [`PAGE_CHUNKS`] chunks were examined first, and where the next page starts (None:
+    /// the listing is done). Every key present for the whole walk is in some page;
+    /// positions stay valid as the index grows.
+    pub fn keys_page(
+        &self,
+        ns: &str,
+        pattern: &str,
+        from: u64,
+        want: usize,
+    ) -> Result<(Vec<Vec<u8>>, Option<u64>)> {
+        let glob = Glob::new(pattern)?;
+        let Some(n) = self.existing(ns)? else {
+            return Ok((Vec::new(), None));
+        };
+        let slots = (want as u64).max(16);
+        let mut lister = KeyLister::new(n.kv.clone(), glob).resume(from, slots);
+        let mut keys = Vec::new();
+        for _ in 0..PAGE_CHUNKS {
+            match lister.step()? {
+                Some(more) => keys.extend(more),
+                None => break,
+            }
+            if keys.len() >= want {
+                break;
+            }
+        }
+        Ok((keys, lister.position()))
     }
 
     /// Lists the counter keys with a live count above 0.
