@@ -1,4 +1,5 @@
-//! Reads and writes from every connection, gathered into batches: GETs become one
+//! Reads and writes from every connection, gathered into batches: GETs of keys this
+//! node answers first are read from its store at once, the other GETs become one
 //! `get_many` per namespace, plain SETs one `put_many`, single-event CNT.ADDs one
 //! `add_many`, so many clients' commands share one call per node and one group commit
 //! there.
@@ -25,7 +26,7 @@ use dstash_storage::Lookup;
 const IN_FLIGHT: usize = 4;
 /// Keys read from this node's store on the calling task, at most; more go to a
 /// blocking thread.
-const INLINE_READS: usize = 8;
+const INLINE_READS: usize = 32;
 /// Keys per batch, at most.
 const MAX_BATCH: usize = 4096;
 
@@ -69,6 +70,8 @@ struct Request {
 #[derive(Clone)]
 pub struct Batcher {
     tx: mpsc::UnboundedSender<Request>,
+    client: Client,
+    local: Option<Local>,
 }
 
 /// This node's own store, for the keys it is the first replica of.
@@ -84,14 +87,19 @@ impl Batcher {
     /// node answers first from `local` when given.
     pub fn start(client: Client, local: Option<Local>) -> Batcher {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(client, local, rx));
-        Batcher { tx }
+        tokio::spawn(run(client.clone(), rx));
+        Batcher { tx, client, local }
     }
 
-    /// One reply per key: its value or nil.
+    /// One reply per key: its value or nil. Keys this node answers first are read from
+    /// its store at once; the rest join a shared batch.
     pub async fn get(&self, ns: &str, keys: Vec<Bytes>) -> Vec<Reply> {
-        let n = keys.len();
-        self.ask(ns, Op::Get(keys), n).await
+        let (client, local) = (&self.client, self.local.as_ref());
+        read(client, local, ns, keys, |rest| {
+            let n = rest.len();
+            self.ask(ns, Op::Get(rest), n)
+        })
+        .await
     }
 
     /// One reply per item: OK, or why it was not written.
@@ -121,7 +129,7 @@ impl Batcher {
     }
 }
 
-async fn run(client: Client, local: Option<Local>, mut rx: mpsc::UnboundedReceiver<Request>) {
+async fn run(client: Client, mut rx: mpsc::UnboundedReceiver<Request>) {
     let permits = Arc::new(Semaphore::new(IN_FLIGHT));
     while let Some(first) = rx.recv().await {
         let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -132,16 +140,16 @@ async fn run(client: Client, local: Option<Local>, mut rx: mpsc::UnboundedReceiv
         while let Ok(r) = rx.try_recv() {
             waiting.push(r);
         }
-        let (client, local) = (client.clone(), local.clone());
+        let client = client.clone();
         tokio::spawn(async move {
-            send(&client, local.as_ref(), waiting).await;
+            send(&client, waiting).await;
             drop(permit);
         });
     }
 }
 
 /// Sends `reqs` as one batch per (namespace, kind), at most [`MAX_BATCH`] keys each.
-async fn send(client: &Client, local: Option<&Local>, reqs: Vec<Request>) {
+async fn send(client: &Client, reqs: Vec<Request>) {
     let mut groups: HashMap<(String, Kind), Vec<Request>> = HashMap::new();
     for r in reqs {
         groups
@@ -152,7 +160,7 @@ async fn send(client: &Client, local: Option<&Local>, reqs: Vec<Request>) {
     let calls = groups
         .into_values()
         .flat_map(chunks)
-        .map(|group| answer(client, local, group));
+        .map(|group| answer(client, group));
     futures_util::future::join_all(calls).await;
 }
 
@@ -175,7 +183,7 @@ fn chunks(group: Vec<Request>) -> Vec<Vec<Request>> {
 }
 
 /// One call for `group` (one namespace, one kind), each request answered its share.
-async fn answer(client: &Client, local: Option<&Local>, group: Vec<Request>) {
+async fn answer(client: &Client, group: Vec<Request>) {
     let Some(ns) = group.first().map(|r| r.ns.clone()) else {
         return;
     };
@@ -202,7 +210,7 @@ async fn answer(client: &Client, local: Option<&Local>, group: Vec<Request>) {
                 .collect(),
             Err(e) => vec![failed(e); total],
         },
-        Kind::Get => read(client, local, &ns, keys).await,
+        Kind::Get => fetch(client, &ns, &keys).await,
         Kind::Put => match client.put_many(&ns, &puts).await {
             Ok(report) => {
                 let mut r = vec![Reply::Status("OK"); total];
@@ -223,9 +231,19 @@ async fn answer(client: &Client, local: Option<&Local>, group: Vec<Request>) {
 }
 
 /// Values of `keys`: those this node is the first replica of from its own store (what
-/// the client, reading one replica, would get from it), the rest and any it lacks
-/// through the client. Only with a read quorum of 1 and no transition running.
-async fn read(client: &Client, local: Option<&Local>, ns: &str, keys: Vec<Bytes>) -> Vec<Reply> {
+/// the client, reading one replica, would get from it), the rest and any it lacks by
+/// `rest_of`. Only with a read quorum of 1 and no transition running.
+async fn read<F, Fut>(
+    client: &Client,
+    local: Option<&Local>,
+    ns: &str,
+    keys: Vec<Bytes>,
+    rest_of: F,
+) -> Vec<Reply>
+where
+    F: FnOnce(Vec<Bytes>) -> Fut,
+    Fut: std::future::Future<Output = Vec<Reply>>,
+{
     let mut replies: Vec<Option<Reply>> = vec![None; keys.len()];
     if let Some(l) = local {
         for (i, r) in local_reads(client, l, ns, &keys).await {
@@ -235,14 +253,7 @@ async fn read(client: &Client, local: Option<&Local>, ns: &str, keys: Vec<Bytes>
     let rest: Vec<usize> = (0..keys.len()).filter(|&i| replies[i].is_none()).collect();
     if !rest.is_empty() {
         let asked: Vec<Bytes> = rest.iter().map(|&i| keys[i].clone()).collect();
-        let got: Vec<Reply> = match client.get_many(ns, &asked).await {
-            Ok(vs) => vs
-                .into_iter()
-                .map(|v| v.map_or(Reply::Nil, Reply::Bulk))
-                .collect(),
-            Err(e) => vec![failed(e); rest.len()],
-        };
-        for (i, r) in rest.into_iter().zip(got) {
+        for (i, r) in rest.into_iter().zip(rest_of(asked).await) {
             replies[i] = Some(r);
         }
     }
@@ -250,6 +261,17 @@ async fn read(client: &Client, local: Option<&Local>, ns: &str, keys: Vec<Bytes>
         .into_iter()
         .map(|r| r.unwrap_or(Reply::Nil))
         .collect()
+}
+
+/// Values of `keys` through the client.
+async fn fetch(client: &Client, ns: &str, keys: &[Bytes]) -> Vec<Reply> {
+    match client.get_many(ns, keys).await {
+        Ok(vs) => vs
+            .into_iter()
+            .map(|v| v.map_or(Reply::Nil, Reply::Bulk))
+            .collect(),
+        Err(e) => vec![failed(e); keys.len()],
+    }
 }
 
 /// (position, reply) for the keys this node answers from its store.
