@@ -48,8 +48,10 @@ enum Command {
     Put(put::PutArgs),
     /// Print a key's value (exit code 1 if it is missing).
     Get(get::GetArgs),
-    /// Delete a key.
+    /// Delete keys: given, or one per line from a file or stdin.
     Del(del::DelArgs),
+    /// Print every live key with its value (JSON lines or KEY<TAB>VALUE), each once.
+    Dump(dump::DumpArgs),
     /// Add events to an expiring count; prints the new count.
     Add(add::AddArgs),
     /// Print an expiring count.
@@ -97,6 +99,7 @@ fn main() -> ExitCode {
             Command::Put(a) => put::run(a, before).await,
             Command::Get(a) => get::run(a, before).await,
             Command::Del(a) => del::run(a, before).await,
+            Command::Dump(a) => dump::run(a, before).await,
             Command::Add(a) => add::run(a, before).await,
             Command::Count(a) => count::run(a, before).await,
             Command::Keys(a) => keys::run(a, before).await,

@@ -27,6 +27,7 @@ pub mod client;
 pub mod config;
 pub mod conn;
 mod connect;
+mod dump;
 pub mod error;
 pub mod health;
 pub mod layout;
@@ -53,6 +54,7 @@ pub use dstash_membership::WatchOptions;
 pub use dstash_proto::v1 as proto;
 /// Keys and values: cheap to clone and slice.
 pub use dstash_proto::Bytes;
+pub use dump::{DumpSummary, Dumped};
 pub use error::{Error, NodeFailure, Result};
 pub use load::{LineFormat, LoadOptions, LoadProgress, LoadSummary, OnError};
 pub use local::{LocalCall, LocalHook, LocalNode};

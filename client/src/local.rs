@@ -9,7 +9,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use dstash_proto::v1::{
-    AddBatch, CountBatchResult, LookupBatch, LookupBatchResult, PutBatch, PutBatchAck,
+    AddBatch, CountBatchResult, DeleteBatch, DeleteBatchAck, LookupBatch, LookupBatchResult,
+    PutBatch, PutBatchAck,
 };
 use tonic::Status;
 
@@ -22,6 +23,7 @@ pub trait LocalNode: Send + Sync + 'static {
     /// The node's id among the client's nodes.
     fn id(&self) -> &str;
     fn put(&self, epoch: u64, b: PutBatch) -> LocalCall<PutBatchAck>;
+    fn delete(&self, epoch: u64, b: DeleteBatch) -> LocalCall<DeleteBatchAck>;
     fn add(&self, epoch: u64, b: AddBatch) -> LocalCall<CountBatchResult>;
     fn lookup(&self, epoch: u64, b: LookupBatch) -> LocalCall<LookupBatchResult>;
 }
@@ -46,6 +48,13 @@ impl LocalMessage for PutBatch {
     type Answer = PutBatchAck;
     fn apply(self, node: &dyn LocalNode, epoch: u64) -> LocalCall<PutBatchAck> {
         node.put(epoch, self)
+    }
+}
+
+impl LocalMessage for DeleteBatch {
+    type Answer = DeleteBatchAck;
+    fn apply(self, node: &dyn LocalNode, epoch: u64) -> LocalCall<DeleteBatchAck> {
+        node.delete(epoch, self)
     }
 }
 

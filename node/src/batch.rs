@@ -44,6 +44,35 @@ pub fn put(s: &Store, b: PutBatch) -> Result<PutBatchAck> {
     })
 }
 
+/// One store call for the batch's tombstones; a key is `found` when it held a live
+/// value. Versions are one per key or none at all.
+pub fn delete(s: &Store, b: DeleteBatch) -> Result<DeleteBatchAck> {
+    if !b.versions.is_empty() && b.versions.len() != b.keys.len() {
+        return Err(dstash_storage::Error::VersionsMismatch {
+            versions: b.versions.len(),
+            keys: b.keys.len(),
+        });
+    }
+    let entries: Vec<DeleteEntry> = b
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| DeleteEntry {
+            key,
+            version: version_in(b.versions.get(i).copied()),
+        })
+        .collect();
+    let applied = s.delete_each(&b.namespace, &entries)?;
+    Ok(DeleteBatchAck {
+        batch_id: b.batch_id,
+        found: applied
+            .iter()
+            .map(|a| *a == Applied::Written { existed: true })
+            .collect(),
+        stale: applied.iter().filter(|a| **a == Applied::Stale).count() as u32,
+    })
+}
+
 /// Each key answered on its own: a damaged record marks its key `damaged` (and is
 /// logged and counted by the store) instead of failing the batch.
 pub fn lookup(s: &Store, b: LookupBatch) -> Result<LookupBatchResult> {

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use dstash_proto::v1::{
-    AddBatch, CountBatchResult, LookupBatch, LookupBatchResult, PutBatch, PutBatchAck,
+    AddBatch, CountBatchResult, DeleteBatch, DeleteBatchAck, LookupBatch, LookupBatchResult,
+    PutBatch, PutBatchAck,
 };
 use dstash_storage::{Lookup, Store};
 use tonic::Status;
@@ -59,6 +60,13 @@ impl LocalBatches {
     pub async fn put(&self, epoch: u64, b: PutBatch) -> Result<PutBatchAck, Status> {
         let keys = b.entries.len();
         self.apply(epoch, Rpc::BatchPut, keys, move |s| batch::put(s, b))
+            .await
+    }
+
+    /// A `BatchDelete` message routed by layout `epoch` (0: none).
+    pub async fn delete(&self, epoch: u64, b: DeleteBatch) -> Result<DeleteBatchAck, Status> {
+        let keys = b.keys.len();
+        self.apply(epoch, Rpc::BatchDelete, keys, move |s| batch::delete(s, b))
             .await
     }
 

@@ -295,6 +295,22 @@ impl Dstash for NodeService {
         )))
     }
 
+    type BatchDeleteStream = Answers<DeleteBatchAck>;
+
+    async fn batch_delete(
+        &self,
+        req: Request<Streaming<DeleteBatch>>,
+    ) -> Result<Response<Self::BatchDeleteStream>, Status> {
+        Ok(Response::new(self.batches(
+            req,
+            BatchRpc {
+                rpc: Rpc::BatchDelete,
+                keys: |b| b.keys.len(),
+                run: batch::delete,
+            },
+        )))
+    }
+
     type BatchLookupStream = Answers<LookupBatchResult>;
 
     async fn batch_lookup(

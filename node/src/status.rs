@@ -12,6 +12,7 @@ pub fn status(e: Error) -> Status {
         | Error::KeyTooLarge { .. }
         | Error::ValueTooLarge { .. }
         | Error::BatchTooLarge { .. }
+        | Error::VersionsMismatch { .. }
         | Error::WindowTooLarge { .. }
         | Error::InvalidRetention { .. }
         | Error::InvalidPattern { .. }

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use dstash_client::proto::{
-    AddBatch, CountBatchResult, LookupBatch, LookupBatchResult, PutBatch, PutBatchAck,
+    AddBatch, CountBatchResult, DeleteBatch, DeleteBatchAck, LookupBatch, LookupBatchResult,
+    PutBatch, PutBatchAck,
 };
 use dstash_client::{LocalCall, LocalHook, LocalNode};
 use dstash_node::local::LocalBatches;
@@ -31,6 +32,10 @@ impl LocalNode for InProcess {
     fn put(&self, epoch: u64, b: PutBatch) -> LocalCall<PutBatchAck> {
         let l = self.batches.clone();
         Box::pin(async move { l.put(epoch, b).await })
+    }
+    fn delete(&self, epoch: u64, b: DeleteBatch) -> LocalCall<DeleteBatchAck> {
+        let l = self.batches.clone();
+        Box::pin(async move { l.delete(epoch, b).await })
     }
     fn add(&self, epoch: u64, b: AddBatch) -> LocalCall<CountBatchResult> {
         let l = self.batches.clone();

@@ -50,7 +50,7 @@ pub struct LoadArgs {
 }
 
 /// The load's progress on stderr: a bar on a terminal, warnings above it.
-struct Bar(ProgressBar);
+pub(super) struct Bar(pub(super) ProgressBar);
 
 impl LoadProgress for Bar {
     fn read(&self, bytes: u64) {
@@ -61,7 +61,7 @@ impl LoadProgress for Bar {
     }
 }
 
-fn progress(size: Option<u64>) -> ProgressBar {
+pub(super) fn progress(size: Option<u64>) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
@@ -92,6 +92,7 @@ pub async fn run(a: LoadArgs, before: &ConnArgs) -> Result<bool> {
         },
         ttl: a.ttl.unwrap_or(0),
         chunk: a.chunk.max(1),
+        delete: false,
     };
     let bar = Arc::new(Bar(progress(size)));
     let result = c.load_lines(&a.ns, lines, opts, bar.clone()).await;

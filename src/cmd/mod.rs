@@ -7,6 +7,7 @@ pub mod completions;
 pub mod count;
 pub mod del;
 pub mod demo;
+pub mod dump;
 pub mod get;
 pub mod health;
 pub mod keys;

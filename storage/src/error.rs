@@ -22,6 +22,9 @@ pub enum Error {
     #[error("batch has {len} entries: the limit is {max}")]
     BatchTooLarge { len: usize, max: usize },
 
+    #[error("batch has {versions} versions for {keys} keys: give one per key or none")]
+    VersionsMismatch { versions: usize, keys: usize },
+
     #[error("window of {window} s is longer than the namespace's retention of {retention} s")]
     WindowTooLarge { window: u32, retention: u32 },
 

@@ -40,8 +40,11 @@ pub struct Options {
     pub checkpoint_bytes: u64,
     /// ...or this much time passed with any write.
     pub checkpoint_interval: Duration,
-    /// A sealed segment is compacted once this fraction of it is dead.
+    /// A sealed segment is compacted once this fraction of it is dead; the active one
+    /// is sealed early at this fraction once it holds `reclaim_min_bytes`.
     pub compaction_min_dead_ratio: f64,
+    /// The least an active segment holds before it is sealed early to reclaim space.
+    pub reclaim_min_bytes: u64,
     /// Compaction copies at most this many bytes per second, to bound its foreground cost.
     pub compaction_bytes_per_sec: u64,
     /// Default counter retention for new namespaces, in seconds.
@@ -71,6 +74,7 @@ impl Default for Options {
             checkpoint_bytes: 64 << 20,
             checkpoint_interval: Duration::from_secs(5),
             compaction_min_dead_ratio: 0.5,
+            reclaim_min_bytes: 8 << 20,
             compaction_bytes_per_sec: 64 << 20,
             retention_secs: DEFAULT_RETENTION_SECS,
             background: true,

@@ -214,6 +214,12 @@ pub fn moved(out: &str) -> u64 {
 /// A metric's value as the node whose "serving on" `line` names a metrics listener
 /// reports it now.
 pub fn metric(line: &str, name: &str) -> u64 {
+    metric_if_any(line, name).unwrap_or_else(|| panic!("no {name} in the metrics"))
+}
+
+/// [`metric`], or None while the node has not reported it (a labelled counter appears
+/// at its first count).
+pub fn metric_if_any(line: &str, name: &str) -> Option<u64> {
     use std::io::{Read, Write};
     let addr = line
         .split("metrics on http://")
@@ -227,8 +233,5 @@ pub fn metric(line: &str, name: &str) -> u64 {
     let prefix = format!("{name} ");
     body.lines()
         .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .unwrap_or_else(|| panic!("no {name} in {body}"))
-        .trim()
-        .parse()
-        .unwrap()
+        .map(|v| v.trim().parse().unwrap())
 }

@@ -114,7 +114,7 @@ impl Client {
                 short: false,
             };
             let open = |mut rpc: Rpc, s| async move { rpc.batch_add(s).await };
-            let (got, failed) = stream(&node, batches.clone(), pace, |_| {}, open).await;
+            let (got, failed) = stream(&node, batches.clone(), pace, |_, _| {}, open).await;
             batches.drain(..got.len());
             answers.extend(got);
             match failed {

@@ -43,6 +43,8 @@ pub struct PutItem {
 #[derive(Debug, Default)]
 pub struct LoadReport {
     pub written: u64,
+    /// Deletes only: keys some replica held a live value for.
+    pub existed: u64,
     /// Input positions of the keys that missed their quorum, with why.
     pub failed: Vec<(usize, Error)>,
 }
@@ -87,13 +89,13 @@ struct Pace {
 }
 
 /// Sends `batches` on one stream opened by `open`, paced by `pace`, calling `answered`
-/// with the count of answers after each. Returns the answers received, in order, and the failure that ended the stream early, if one did: a node
+/// with each answer and the count of answers so far. Returns the answers received, in order, and the failure that ended the stream early, if one did: a node
 /// that gives no answer within the deadline fails with DEADLINE_EXCEEDED.
 async fn stream<Req, Resp, F, Fut>(
     node: &NodeHandle,
     batches: Vec<Req>,
     pace: Pace,
-    mut answered: impl FnMut(usize),
+    mut answered: impl FnMut(&Resp, usize),
     open: F,
 ) -> (Vec<Resp>, Option<NodeFailure>)
 where
@@ -156,8 +158,8 @@ where
                         node.health.sample(since.elapsed());
                         since = Instant::now();
                     }
+                    answered(&r, answers.len() + 1);
                     answers.push(r);
-                    answered(answers.len());
                     permits.add_permits(1);
                 }
                 None => return Err(Status::unavailable("the node ended the stream early")),
@@ -182,7 +184,7 @@ async fn in_process<Req, Resp>(
     local: &dyn LocalNode,
     batches: Vec<Req>,
     pace: Pace,
-    mut answered: impl FnMut(usize),
+    mut answered: impl FnMut(&Resp, usize),
 ) -> (Vec<Resp>, Option<NodeFailure>)
 where
     Req: LocalMessage<Answer = Resp>,
@@ -200,8 +202,8 @@ where
             Ok(None) => break Ok(()),
             Ok(Some(Err(s))) => break Err(s),
             Ok(Some(Ok(a))) => {
+                answered(&a, answers.len() + 1);
                 answers.push(a);
-                answered(answers.len());
             }
         }
     };

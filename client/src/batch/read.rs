@@ -20,6 +20,17 @@ impl Client {
     /// short of their quorum. Fails only if some key could be read from none of its
     /// replicas, or the input is refused.
     pub async fn get_many(&self, ns: &str, keys: &[Bytes]) -> Result<Vec<Option<Bytes>>> {
+        let found = self.get_many_with_ttl(ns, keys).await?;
+        Ok(found.into_iter().map(|f| f.map(|(v, _)| v)).collect())
+    }
+
+    /// [`get_many`](Self::get_many) with each value's seconds to live (0: never
+    /// expires).
+    pub async fn get_many_with_ttl(
+        &self,
+        ns: &str,
+        keys: &[Bytes],
+    ) -> Result<Vec<Option<(Bytes, u32)>>> {
         self.routed(|| async {
             let q = self.view().q;
             self.get_many_quorum(ns, keys, q).await
@@ -27,13 +38,13 @@ impl Client {
         .await
     }
 
-    /// [`get_many`](Self::get_many) with read quorum `q` (capped at R).
-    pub(crate) async fn get_many_quorum(
+    /// [`get_many_with_ttl`](Self::get_many_with_ttl) with read quorum `q` (capped at R).
+    async fn get_many_quorum(
         &self,
         ns: &str,
         keys: &[Bytes],
         q: usize,
-    ) -> Result<Vec<Option<Bytes>>> {
+    ) -> Result<Vec<Option<(Bytes, u32)>>> {
         let view = self.view();
         let mut placed = placed(keys.par_iter().map(|k| k.as_ref()), |k| view.replicas(k));
         let now = Instant::now();
@@ -106,7 +117,7 @@ impl Client {
                         &node,
                         batches,
                         pace,
-                        |_| {},
+                        |_, _| {},
                         |mut rpc, s| async move { rpc.batch_lookup(s).await },
                     )
                     .await
@@ -147,7 +158,10 @@ impl Client {
         replies
             .iter_mut()
             .zip(keys)
-            .map(|(r, key)| self.settle(ns, key, r, |&n| view.nodes[n].clone()))
+            .map(|(r, key)| {
+                self.settle(ns, key, r, |&n| view.nodes[n].clone())?;
+                r.entry()
+            })
             .collect()
     }
 }

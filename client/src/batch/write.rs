@@ -1,4 +1,4 @@
-//! `put_many`: every node's share streamed at once; the call returns as soon as every
+//! `put_many` and `delete_many`: every node's share streamed at once; the call returns as soon as every
 //! key has its W acknowledgements or cannot get them, not when the slowest replica is
 //! done. A replica still streaming then goes on in the background, up to
 //! [`WRITES_BEHIND`] calls' worth per node; past that the call waits for it, so a slow
@@ -9,6 +9,7 @@
 use std::time::Instant;
 
 use dstash_proto::v1::*;
+use dstash_proto::Bytes;
 use rayon::prelude::*;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -25,11 +26,37 @@ use crate::view::View;
 /// background.
 pub const WRITES_BEHIND: usize = 4;
 
-/// One node's share of a `put_many`.
+/// What a batch write sends: values, or tombstones.
+#[derive(Clone, Copy)]
+enum Writes<'a> {
+    Puts(&'a [PutItem]),
+    Deletes(&'a [Bytes]),
+}
+
+impl Writes<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Writes::Puts(i) => i.len(),
+            Writes::Deletes(k) => k.len(),
+        }
+    }
+
+    fn keys(&self) -> impl IndexedParallelIterator<Item = &[u8]> {
+        let (puts, dels): (&[PutItem], &[Bytes]) = match self {
+            Writes::Puts(i) => (i, &[]),
+            Writes::Deletes(k) => (&[], k),
+        };
+        puts.par_iter()
+            .map(|i| i.key.as_ref())
+            .chain(dels.par_iter().map(|k| k.as_ref()))
+    }
+}
+
+/// One node's share of a batch write.
 struct Share<'a> {
     n: usize,
     ns: &'a str,
-    items: &'a [PutItem],
+    items: Writes<'a>,
     versions: &'a [Option<Version>],
     positions: &'a [usize],
 }
@@ -39,6 +66,8 @@ enum Progress {
     Acked {
         node: usize,
         batches: usize,
+        /// Per key of the batch just acknowledged: the node held a live value (deletes).
+        found: Vec<bool>,
     },
     Ended {
         node: usize,
@@ -50,19 +79,26 @@ impl Client {
     /// Writes every item to its replicas. Per-key results: see [`LoadReport`]. Fails as
     /// a whole only when the input itself is refused (`Error::Rejected`).
     pub async fn put_many(&self, ns: &str, items: &[PutItem]) -> Result<LoadReport> {
-        self.routed(|| self.put_many_once(ns, items)).await
+        self.routed(|| self.write_many_once(ns, Writes::Puts(items)))
+            .await
     }
 
-    async fn put_many_once(&self, ns: &str, items: &[PutItem]) -> Result<LoadReport> {
+    /// Deletes every key (a tombstone at a version taken now) on its replicas, with
+    /// the same quorum and per-key results as [`put_many`](Self::put_many);
+    /// `existed` counts the keys some replica held a live value for.
+    pub async fn delete_many(&self, ns: &str, keys: &[Bytes]) -> Result<LoadReport> {
+        self.routed(|| self.write_many_once(ns, Writes::Deletes(keys)))
+            .await
+    }
+
+    async fn write_many_once(&self, ns: &str, items: Writes<'_>) -> Result<LoadReport> {
         let view = self.view();
         if view.w > view.r {
             // No key can reach W: refuse before sending anything.
             let ids = view.nodes.iter().map(|n| n.id.clone()).collect();
             return Err(Tally::new(ids, view.w).error());
         }
-        let placed = placed(items.par_iter().map(|i| i.key.as_ref()), |k| {
-            view.write_targets(k)
-        });
+        let placed = placed(items.keys(), |k| view.write_targets(k));
         // Per node: the positions of the items it holds, in input order, with the
         // node's place among each item's targets.
         let mut per_node: Vec<Vec<usize>> = vec![Vec::new(); view.nodes.len()];
@@ -74,8 +110,7 @@ impl Client {
             }
         }
         // One version per item, taken now: a later call's writes sort after these.
-        let versions: Vec<_> = items
-            .iter()
+        let versions: Vec<_> = (0..items.len())
             .map(|_| wire_version(self.next_version()))
             .collect();
         let (tx, mut rx) = mpsc::unbounded_channel();
@@ -98,6 +133,7 @@ impl Client {
         // Keys not yet written nor out of reach of W, and each node's acknowledged keys.
         let mut open = items.len();
         let mut decided = vec![false; items.len()];
+        let mut existed = vec![false; items.len()];
         let mut acked = vec![0usize; view.nodes.len()];
         let mut settle = |p: usize, outcome: Outcome, open: &mut usize| {
             if outcome != Outcome::Waiting && !decided[p] {
@@ -108,7 +144,17 @@ impl Client {
         while open > 0 {
             let Some(event) = rx.recv().await else { break };
             let (n, batches, failed) = match event {
-                Progress::Acked { node, batches } => (node, batches, None),
+                Progress::Acked {
+                    node,
+                    batches,
+                    found,
+                } => {
+                    let from = (batches.saturating_sub(1) * chunk).min(per_node[node].len());
+                    for (&p, f) in per_node[node][from..].iter().zip(found) {
+                        existed[p] |= f;
+                    }
+                    (node, batches, None)
+                }
                 Progress::Ended { node, failed } => (node, 0, failed),
             };
             let upto = (batches * chunk).min(per_node[n].len()).max(acked[n]);
@@ -133,7 +179,10 @@ impl Client {
             .map(|n| !per_node[n].is_empty() && acked[n] == 0)
             .collect();
         self.leave_behind(&view, runs, &silent).await;
-        let mut report = LoadReport::default();
+        let mut report = LoadReport {
+            existed: existed.iter().filter(|e| **e).count() as u64,
+            ..LoadReport::default()
+        };
         for (p, t) in tallies.into_iter().enumerate() {
             match t.outcome() {
                 Outcome::Done => report.written += 1,
@@ -159,24 +208,7 @@ impl Client {
             positions,
         } = share;
         let node = view.nodes[n].clone();
-        let batches: Vec<PutBatch> = positions
-            .chunks(self.cfg.batch_keys.max(1))
-            .enumerate()
-            .map(|(id, ps)| PutBatch {
-                namespace: ns.to_string(),
-                entries: ps
-                    .iter()
-                    .map(|&p| Entry {
-                        key: items[p].key.clone(),
-                        value: items[p].value.clone(),
-                        ttl_seconds: items[p].ttl_seconds,
-                        version: versions[p],
-                        tombstone: false,
-                    })
-                    .collect(),
-                batch_id: id as u64,
-            })
-            .collect();
+        let chunks = positions.chunks(self.cfg.batch_keys.max(1)).enumerate();
         // A doubted node gets the attempt deadline per answer, as a single write that
         // needs it does: keys that need it fail fast, and the others do not wait for it.
         let doubted = node.state() != NodeState::Up;
@@ -190,16 +222,60 @@ impl Client {
             patient: false,
             short: doubted,
         };
-        tokio::spawn(async move {
-            let acks = |batches| {
-                let _ = tx.send(Progress::Acked { node: n, batches });
-            };
-            let (_, failed) = stream(&node, batches, pace, acks, |mut rpc, s| async move {
-                rpc.batch_put(s).await
-            })
-            .await;
+        let tx_end = tx.clone();
+        let acked = move |batches, found| {
+            let _ = tx.send(Progress::Acked {
+                node: n,
+                batches,
+                found,
+            });
+        };
+        let ended = move |tx: mpsc::UnboundedSender<Progress>, failed| {
             let _ = tx.send(Progress::Ended { node: n, failed });
-        })
+        };
+        match items {
+            Writes::Puts(items) => {
+                let batches: Vec<PutBatch> = chunks
+                    .map(|(id, ps)| PutBatch {
+                        namespace: ns.to_string(),
+                        entries: ps
+                            .iter()
+                            .map(|&p| Entry {
+                                key: items[p].key.clone(),
+                                value: items[p].value.clone(),
+                                ttl_seconds: items[p].ttl_seconds,
+                                version: versions[p],
+                                tombstone: false,
+                            })
+                            .collect(),
+                        batch_id: id as u64,
+                    })
+                    .collect();
+                tokio::spawn(async move {
+                    let acks = |_: &PutBatchAck, done| acked(done, Vec::new());
+                    let open = |mut rpc: crate::conn::Rpc, s| async move { rpc.batch_put(s).await };
+                    let (_, failed) = stream(&node, batches, pace, acks, open).await;
+                    ended(tx_end, failed);
+                })
+            }
+            Writes::Deletes(keys) => {
+                let batches: Vec<DeleteBatch> = chunks
+                    .map(|(id, ps)| DeleteBatch {
+                        namespace: ns.to_string(),
+                        keys: ps.iter().map(|&p| keys[p].clone()).collect(),
+                        versions: ps.iter().filter_map(|&p| versions[p]).collect(),
+                        batch_id: id as u64,
+                    })
+                    .collect();
+                tokio::spawn(async move {
+                    let acks = |a: &DeleteBatchAck, done| acked(done, a.found.clone());
+                    let open =
+                        |mut rpc: crate::conn::Rpc, s| async move { rpc.batch_delete(s).await };
+                    let (_, failed) = stream(&node, batches, pace, acks, open).await;
+                    ended(tx_end, failed);
+                })
+            }
+        }
     }
 
     /// The shares still streaming once every key is decided: each goes on in the

@@ -17,6 +17,8 @@ use serde_json::{Map, Value};
 pub enum LineFormat {
     Tsv,
     Jsonl,
+    /// The whole line is a key (for deletes).
+    Keys,
 }
 
 #[derive(Debug, PartialEq)]
@@ -35,6 +37,11 @@ pub fn parse(format: LineFormat, line: &[u8]) -> Result<Option<Line>, String> {
     let l = match format {
         LineFormat::Tsv => parse_tsv(line)?,
         LineFormat::Jsonl => parse_jsonl(line)?,
+        LineFormat::Keys => Line {
+            key: line.to_vec(),
+            value: Vec::new(),
+            ttl: None,
+        },
     };
     if l.key.is_empty() {
         return Err("empty key".into());
@@ -98,10 +105,19 @@ fn put_bytes(obj: &mut Map<String, Value>, name: &str, bytes: &[u8]) {
 
 /// One JSON line (without its newline) for a key and, when given, its value.
 pub fn encode_jsonl(key: &[u8], value: Option<&[u8]>) -> String {
+    encode_jsonl_ttl(key, value, 0)
+}
+
+/// [`encode_jsonl`] with a `ttl` (seconds to live) when it is not 0: what `load`
+/// reads back.
+pub fn encode_jsonl_ttl(key: &[u8], value: Option<&[u8]>, ttl: u32) -> String {
     let mut obj = Map::new();
     put_bytes(&mut obj, "key", key);
     if let Some(v) = value {
         put_bytes(&mut obj, "value", v);
+    }
+    if ttl != 0 {
+        obj.insert("ttl".into(), Value::from(ttl));
     }
     Value::Object(obj).to_string()
 }

@@ -1,6 +1,6 @@
 //! Bulk loads: lines read on a blocking thread, parsed, cut into client batches of
 //! `chunk` keys, and streamed with two batches in flight, so a file is never held in
-//! memory. Line formats are in [`line`].
+//! memory. Line formats are in [`line`]. The same pipeline deletes the keys it reads.
 
 pub mod line;
 
@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use crate::batch::{LoadReport, PutItem};
 use crate::client::Client;
 use crate::error::{Error, Result};
-pub use line::{encode_jsonl, LineFormat};
+pub use line::{encode_jsonl, encode_jsonl_ttl, LineFormat};
 
 /// What a malformed line does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +33,8 @@ pub struct LoadOptions {
     pub ttl: u32,
     /// Keys per client batch.
     pub chunk: usize,
+    /// Delete the keys read (their values are ignored) instead of writing them.
+    pub delete: bool,
 }
 
 /// Told what a load is doing: a progress bar, a log.
@@ -50,7 +52,10 @@ impl LoadProgress for Silent {}
 /// What a load did.
 #[derive(Debug, Clone, Default)]
 pub struct LoadSummary {
+    /// Keys written (deleted, for deletes) on their write quorum.
     pub written: u64,
+    /// Deletes only: keys some replica held a live value for.
+    pub existed: u64,
     /// Keys that missed their write quorum.
     pub failed: u64,
     pub malformed: u64,
@@ -72,6 +77,7 @@ impl Client {
         progress: Arc<dyn LoadProgress>,
     ) -> Result<LoadSummary> {
         let started = Instant::now();
+        let delete = opts.delete;
         let (tx, mut rx) = mpsc::channel::<Result<Vec<PutItem>>>(IN_FLIGHT);
         let reader = {
             let progress = progress.clone();
@@ -90,7 +96,13 @@ impl Client {
             };
             let (c, ns) = (self.clone(), ns.to_string());
             in_flight.spawn(async move {
-                let r = c.put_many(&ns, &items).await;
+                let r = match delete {
+                    false => c.put_many(&ns, &items).await,
+                    true => {
+                        let keys: Vec<_> = items.iter().map(|i| i.key.clone()).collect();
+                        c.delete_many(&ns, &keys).await
+                    }
+                };
                 (items, r)
             });
             while in_flight.len() >= IN_FLIGHT {
@@ -128,6 +140,7 @@ fn settle(
         progress.warn(&format!("key {key:?} not written: {e}"));
     }
     sum.written += report.written;
+    sum.existed += report.existed;
     sum.failed += report.failed.len() as u64;
     Ok(())
 }

@@ -14,6 +14,7 @@ mod index_check;
 mod listing;
 mod open;
 mod read;
+mod reclaim;
 mod replay;
 mod write;
 

@@ -104,7 +104,7 @@ impl Keyspace {
         Ok(Loc::new(w.active.id, offset))
     }
 
-    fn flush_buf(&self, w: &mut Writer) -> Result<()> {
+    pub(super) fn flush_buf(&self, w: &mut Writer) -> Result<()> {
         if w.buf.is_empty() {
             return Ok(());
         }
@@ -123,7 +123,7 @@ impl Keyspace {
 
     /// Seals the active segment (synced, so group commit only ever syncs the active one)
     /// and starts the next.
-    fn roll(&self, w: &mut Writer) -> Result<()> {
+    pub(super) fn roll(&self, w: &mut Writer) -> Result<()> {
         w.active
             .seal()
             .inspect_err(|e| w.poisoned = Some(e.to_string()))?;

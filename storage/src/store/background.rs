@@ -105,6 +105,9 @@ fn tick_namespace(registry: &Registry, stop: &Stop, n: &Namespace, sync_due: boo
     if let Err(e) = n.counters.expire() {
         tracing::error!(ns = %name, "counter expiry failed: {e}");
     }
+    if let Err(e) = n.kv.roll_if_wasteful() {
+        tracing::error!(ns = %name, "early seal failed: {e}");
+    }
     if let Some(id) = n.kv.compaction_candidate() {
         let started = Instant::now();
         let rate = registry.opts.compaction_bytes_per_sec.max(1) as f64;

@@ -417,10 +417,12 @@ impl Store {
         })
     }
 
-    /// Compacts, in every namespace, the segment most worth it; returns how many were compacted.
+    /// Seals wasteful active segments early, then compacts, in every namespace, the
+    /// segment most worth it; returns how many were compacted.
     pub fn compact_now(&self) -> Result<usize> {
         let mut done = 0;
         for n in self.registry.all() {
+            n.kv.roll_if_wasteful()?;
             if let Some(id) = n.kv.compaction_candidate() {
                 done += n.kv.compact(id, &mut |_| true)?.finished as usize;
             }
