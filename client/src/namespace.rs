@@ -17,15 +17,13 @@ pub struct NodeSettings {
 }
 
 impl Client {
-    /// Sets `ns`'s count retention to `count_retention_seconds` (0: unchanged) on every
-    /// node, all at once; each node's settings after, or why it failed.
-    pub async fn set_namespace(&self, ns: &str, count_retention_seconds: u32) -> Vec<NodeSettings> {
+    /// Sets what `req` names of its namespace's settings (a retention of 0 and absent
+    /// fields are left as they are) on every node, all at once; each node's settings
+    /// after, or why it failed.
+    pub async fn set_namespace(&self, req: NamespaceSettings) -> Vec<NodeSettings> {
         let view = self.view();
+        let req = &req;
         let asks = view.nodes.iter().map(|node| async move {
-            let req = NamespaceSettings {
-                namespace: ns.to_string(),
-                count_retention_seconds,
-            };
             let settings = self
                 .call(node, true, |mut rpc| {
                     let req = req.clone();

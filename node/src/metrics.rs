@@ -220,6 +220,16 @@ const GAUGES: &[(&str, &str, Figure)] = &[
         |n| n.counters.slots,
     ),
     (
+        "dstash_store_max_bytes",
+        "A cache namespace's bound in bytes of data (0: none)",
+        |n| n.settings.max_bytes,
+    ),
+    (
+        "dstash_store_settings_damaged",
+        "Copies of the namespace's settings found damaged at open (2: defaults in force)",
+        |n| n.settings_found as u64,
+    ),
+    (
         "dstash_store_count_quarantined",
         "Count slots or tables found damaged and zeroed since the node started",
         |n| n.counters.quarantined,
@@ -236,6 +246,16 @@ const COUNTERS: &[(&str, &str, Figure)] = &[
         "dstash_store_compacted_bytes",
         "Bytes reclaimed by compaction since start",
         |n| n.kv.compacted_bytes,
+    ),
+    (
+        "dstash_store_evicted_segments",
+        "Segments a cache namespace dropped whole since start",
+        |n| n.kv.evicted_segments,
+    ),
+    (
+        "dstash_store_evicted_bytes",
+        "Bytes a cache namespace dropped since start",
+        |n| n.kv.evicted_bytes,
     ),
     (
         "dstash_store_checkpoints",

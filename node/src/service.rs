@@ -493,6 +493,10 @@ impl Dstash for NodeService {
                 counter_quarantined: n.counters.quarantined,
                 retention_seconds: n.retention_secs,
                 corrupt_records: n.kv.corrupt_records,
+                max_bytes: n.settings.max_bytes,
+                default_ttl_seconds: n.settings.default_ttl_secs,
+                settings: settings_state(n.settings_found).into(),
+                evicted_segments: n.kv.evicted_segments,
             })
             .collect();
         let sync_mode = match sync {
@@ -512,5 +516,14 @@ impl Dstash for NodeService {
             uptime_seconds: self.started.elapsed().as_secs(),
             namespaces,
         }))
+    }
+}
+
+fn settings_state(f: dstash_storage::ns_settings::Found) -> &'static str {
+    use dstash_storage::ns_settings::Found;
+    match f {
+        Found::Sound => "sound",
+        Found::Repaired => "repaired",
+        Found::Lost => "lost",
     }
 }

@@ -15,6 +15,7 @@ pub fn status(e: Error) -> Status {
         | Error::VersionsMismatch { .. }
         | Error::WindowTooLarge { .. }
         | Error::InvalidRetention { .. }
+        | Error::InvalidMaxBytes { .. }
         | Error::InvalidPattern { .. }
         | Error::VersionAhead { .. }
         | Error::EventTime { .. }

@@ -31,6 +31,9 @@ pub enum Error {
     #[error("retention of {secs} s is outside the allowed range {min}..={max} s")]
     InvalidRetention { secs: u32, min: u32, max: u32 },
 
+    #[error("max bytes of {bytes} is below the least bound of {min} bytes (0: no bound)")]
+    InvalidMaxBytes { bytes: u64, min: u64 },
+
     #[error("invalid glob pattern {pattern:?}: {reason}")]
     InvalidPattern {
         pattern: String,

@@ -38,6 +38,7 @@ pub mod keyspace;
 mod le;
 pub mod name;
 mod namespace;
+pub mod ns_settings;
 pub mod options;
 pub mod record;
 pub mod segment;
@@ -57,4 +58,7 @@ pub fn write_file_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     fsutil::write_atomic(&io::RealIo, path, bytes)
 }
 
-pub use store::{Change, DeleteEntry, Found, KeyStream, Lookup, NamespaceStats, PutEntry, Store};
+pub use ns_settings::{Settings, SettingsChange};
+pub use store::{
+    Change, DeleteEntry, Found, KeyStream, Lookup, NamespaceStats, PutEntry, Store, MIN_MAX_BYTES,
+};

@@ -1,43 +1,24 @@
 //! A namespace: a key/value keyspace and its expiring counts under `ns/<name>/`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use crate::counts::Counts;
 use crate::error::{IoContext, Result};
-use crate::fsutil::write_atomic;
-use crate::header;
 use crate::keyspace::Keyspace;
-use crate::options::{Options, MAX_RETENTION_SECS, MIN_RETENTION_SECS};
-
-const META: &str = "NAMESPACE";
-
-/// The `NAMESPACE` file: a bare header whose one field is the counter retention.
-struct NamespaceHeader {
-    retention_secs: u32,
-}
-
-impl header::FileHeader for NamespaceHeader {
-    const MAGIC: &'static [u8; 8] = b"DSTNS\0\0\0";
-    const VERSION: u32 = 1;
-    fn to_fields(&self) -> [u64; header::FIELDS] {
-        [self.retention_secs as u64, 0, 0, 0, 0, 0]
-    }
-    fn from_fields(f: [u64; header::FIELDS]) -> std::result::Result<Self, String> {
-        header::check_unused(&f, 1)?;
-        let retention_secs = u32::try_from(f[0])
-            .ok()
-            .filter(|s| (MIN_RETENTION_SECS..=MAX_RETENTION_SECS).contains(s))
-            .ok_or_else(|| format!("counter retention {} s out of range", f[0]))?;
-        Ok(Self { retention_secs })
-    }
-}
+use crate::ns_settings::{Found, Settings, SettingsChange, SettingsFile};
+use crate::options::Options;
 
 pub struct Namespace {
     pub name: String,
-    dir: PathBuf,
     pub kv: Arc<Keyspace>,
     pub counters: Arc<Counts>,
+    /// The settings file and what it holds; changes are persisted before they apply.
+    settings: Mutex<(SettingsFile, Settings)>,
+    /// How the settings were found at open.
+    pub settings_found: Found,
     opts: Arc<Options>,
 }
 
@@ -45,16 +26,18 @@ impl Namespace {
     /// Opens (creating if needed) the namespace in `dir`; recovery runs here.
     pub fn open(dir: &Path, name: &str, opts: Arc<Options>) -> Result<Self> {
         std::fs::create_dir_all(dir).at(dir)?;
-        let meta = dir.join(META);
-        let retention = match std::fs::read(&meta) {
-            Ok(b) => header::decode::<NamespaceHeader>(&meta, &b)?.retention_secs,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                write_meta(&opts, dir, opts.retention_secs)?;
-                opts.retention_secs
-            }
-            Err(e) => return Err(e).at(&meta),
+        let defaults = Settings {
+            retention_secs: opts.retention_secs,
+            max_bytes: 0,
+            default_ttl_secs: 0,
         };
+        let (file, settings, found) = SettingsFile::open(opts.io.as_ref(), dir, defaults)?;
+        if found == Found::Lost {
+            tracing::error!(ns = name, "both copies of the namespace's settings are damaged: the defaults are in force until `dstash ns set` sets them again");
+        }
+        let retention = settings.retention_secs;
         let kv = Arc::new(Keyspace::open(&dir.join("kv"), name, opts.clone())?);
+        kv.set_max_bytes(settings.max_bytes);
         drop_old_counters(dir, name);
         let counters = Arc::new(Counts::open(
             &dir.join("counts"),
@@ -64,33 +47,43 @@ impl Namespace {
         )?);
         Ok(Self {
             name: name.to_string(),
-            dir: dir.to_path_buf(),
             kv,
             counters,
+            settings: Mutex::new((file, settings)),
+            settings_found: found,
             opts,
         })
     }
 
-    /// Changes the counter retention; it is persisted before it takes effect.
-    pub fn set_retention(&self, secs: u32) -> Result<()> {
-        if secs == self.counters.retention() {
-            return Ok(());
+    pub fn settings(&self) -> Settings {
+        self.settings.lock().1
+    }
+
+    /// Applies `change`, persisted first; a new counter retention rewrites the count
+    /// tables before it is recorded.
+    pub fn change(&self, change: SettingsChange) -> Result<Settings> {
+        let mut guard = self.settings.lock();
+        let (file, now) = &mut *guard;
+        let next = now.with(change);
+        if next == *now {
+            return Ok(next);
         }
-        let persist = || write_meta(&self.opts, &self.dir, secs);
-        self.counters.set_retention(secs, persist)
+        let io = self.opts.io.as_ref();
+        if next.retention_secs != self.counters.retention() {
+            let persist = || file.write(io, next);
+            self.counters.set_retention(next.retention_secs, persist)?;
+        } else {
+            file.write(io, next)?;
+        }
+        self.kv.set_max_bytes(next.max_bytes);
+        *now = next;
+        Ok(next)
     }
 
     pub fn close(&self) -> Result<()> {
         self.counters.close()?;
         self.kv.close()
     }
-}
-
-fn write_meta(opts: &Options, dir: &Path, retention: u32) -> Result<()> {
-    let b = header::encode(&NamespaceHeader {
-        retention_secs: retention,
-    });
-    write_atomic(opts.io.as_ref(), &dir.join(META), &b)
 }
 
 /// Removes the per-second buckets an earlier format kept in `counters/`: their counts

@@ -58,17 +58,22 @@ struct Live {
     action: Action,
 }
 
-/// Whether tombstones of the segment being compacted may be dropped at `now`.
+/// Whether tombstones of the segment being compacted may be dropped at `now`; when
+/// evicting (a bounded namespace), everything is dropped.
 struct DropRule {
     now: u64,
     grace: u64,
     allowed: bool,
+    evict: bool,
 }
 
 impl DropRule {
     fn action(&self, h: &Header) -> Action {
         let deleted = h.deleted_at(self.now);
-        if deleted && self.allowed && h.tombstone_since().saturating_add(self.grace) <= self.now {
+        let past_grace = deleted
+            && self.allowed
+            && h.tombstone_since().saturating_add(self.grace) <= self.now;
+        if self.evict || past_grace {
             Action::Drop
         } else if h.kind == Kind::Put && deleted {
             Action::Tombstone {
@@ -124,6 +129,22 @@ impl Keyspace {
         max_steps: usize,
         pace: &mut dyn FnMut(u64) -> bool,
     ) -> Result<CompactionReport> {
+        self.rewrite(id, max_steps, false, pace)
+    }
+
+    /// Drops segment `id` whole: every record the index points at in it is taken out
+    /// of the index (a bounded namespace's eviction), then the file goes.
+    pub fn evict(&self, id: u32, pace: &mut dyn FnMut(u64) -> bool) -> Result<CompactionReport> {
+        self.rewrite(id, usize::MAX, true, pace)
+    }
+
+    fn rewrite(
+        &self,
+        id: u32,
+        max_steps: usize,
+        evict: bool,
+        pace: &mut dyn FnMut(u64) -> bool,
+    ) -> Result<CompactionReport> {
         let mut report = CompactionReport {
             segment: id,
             ..Default::default()
@@ -136,7 +157,7 @@ impl Keyspace {
             if off >= seg.len() {
                 break;
             }
-            let (live, dead, next) = self.scan_step(&seg, off)?;
+            let (live, dead, next) = self.scan_step(&seg, off, evict)?;
             let Some(next) = next else {
                 // Damage mid-segment: keep the file rather than drop what cannot be read.
                 return Ok(report);
@@ -165,14 +186,22 @@ impl Keyspace {
             crate::fsutil::remove_file(seg.path())?;
             crate::fsutil::sync_dir(&self.dir)?;
         }
-        self.metrics
-            .compacted_segments
-            .fetch_add(1, Ordering::Relaxed);
-        self.metrics
-            .compacted_bytes
-            .fetch_add(report.scanned_bytes, Ordering::Relaxed);
+        let m = &self.metrics;
+        let (segments, bytes) = match evict {
+            true => (&m.evicted_segments, &m.evicted_bytes),
+            false => (&m.compacted_segments, &m.compacted_bytes),
+        };
+        segments.fetch_add(1, Ordering::Relaxed);
+        bytes.fetch_add(report.scanned_bytes, Ordering::Relaxed);
         report.finished = true;
-        tracing::info!(ns = %self.ns, segment = id, moved = report.moved_records, "segment compacted");
+        match evict {
+            true => {
+                tracing::info!(ns = %self.ns, segment = id, dropped = report.dropped_records, "segment evicted: the namespace passed its max bytes")
+            }
+            false => {
+                tracing::info!(ns = %self.ns, segment = id, moved = report.moved_records, "segment compacted")
+            }
+        }
         Ok(report)
     }
 
@@ -182,12 +211,14 @@ impl Keyspace {
         &self,
         seg: &crate::segment::Segment,
         off: u64,
+        evict: bool,
     ) -> Result<(Vec<Live>, u64, Option<u64>)> {
         let t = self.tables.read();
         let rule = DropRule {
             now: self.now(),
             grace: self.opts.tombstone_grace_secs,
             allowed: may_drop_tombstones(&t, seg.id),
+            evict,
         };
         let (mut live, mut dead) = (Vec::new(), 0);
         let mut at = off;

@@ -117,6 +117,9 @@ pub struct KeyspaceMetrics {
     pub checkpoints: AtomicU64,
     pub compacted_segments: AtomicU64,
     pub compacted_bytes: AtomicU64,
+    /// Segments a bounded namespace dropped whole, and their bytes.
+    pub evicted_segments: AtomicU64,
+    pub evicted_bytes: AtomicU64,
     pub replayed_records: AtomicU64,
     /// Index pages whose checksum failed at open and whose slots all checked out.
     pub index_pages_resealed: AtomicU64,
@@ -152,6 +155,8 @@ pub struct KeyspaceStats {
     pub checkpoints: u64,
     pub compacted_segments: u64,
     pub compacted_bytes: u64,
+    pub evicted_segments: u64,
+    pub evicted_bytes: u64,
     pub replayed_records: u64,
     pub index_pages_resealed: u64,
     pub index_pages_damaged: u64,
@@ -172,6 +177,8 @@ pub struct Keyspace {
     replay_unsaved: AtomicBool,
     /// Index entries appended but not yet applied (group commit in progress).
     in_flight: AtomicU64,
+    /// A bounded namespace's segments are sealed at this size (0: at `segment_size`).
+    roll_at: AtomicU64,
     /// The largest version timestamp in the log (checkpointed, and raised by replay).
     max_ts: AtomicU64,
     pub metrics: KeyspaceMetrics,
@@ -257,6 +264,8 @@ impl Keyspace {
             checkpoints: m.checkpoints.load(Ordering::Relaxed),
             compacted_segments: m.compacted_segments.load(Ordering::Relaxed),
             compacted_bytes: m.compacted_bytes.load(Ordering::Relaxed),
+            evicted_segments: m.evicted_segments.load(Ordering::Relaxed),
+            evicted_bytes: m.evicted_bytes.load(Ordering::Relaxed),
             replayed_records: m.replayed_records.load(Ordering::Relaxed),
             index_pages_resealed: m.index_pages_resealed.load(Ordering::Relaxed),
             index_pages_damaged: m.index_pages_damaged.load(Ordering::Relaxed),

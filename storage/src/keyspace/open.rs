@@ -313,6 +313,7 @@ impl Keyspace {
             ckpt: Mutex::new(CheckpointState::default()),
             replay_unsaved: AtomicBool::new(false),
             in_flight: Default::default(),
+            roll_at: Default::default(),
             max_ts: Default::default(),
             metrics: KeyspaceMetrics::default(),
         }

@@ -13,7 +13,7 @@ use crate::hash::key_hash;
 use crate::index::Loc;
 use crate::options::SyncMode;
 use crate::record::{self, Kind};
-use crate::segment::{Segment, WritePath};
+use crate::segment::{Segment, WritePath, DATA_START};
 
 impl Keyspace {
     /// Applies `writes` atomically with respect to durability: under `Always`, one fsync
@@ -94,7 +94,10 @@ impl Keyspace {
         let before = w.buf.len();
         encode(&mut w.buf);
         let len = (w.buf.len() - before) as u64;
-        if (before as u64) + len > w.active.remaining() {
+        let roll_at = self.roll_at.load(Ordering::Relaxed);
+        let held = w.active.len() - DATA_START + before as u64;
+        let past_roll = roll_at > 0 && held > 0 && held + len > roll_at;
+        if (before as u64) + len > w.active.remaining() || past_roll {
             let rec = w.buf.split_off(before);
             self.flush_buf(w)?;
             self.roll(w)?;

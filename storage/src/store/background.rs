@@ -105,6 +105,7 @@ fn tick_namespace(registry: &Registry, stop: &Stop, n: &Namespace, sync_due: boo
     if let Err(e) = n.counters.expire() {
         tracing::error!(ns = %name, "counter expiry failed: {e}");
     }
+    evict(stop, n);
     if let Err(e) = n.kv.roll_if_wasteful() {
         tracing::error!(ns = %name, "early seal failed: {e}");
     }
@@ -120,6 +121,30 @@ fn tick_namespace(registry: &Registry, stop: &Stop, n: &Namespace, sync_due: boo
         };
         if let Err(e) = n.kv.compact(id, &mut pace) {
             tracing::error!(ns = %name, segment = id, "compaction failed: {e}");
+        }
+    }
+}
+
+/// A bounded namespace past its bound drops its oldest segments, unpaced (nothing is
+/// copied), until it is within the bound or none is left to drop. A segment with
+/// damage part way is kept (logged by the scan): the bound then waits for an operator.
+fn evict(stop: &Stop, n: &Namespace) {
+    let max = n.settings().max_bytes;
+    while !stop.stopping() {
+        match n.kv.eviction_candidate(max) {
+            Ok(Some(id)) => match n.kv.evict(id, &mut |_| !stop.stopping()) {
+                Ok(r) if r.finished => {}
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::error!(ns = %n.name, segment = id, "eviction failed: {e}");
+                    return;
+                }
+            },
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(ns = %n.name, "eviction failed: {e}");
+                return;
+            }
         }
     }
 }

@@ -60,6 +60,9 @@ pub struct NamespaceStats {
     pub kv: KeyspaceStats,
     pub counters: CounterStats,
     pub retention_secs: u32,
+    pub settings: crate::ns_settings::Settings,
+    /// How the settings were found when the namespace opened.
+    pub settings_found: crate::ns_settings::Found,
 }
 
 /// A listing of keys, a chunk at a time.

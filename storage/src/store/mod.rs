@@ -7,8 +7,10 @@ mod digests;
 mod entry;
 mod limits;
 mod registry;
+mod settings;
 
 pub use entry::{Change, DeleteEntry, Found, KeyStream, Lookup, NamespaceStats, PutEntry};
+pub use settings::MIN_MAX_BYTES;
 
 use std::fs::File;
 use std::path::Path;
@@ -26,7 +28,7 @@ use dstash_cluster::{Hlc, Version};
 use crate::keyspace::{Applied, KeyLister, Stored, Write};
 use crate::name::validate_namespace;
 use crate::namespace::Namespace;
-use crate::options::{Options, MAX_RETENTION_SECS, MIN_RETENTION_SECS};
+use crate::options::Options;
 
 /// Chunks one [`Store::keys_page`] examines at most: a page of a sparse match costs a
 /// bounded walk, and may come back short or empty.
@@ -139,10 +141,15 @@ impl Store {
     }
 
     /// Applies puts and deletes together, or none if any breaks a limit or carries a
-    /// version too far ahead: one fsync under `Always`. Per change, what it did.
+    /// version too far ahead: one fsync under `Always`. Per change, what it did. A put
+    /// with no TTL takes the namespace's default TTL, if it has one.
     pub fn write_each(&self, ns: &str, changes: &[Change<'_>]) -> Result<Vec<Applied>> {
         let opts = &self.registry.opts;
         check_batch(opts, changes.len())?;
+        // A namespace is created only by a write that passes every check.
+        let default_ttl = self
+            .existing(ns)?
+            .map_or(0, |n| n.settings().default_ttl_secs);
         let mut writes = Vec::with_capacity(changes.len());
         let wall_ms = self.hlc.wall_ms();
         for c in changes {
@@ -152,7 +159,10 @@ impl Store {
                     Write::Put {
                         key: e.key,
                         value: e.value,
-                        expires_at: self.expires_at(e.ttl_secs),
+                        expires_at: self.expires_at(match e.ttl_secs {
+                            0 => default_ttl,
+                            ttl => ttl,
+                        }),
                         version: self.stamp(e.version, wall_ms)?,
                     }
                 }
@@ -369,26 +379,6 @@ impl Store {
         })
     }
 
-    /// Sets the counter retention of `ns` (created if needed); windows may not exceed it.
-    pub fn set_retention(&self, ns: &str, secs: u32) -> Result<()> {
-        if !(MIN_RETENTION_SECS..=MAX_RETENTION_SECS).contains(&secs) {
-            return Err(Error::InvalidRetention {
-                secs,
-                min: MIN_RETENTION_SECS,
-                max: MAX_RETENTION_SECS,
-            });
-        }
-        self.namespace(ns)?.set_retention(secs)
-    }
-
-    /// The counter retention of `ns`: its own, or the default for a new namespace.
-    pub fn count_retention(&self, ns: &str) -> Result<u32> {
-        Ok(match self.existing(ns)? {
-            Some(n) => n.counters.retention(),
-            None => self.registry.opts.retention_secs,
-        })
-    }
-
     pub fn namespaces(&self) -> Vec<String> {
         self.registry.names()
     }
@@ -403,6 +393,8 @@ impl Store {
                 kv: n.kv.stats(),
                 counters: n.counters.stats(),
                 retention_secs: n.counters.retention(),
+                settings: n.settings(),
+                settings_found: n.settings_found,
             })
             .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
@@ -422,6 +414,12 @@ impl Store {
     pub fn compact_now(&self) -> Result<usize> {
         let mut done = 0;
         for n in self.registry.all() {
+            while let Some(id) = n.kv.eviction_candidate(n.settings().max_bytes)? {
+                if !n.kv.evict(id, &mut |_| true)?.finished {
+                    break;
+                }
+                done += 1;
+            }
             n.kv.roll_if_wasteful()?;
             if let Some(id) = n.kv.compaction_candidate() {
                 done += n.kv.compact(id, &mut |_| true)?.finished as usize;

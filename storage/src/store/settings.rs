@@ -1,0 +1,59 @@
+//! Namespace settings through the store: checked, persisted by the namespace, in
+//! force at once.
+
+use super::Store;
+use crate::error::{Error, Result};
+use crate::ns_settings::{Settings, SettingsChange};
+use crate::options::{MAX_RETENTION_SECS, MIN_RETENTION_SECS};
+
+/// The least `max_bytes` bound: the active segment rolls at a quarter of it, and a
+/// segment's file grows in 8 MiB steps.
+pub const MIN_MAX_BYTES: u64 = 16 << 20;
+
+impl Store {
+    /// Changes the settings of `ns` (created if needed) and returns those in force.
+    pub fn set_namespace(&self, ns: &str, change: SettingsChange) -> Result<Settings> {
+        if let Some(secs) = change.retention_secs {
+            if !(MIN_RETENTION_SECS..=MAX_RETENTION_SECS).contains(&secs) {
+                return Err(Error::InvalidRetention {
+                    secs,
+                    min: MIN_RETENTION_SECS,
+                    max: MAX_RETENTION_SECS,
+                });
+            }
+        }
+        if let Some(bytes) = change.max_bytes.filter(|b| *b != 0 && *b < MIN_MAX_BYTES) {
+            return Err(Error::InvalidMaxBytes {
+                bytes,
+                min: MIN_MAX_BYTES,
+            });
+        }
+        self.namespace(ns)?.change(change)
+    }
+
+    /// The settings of `ns`: its own, or a new namespace's defaults.
+    pub fn namespace_settings(&self, ns: &str) -> Result<Settings> {
+        Ok(match self.existing(ns)? {
+            Some(n) => n.settings(),
+            None => Settings {
+                retention_secs: self.registry.opts.retention_secs,
+                max_bytes: 0,
+                default_ttl_secs: 0,
+            },
+        })
+    }
+
+    /// Sets the counter retention of `ns` (created if needed); windows may not exceed it.
+    pub fn set_retention(&self, ns: &str, secs: u32) -> Result<()> {
+        let change = SettingsChange {
+            retention_secs: Some(secs),
+            ..SettingsChange::default()
+        };
+        self.set_namespace(ns, change).map(drop)
+    }
+
+    /// The counter retention of `ns`: its own, or the default for a new namespace.
+    pub fn count_retention(&self, ns: &str) -> Result<u32> {
+        self.namespace_settings(ns).map(|s| s.retention_secs)
+    }
+}
