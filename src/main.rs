@@ -66,6 +66,10 @@ enum Command {
     Ns(ns::NsArgs),
     /// One line per node: id, address, health, keys, disk bytes.
     Status(status::StatusArgs),
+    /// Write every namespace of the serving cluster to one checksummed file.
+    Backup(backup::BackupArgs),
+    /// Load a backup file into the cluster (of any shape), after checking all of it.
+    Restore(backup::RestoreArgs),
     /// Bring every replica of every key to its newest version: one full pass.
     Repair(repair::RepairArgs),
     /// Show or change the cluster's member set: staged, with handoff.
@@ -108,6 +112,8 @@ fn main() -> ExitCode {
             Command::Status(a) => status::run(a, before).await,
             Command::Ns(a) => ns::run(a, before).await,
             Command::Repair(a) => repair::run(a, before).await,
+            Command::Backup(a) => backup::run_backup(a, before).await,
+            Command::Restore(a) => backup::run_restore(a, before).await,
             Command::Layout(a) => layout::run(a, before).await,
             Command::Demo(a) => demo::run(a).await.map(|()| true),
             Command::Health(a) => health::run(a).await,

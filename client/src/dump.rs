@@ -22,6 +22,7 @@ pub struct Dumped {
     pub value: Bytes,
     /// Seconds left to live when read; 0: never expires.
     pub ttl_seconds: u32,
+    pub version: dstash_cluster::Version,
 }
 
 /// What a dump did.
@@ -66,15 +67,16 @@ impl Client {
             if keys.is_empty() {
                 continue;
             }
-            let found = self.get_many_with_ttl(ns, &keys).await?;
+            let found = self.get_many_found(ns, &keys).await?;
             let page: Vec<Dumped> = keys
                 .into_iter()
                 .zip(found)
                 .filter_map(|(key, f)| {
-                    f.map(|(value, ttl_seconds)| Dumped {
+                    f.map(|f| Dumped {
                         key,
-                        value,
-                        ttl_seconds,
+                        value: f.value,
+                        ttl_seconds: f.ttl_seconds,
+                        version: f.version,
                     })
                 })
                 .collect();

@@ -58,6 +58,9 @@ pub enum Error {
     /// A load's input could not be read, or a malformed line stopped it.
     #[error("{0}")]
     Input(String),
+    /// A backup file is damaged or cut short: nothing of it was restored.
+    #[error("the backup is damaged at byte offset {offset}: {reason}")]
+    BadBackup { offset: u64, reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -22,6 +22,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod backup;
 pub mod batch;
 pub mod client;
 pub mod config;
@@ -59,5 +60,6 @@ pub use error::{Error, NodeFailure, Result};
 pub use load::{LineFormat, LoadOptions, LoadProgress, LoadSummary, OnError};
 pub use local::{LocalCall, LocalHook, LocalNode};
 pub use repair::{RepairProgress, RepairReport};
+pub use resolve::Found;
 pub use scan::ScanAt;
 pub use view::{NodeHandle, View};

@@ -13,6 +13,15 @@ use dstash_proto::Bytes;
 use crate::error::{Error, NodeFailure, Result};
 
 /// A version from the wire (absent: the zero version, older than any write).
+/// A value a read found: its newest version across the replicas asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub value: Bytes,
+    /// Seconds left to live; 0: never expires.
+    pub ttl_seconds: u32,
+    pub version: Version,
+}
+
 pub(crate) fn version_of(v: Option<wire::Version>) -> Version {
     v.map_or(Version::default(), |v| Version::new(v.ts, v.writer))
 }
@@ -119,10 +128,21 @@ impl<N: Clone> Replies<N> {
 
     /// [`outcome`](Self::outcome) with the value's seconds to live (0: none).
     pub fn entry(&mut self) -> Result<Option<(Bytes, u32)>> {
+        self.found().map(|f| f.map(|f| (f.value, f.ttl_seconds)))
+    }
+
+    /// [`entry`](Self::entry) with the winning version.
+    pub fn found(&mut self) -> Result<Option<Found>> {
         match self.winner() {
             Some(Held::Value {
-                value, ttl_seconds, ..
-            }) => Ok(Some((value.clone(), *ttl_seconds))),
+                value,
+                ttl_seconds,
+                version,
+            }) => Ok(Some(Found {
+                value: value.clone(),
+                ttl_seconds: *ttl_seconds,
+                version: *version,
+            })),
             Some(_) => Ok(None),
             None if self.answers.iter().any(|(_, h)| *h == Held::Nothing) => Ok(None),
             None => Err(Error::Unavailable {

@@ -2,6 +2,7 @@
 //! connection flags given before the subcommand.
 
 pub mod add;
+pub mod backup;
 pub mod cluster_args;
 pub mod completions;
 pub mod count;

@@ -11,7 +11,7 @@ use super::{damaged, placed, stream, Pace};
 use crate::client::Client;
 use crate::error::{refused, Result};
 use crate::health::NodeState;
-use crate::resolve::{Held, Replies};
+use crate::resolve::{Found, Held, Replies};
 
 impl Client {
     /// Looks up every key; results in input order. Each key is read as [`Client::get`]
@@ -31,6 +31,15 @@ impl Client {
         ns: &str,
         keys: &[Bytes],
     ) -> Result<Vec<Option<(Bytes, u32)>>> {
+        let found = self.get_many_found(ns, keys).await?;
+        Ok(found
+            .into_iter()
+            .map(|f| f.map(|f| (f.value, f.ttl_seconds)))
+            .collect())
+    }
+
+    /// [`get_many`](Self::get_many) with each value's TTL and version.
+    pub async fn get_many_found(&self, ns: &str, keys: &[Bytes]) -> Result<Vec<Option<Found>>> {
         self.routed(|| async {
             let q = self.view().q;
             self.get_many_quorum(ns, keys, q).await
@@ -38,13 +47,13 @@ impl Client {
         .await
     }
 
-    /// [`get_many_with_ttl`](Self::get_many_with_ttl) with read quorum `q` (capped at R).
+    /// [`get_many_found`](Self::get_many_found) with read quorum `q` (capped at R).
     async fn get_many_quorum(
         &self,
         ns: &str,
         keys: &[Bytes],
         q: usize,
-    ) -> Result<Vec<Option<(Bytes, u32)>>> {
+    ) -> Result<Vec<Option<Found>>> {
         let view = self.view();
         let mut placed = placed(keys.par_iter().map(|k| k.as_ref()), |k| view.replicas(k));
         let now = Instant::now();
@@ -160,7 +169,7 @@ impl Client {
             .zip(keys)
             .map(|(r, key)| {
                 self.settle(ns, key, r, |&n| view.nodes[n].clone())?;
-                r.entry()
+                r.found()
             })
             .collect()
     }

@@ -79,7 +79,26 @@ impl Client {
     /// Writes every item to its replicas. Per-key results: see [`LoadReport`]. Fails as
     /// a whole only when the input itself is refused (`Error::Rejected`).
     pub async fn put_many(&self, ns: &str, items: &[PutItem]) -> Result<LoadReport> {
-        self.routed(|| self.write_many_once(ns, Writes::Puts(items)))
+        self.routed(|| self.write_many_once(ns, Writes::Puts(items), None))
+            .await
+    }
+
+    /// [`put_many`](Self::put_many) with each item's version given (a restore): a
+    /// replica holding a newer version of a key keeps it.
+    pub async fn put_many_at(
+        &self,
+        ns: &str,
+        items: &[PutItem],
+        versions: &[dstash_cluster::Version],
+    ) -> Result<LoadReport> {
+        if versions.len() != items.len() {
+            let e = format!("{} versions for {} items", versions.len(), items.len());
+            return Err(crate::error::Error::Input(e));
+        }
+        for v in versions {
+            self.hlc.observe(*v);
+        }
+        self.routed(|| self.write_many_once(ns, Writes::Puts(items), Some(versions)))
             .await
     }
 
@@ -87,11 +106,16 @@ impl Client {
     /// the same quorum and per-key results as [`put_many`](Self::put_many);
     /// `existed` counts the keys some replica held a live value for.
     pub async fn delete_many(&self, ns: &str, keys: &[Bytes]) -> Result<LoadReport> {
-        self.routed(|| self.write_many_once(ns, Writes::Deletes(keys)))
+        self.routed(|| self.write_many_once(ns, Writes::Deletes(keys), None))
             .await
     }
 
-    async fn write_many_once(&self, ns: &str, items: Writes<'_>) -> Result<LoadReport> {
+    async fn write_many_once(
+        &self,
+        ns: &str,
+        items: Writes<'_>,
+        given: Option<&[dstash_cluster::Version]>,
+    ) -> Result<LoadReport> {
         let view = self.view();
         if view.w > view.r {
             // No key can reach W: refuse before sending anything.
@@ -109,10 +133,14 @@ impl Client {
                 slot_of[n].push(slot as u8);
             }
         }
-        // One version per item, taken now: a later call's writes sort after these.
-        let versions: Vec<_> = (0..items.len())
-            .map(|_| wire_version(self.next_version()))
-            .collect();
+        // One version per item, given or taken now: a later call's writes sort after
+        // these.
+        let versions: Vec<_> = match given {
+            Some(v) => v.iter().map(|v| wire_version(*v)).collect(),
+            None => (0..items.len())
+                .map(|_| wire_version(self.next_version()))
+                .collect(),
+        };
         let (tx, mut rx) = mpsc::unbounded_channel();
         let runs: Vec<JoinHandle<()>> = (0..view.nodes.len())
             .map(|n| {

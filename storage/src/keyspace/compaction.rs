@@ -70,9 +70,8 @@ struct DropRule {
 impl DropRule {
     fn action(&self, h: &Header) -> Action {
         let deleted = h.deleted_at(self.now);
-        let past_grace = deleted
-            && self.allowed
-            && h.tombstone_since().saturating_add(self.grace) <= self.now;
+        let past_grace =
+            deleted && self.allowed && h.tombstone_since().saturating_add(self.grace) <= self.now;
         if self.evict || past_grace {
             Action::Drop
         } else if h.kind == Kind::Put && deleted {
