@@ -94,7 +94,19 @@ fn sections(a: &Args) -> Vec<Section> {
                     &["scaling", "--keys", "1000000,10000000,50000000"],
                     &["scaling", "--keys", "10000,20000", "--runs", "1"],
                 );
-                v.extend(["--plots".to_string(), plots]);
+                v.extend(["--plots".to_string(), plots.clone()]);
+                v
+            },
+        },
+        Section {
+            title: "Operations: space, bulk deletes, backup",
+            about: "The same 300,000 keys loaded six times into one node, its data files against its live bytes over time; `dstash del --from` beside `dstash load`; `dstash backup` and `dstash restore` against the disk's sequential write rate.",
+            args: {
+                let mut v = pick(
+                    &["ops"],
+                    &["ops", "--keys", "20000", "--loads", "3", "--settle", "5", "--runs", "1"],
+                );
+                v.extend(["--plots".to_string(), plots.clone()]);
                 v
             },
         },

@@ -198,6 +198,7 @@ fn day_run(keys: u64, rt: &tokio::runtime::Runtime) -> (f64, f64) {
         let settings = NamespaceSettings {
             namespace: NS.into(),
             count_retention_seconds: 86_400,
+            ..Default::default()
         };
         c.set_namespace(settings).await.expect("SetNamespace");
         let idle = rss_anon_of(&pid) as f64;

@@ -67,6 +67,20 @@ impl Dstash for Echo {
         unimplemented()
     }
 
+    type BatchDeleteStream = Answers<DeleteBatchAck>;
+    async fn batch_delete(
+        &self,
+        req: Request<Streaming<DeleteBatch>>,
+    ) -> Result<Response<Self::BatchDeleteStream>, Status> {
+        let acks = req.into_inner().map(|b| {
+            b.map(|b| DeleteBatchAck {
+                batch_id: b.batch_id,
+                found: vec![true; b.keys.len()],
+                stale: 0,
+            })
+        });
+        Ok(Response::new(Box::pin(acks)))
+    }
     type BatchPutStream = Answers<PutBatchAck>;
     async fn batch_put(
         &self,

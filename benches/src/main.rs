@@ -15,7 +15,9 @@
 //! - `scaling`: the engine's puts, gets, memory and open time as keys grow, with plots
 //!   ([`scaling`]);
 //! - `counts`: expiring counts against Redis's ZSET sliding window ([`counts`]);
-//! - `latency`: unary Put and Lookup against redis-benchmark ([`latency`]).
+//! - `latency`: unary Put and Lookup against redis-benchmark ([`latency`]);
+//! - `ops`: space over time under overwrites, bulk deletes, backup and restore
+//!   ([`ops`]).
 //!
 //! ```text
 //! cargo run -p dstash-benches --release -- all [--runs R] [--quick]
@@ -40,6 +42,7 @@ mod hist;
 mod kill;
 mod latency;
 mod loopback;
+mod ops;
 mod redis_side;
 mod repair;
 mod resp;
@@ -90,6 +93,8 @@ enum Section {
     Latency(latency::Args),
     /// The Redis front end against Redis, both driven by redis-benchmark.
     Resp(resp::Args),
+    /// Space over time under overwrites, bulk deletes, backup and restore.
+    Ops(ops::Args),
     #[command(hide = true)]
     ServeNode(Child),
     #[command(hide = true)]
@@ -124,6 +129,7 @@ fn main() {
         Section::Scaling(a) => scaling::run(a),
         Section::Latency(a) => latency::run(a),
         Section::Resp(a) => resp::run(a),
+        Section::Ops(a) => ops::run(a),
         Section::ServeNode(c) => loopback::child_serve_node(c.args.into_iter()),
         Section::ServeEcho => loopback::child_serve_echo(),
         Section::KillLoad(c) => kill::child_load(c.args.into_iter()),

@@ -30,7 +30,16 @@ fn escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// [`line_chart`] with a linear x axis from 0 (time), ticks at tenths.
+pub fn line_chart_linear(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
+    chart(title, x_label, y_label, series, false)
+}
+
 pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
+    chart(title, x_label, y_label, series, true)
+}
+
+fn chart(title: &str, x_label: &str, y_label: &str, series: &[Series], log_x: bool) -> String {
     let xs: Vec<f64> = series
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.0))
@@ -39,14 +48,13 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.1))
         .collect();
-    let (x_lo, x_hi) = (
-        xs.iter()
-            .copied()
-            .fold(f64::INFINITY, f64::min)
-            .max(1.0)
-            .log10(),
-        xs.iter().copied().fold(1.0, f64::max).log10(),
-    );
+    let scale = |x: f64| if log_x { x.max(1.0).log10() } else { x };
+    let x_max = xs.iter().copied().fold(1.0, f64::max);
+    let x_lo = match log_x {
+        true => scale(xs.iter().copied().fold(f64::INFINITY, f64::min)),
+        false => 0.0,
+    };
+    let x_hi = scale(x_max);
     let y_hi = ys
         .iter()
         .copied()
@@ -54,7 +62,7 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
         .max(f64::MIN_POSITIVE)
         * 1.15;
     let span = (x_hi - x_lo).max(1e-9);
-    let px = |x: f64| LEFT + (x.max(1.0).log10() - x_lo) / span * (W - LEFT - RIGHT);
+    let px = |x: f64| LEFT + (scale(x) - x_lo) / span * (W - LEFT - RIGHT);
     let py = |y: f64| H - BOTTOM - y / y_hi * (H - TOP - BOTTOM);
     let mut out = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{}\" y=\"22\" font-size=\"15\" text-anchor=\"middle\">{}</text>\n",
@@ -80,7 +88,10 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
             short(y)
         );
     }
-    let mut ticks: Vec<f64> = xs.clone();
+    let mut ticks: Vec<f64> = match log_x {
+        true => xs.clone(),
+        false => (0..=10).map(|i| x_max * i as f64 / 10.0).collect(),
+    };
     ticks.sort_by(|a, b| a.total_cmp(b));
     ticks.dedup();
     for x in ticks {
@@ -111,7 +122,8 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
             "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>\n",
             path.join(" ")
         );
-        for &(x, y) in &s.points {
+        // A time series has too many points to label each.
+        for &(x, y) in s.points.iter().filter(|_| log_x) {
             out += &format!(
                 "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{colour}\"/><text x=\"{:.1}\" y=\"{:.1}\" fill=\"{colour}\">{}</text>\n",
                 px(x),

@@ -258,8 +258,39 @@ fn counter_and_listing_fields() {
     let n = NamespaceSettings {
         namespace: "a".into(),
         count_retention_seconds: 90,
+        ..Default::default()
     };
     assert_eq!(n.encode_to_vec(), [tag(1, 2), 1, b'a', tag(2, 0), 90]);
+    // Optional fields go on the wire when set, even to 0 (which lifts a bound).
+    let n = NamespaceSettings {
+        namespace: "a".into(),
+        max_bytes: Some(0),
+        default_ttl_seconds: Some(5),
+        ..Default::default()
+    };
+    assert_eq!(
+        n.encode_to_vec(),
+        [tag(1, 2), 1, b'a', tag(3, 0), 0, tag(4, 0), 5]
+    );
+    let d = DeleteBatch {
+        namespace: "a".into(),
+        keys: vec![Bytes::from_static(b"k")],
+        versions: vec![],
+        batch_id: 3,
+    };
+    assert_eq!(
+        d.encode_to_vec(),
+        [tag(1, 2), 1, b'a', tag(2, 2), 1, b'k', tag(4, 0), 3]
+    );
+    let a = DeleteBatchAck {
+        batch_id: 3,
+        found: vec![true, false],
+        stale: 1,
+    };
+    assert_eq!(
+        a.encode_to_vec(),
+        [tag(1, 0), 3, tag(2, 2), 2, 1, 0, tag(3, 0), 1]
+    );
     let c = CountRequest {
         namespace: "a".into(),
         key: Bytes::from_static(b"k"),
@@ -323,6 +354,7 @@ fn service_name_and_method_paths() {
         "Delete",
         "BatchPut",
         "BatchLookup",
+        "BatchDelete",
         "Add",
         "Count",
         "BatchAdd",
