@@ -221,3 +221,36 @@ fn repair_with_a_node_down_fails_and_names_it() {
     assert!(err.contains("n2"), "{err}");
     assert!(figure(&out, "failed") > 0, "{out}");
 }
+
+/// Waits up to 30 s for node `i`'s `ns show NS` line to hold `want`.
+fn settles_to(c: &Cluster, i: usize, ns: &str, want: &str) {
+    let started = std::time::Instant::now();
+    loop {
+        let out = c.ok(Some(i), &["ns", "show", ns], b"");
+        if out.contains(want) {
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "node {i} still shows {out:?}, not {want}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_node_that_missed_ns_set_takes_the_newest_settings_from_its_peers() {
+    let mut c = Cluster::start(true);
+    c.nodes[2].take().unwrap().kill9();
+    let out = c.ok(None, &["ns", "set", "cache", "--max-bytes", "1G"], b"");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    c.up(2);
+    settles_to(&c, 2, "cache", "max_bytes=1073741824");
+    // A later change made on one node alone reaches the others; the earlier one, which
+    // they also hold, does not undo it.
+    c.ok(Some(2), &["ns", "set", "cache", "--default-ttl", "60"], b"");
+    for i in 0..2 {
+        settles_to(&c, i, "cache", "default_ttl=60");
+        settles_to(&c, i, "cache", "max_bytes=1073741824");
+    }
+}

@@ -18,9 +18,13 @@ pub struct NodeSettings {
 
 impl Client {
     /// Sets what `req` names of its namespace's settings (a retention of 0 and absent
-    /// fields are left as they are) on every node, all at once; each node's settings
-    /// after, or why it failed.
-    pub async fn set_namespace(&self, req: NamespaceSettings) -> Vec<NodeSettings> {
+    /// fields are left as they are) on every node, all at once, stamped with one
+    /// version (unless `req` carries one); each node's settings after, or why it failed.
+    pub async fn set_namespace(&self, mut req: NamespaceSettings) -> Vec<NodeSettings> {
+        // One stamp for every node, so that they agree on which change is newest.
+        if req.changed_at == 0 {
+            req.changed_at = self.next_version().ts;
+        }
         let view = self.view();
         let req = &req;
         let asks = view.nodes.iter().map(|node| async move {

@@ -497,6 +497,7 @@ impl Dstash for NodeService {
                 default_ttl_seconds: n.settings.default_ttl_secs,
                 settings: settings_state(n.settings_found).into(),
                 evicted_segments: n.kv.evicted_segments,
+                settings_changed_at: n.settings.changed_at,
             })
             .collect();
         let sync_mode = match sync {

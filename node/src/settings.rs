@@ -7,13 +7,15 @@ use tonic::{Response, Status};
 use crate::metrics::Rpc;
 use crate::service::Ctx;
 
-/// Sets what the request names (a retention of 0 and absent fields: leave as is) and
-/// answers the settings after.
+/// Sets what the request names (a retention of 0 and absent fields: leave as is), unless
+/// this node's settings are as new as the request's stamp, and answers the settings
+/// after.
 pub async fn set(ctx: &Ctx, r: NamespaceSettings) -> Result<Response<NamespaceSettings>, Status> {
     let change = SettingsChange {
         retention_secs: (r.count_retention_seconds != 0).then_some(r.count_retention_seconds),
         max_bytes: r.max_bytes,
         default_ttl_secs: r.default_ttl_seconds,
+        at: (r.changed_at != 0).then_some(r.changed_at),
     };
     let settings = ctx
         .run(Rpc::SetNamespace, 0, move |s| {
@@ -23,6 +25,7 @@ pub async fn set(ctx: &Ctx, r: NamespaceSettings) -> Result<Response<NamespaceSe
                 count_retention_seconds: now.retention_secs,
                 max_bytes: Some(now.max_bytes),
                 default_ttl_seconds: Some(now.default_ttl_secs),
+                changed_at: now.changed_at,
             })
         })
         .await?;

@@ -73,6 +73,7 @@ pub async fn run(a: NsArgs, before: &ConnArgs) -> Result<bool> {
                 count_retention_seconds: count_retention.unwrap_or(0),
                 max_bytes,
                 default_ttl_seconds: default_ttl,
+                changed_at: 0,
             };
             let mut all = true;
             for n in c.set_namespace(req).await {

@@ -30,6 +30,7 @@ impl Namespace {
             retention_secs: opts.retention_secs,
             max_bytes: 0,
             default_ttl_secs: 0,
+            changed_at: 0,
         };
         let (file, settings, found) = SettingsFile::open(opts.io.as_ref(), dir, defaults)?;
         if found == Found::Lost {
@@ -59,15 +60,16 @@ impl Namespace {
         self.settings.lock().1
     }
 
-    /// Applies `change`, persisted first; a new counter retention rewrites the count
-    /// tables before it is recorded.
-    pub fn change(&self, change: SettingsChange) -> Result<Settings> {
+    /// Applies `change` stamped `at` unless the settings were changed at `at` or
+    /// later, persisted first; a new counter retention rewrites the count tables before
+    /// it is recorded.
+    pub fn change(&self, change: SettingsChange, at: u64) -> Result<Settings> {
         let mut guard = self.settings.lock();
         let (file, now) = &mut *guard;
-        let next = now.with(change);
-        if next == *now {
-            return Ok(next);
+        if at <= now.changed_at {
+            return Ok(*now);
         }
+        let next = now.with(change, at);
         let io = self.opts.io.as_ref();
         if next.retention_secs != self.counters.retention() {
             let persist = || file.write(io, next);

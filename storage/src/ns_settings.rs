@@ -1,7 +1,9 @@
 //! A namespace's settings on disk: two checksummed copies, `NAMESPACE` and
 //! `NAMESPACE-B`, each a bare header (as LMDB keeps two meta pages).
 //!
-//! Fields: counter retention, max bytes, default TTL, and a sequence number. A change
+//! Fields: counter retention, max bytes, default TTL, a sequence number, and when the
+//! settings were last changed (a version timestamp: the newest change wins when nodes
+//! compare settings). A change
 //! writes copy A, then copy B, each atomically, with the next sequence number; open
 //! takes the sound copy with the highest number. So a crash or damage leaves at
 //! least one copy to read, and a damaged copy is rewritten from the other. With both
@@ -28,6 +30,8 @@ pub struct Settings {
     pub max_bytes: u64,
     /// Seconds to live for puts that give none; 0: none.
     pub default_ttl_secs: u32,
+    /// The version timestamp of the last change; 0: never changed (the defaults).
+    pub changed_at: u64,
 }
 
 /// A change to some settings; None leaves one as it is.
@@ -36,15 +40,26 @@ pub struct SettingsChange {
     pub retention_secs: Option<u32>,
     pub max_bytes: Option<u64>,
     pub default_ttl_secs: Option<u32>,
+    /// The change's version timestamp: one no newer than the settings' `changed_at`
+    /// changes nothing. None: the store stamps it.
+    pub at: Option<u64>,
 }
 
 impl Settings {
-    pub fn with(self, c: SettingsChange) -> Settings {
+    /// The settings after `c`, stamped `at`.
+    pub fn with(self, c: SettingsChange, at: u64) -> Settings {
         Settings {
             retention_secs: c.retention_secs.unwrap_or(self.retention_secs),
             max_bytes: c.max_bytes.unwrap_or(self.max_bytes),
             default_ttl_secs: c.default_ttl_secs.unwrap_or(self.default_ttl_secs),
+            changed_at: at,
         }
+    }
+
+    /// The same settings, whenever each was set.
+    pub fn same_as(&self, o: &Settings) -> bool {
+        (self.retention_secs, self.max_bytes, self.default_ttl_secs)
+            == (o.retention_secs, o.max_bytes, o.default_ttl_secs)
     }
 }
 
@@ -60,10 +75,17 @@ impl FileHeader for Copy {
     fn to_fields(&self) -> [u64; FIELDS] {
         let s = &self.settings;
         let ttl = s.default_ttl_secs as u64;
-        [s.retention_secs as u64, s.max_bytes, ttl, self.seq, 0, 0]
+        [
+            s.retention_secs as u64,
+            s.max_bytes,
+            ttl,
+            self.seq,
+            s.changed_at,
+            0,
+        ]
     }
     fn from_fields(f: [u64; FIELDS]) -> std::result::Result<Self, String> {
-        header::check_unused(&f, 4)?;
+        header::check_unused(&f, 5)?;
         let default_ttl_secs =
             u32::try_from(f[2]).map_err(|_| format!("default TTL {} s out of range", f[2]))?;
         Ok(Copy {
@@ -71,6 +93,7 @@ impl FileHeader for Copy {
                 retention_secs: retention(f[0])?,
                 max_bytes: f[1],
                 default_ttl_secs,
+                changed_at: f[4],
             },
             seq: f[3],
         })
@@ -97,6 +120,7 @@ fn decode(bytes: &[u8]) -> std::result::Result<Copy, String> {
                         retention_secs: retention(f[0])?,
                         max_bytes: 0,
                         default_ttl_secs: 0,
+                        changed_at: 0,
                     },
                     seq: 0,
                 })

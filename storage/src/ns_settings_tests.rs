@@ -5,6 +5,7 @@ const DEFAULTS: Settings = Settings {
     retention_secs: 60,
     max_bytes: 0,
     default_ttl_secs: 0,
+    changed_at: 0,
 };
 
 fn set(dir: &Path) -> Settings {
@@ -14,6 +15,7 @@ fn set(dir: &Path) -> Settings {
         retention_secs: 120,
         max_bytes: 1 << 30,
         default_ttl_secs: 3600,
+        changed_at: 77,
     };
     f.write(&RealIo, s).unwrap();
     s

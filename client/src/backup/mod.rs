@@ -217,6 +217,7 @@ impl Client {
                         count_retention_seconds: ns.count_retention,
                         max_bytes: Some(ns.max_bytes),
                         default_ttl_seconds: None,
+                        changed_at: 0,
                     };
                     self.settle_settings(req, &mut sum).await?;
                     default_ttls.push((ns.name.clone(), ns.default_ttl));

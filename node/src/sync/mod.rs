@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod pass;
 pub mod serve;
 pub mod session;
+mod settings;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dstash_cluster::{Member, Placement};
-use dstash_proto::v1::StatusRequest;
+use dstash_proto::v1::{NamespaceStatus, StatusRequest};
 use dstash_storage::Store;
 use tonic::Status;
 
@@ -148,7 +148,8 @@ impl Syncer {
         for (peer, parts) in work {
             match self.peer_namespaces(peer).await {
                 Ok(ns) => {
-                    namespaces.extend(ns);
+                    super::settings::take_newer(&store, &peer.id, &ns).await;
+                    namespaces.extend(ns.into_iter().map(|n| n.name));
                     reachable.push((peer, parts));
                 }
                 // An unreachable peer fails once, not once per namespace.
@@ -176,7 +177,7 @@ impl Syncer {
         Ok(())
     }
 
-    async fn peer_namespaces(&self, peer: &Peer) -> Result<Vec<String>, Status> {
+    async fn peer_namespaces(&self, peer: &Peer) -> Result<Vec<NamespaceStatus>, Status> {
         let mut remote = self.dialer.remote(&peer.addr)?;
         let st = remote.status(StatusRequest {}).await?.into_inner();
         if st.node_id != peer.id {
@@ -185,7 +186,7 @@ impl Syncer {
                 peer.addr, st.node_id, peer.id
             )));
         }
-        Ok(st.namespaces.into_iter().map(|n| n.name).collect())
+        Ok(st.namespaces)
     }
 
     fn fail(&self, tally: &mut Tally, peer: &Peer, e: &Status) {

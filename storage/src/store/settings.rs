@@ -28,7 +28,10 @@ impl Store {
                 min: MIN_MAX_BYTES,
             });
         }
-        self.namespace(ns)?.change(change)
+        // A change's own stamp may not be too far ahead, or it would outrank every later one.
+        let given = change.at.map(|ts| dstash_cluster::Version::new(ts, 0));
+        let at = self.stamp(given, self.hlc.wall_ms())?.ts;
+        self.namespace(ns)?.change(change, at)
     }
 
     /// The settings of `ns`: its own, or a new namespace's defaults.
@@ -39,6 +42,7 @@ impl Store {
                 retention_secs: self.registry.opts.retention_secs,
                 max_bytes: 0,
                 default_ttl_secs: 0,
+                changed_at: 0,
             },
         })
     }
