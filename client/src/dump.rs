@@ -47,9 +47,30 @@ impl Client {
         let mut sum = DumpSummary::default();
         let mut failed_walk: Vec<usize> = Vec::new();
         let mut at = Some(ScanAt { node: 0, from: 0 });
-        while let Some(here) = at {
-            let (keys, next) = match self.scan_page(ns, pattern, here, page.max(1)).await {
-                Ok(p) => p,
+        // Keys listed and not read yet: the next page is listed while they are read.
+        let mut listed: Vec<Bytes> = Vec::new();
+        while at.is_some() || !listed.is_empty() {
+            let keys = std::mem::take(&mut listed);
+            let listing = async {
+                match at {
+                    Some(here) => {
+                        Some((here, self.scan_page(ns, pattern, here, page.max(1)).await))
+                    }
+                    None => None,
+                }
+            };
+            let (next, read) = tokio::join!(listing, self.read_page(ns, keys));
+            let read = read?;
+            if !read.is_empty() {
+                sum.keys += read.len() as u64;
+                out(read)?;
+            }
+            let Some((here, next)) = next else { continue };
+            match next {
+                Ok((keys, next)) => {
+                    at = next;
+                    listed = self.taken_at(here.node, &failed_walk, keys);
+                }
                 Err(Error::Unavailable { failures }) => {
                     sum.failed.extend(failures);
                     failed_walk.push(here.node);
@@ -58,30 +79,9 @@ impl Client {
                         node: next,
                         from: 0,
                     });
-                    continue;
                 }
                 Err(e) => return Err(e),
-            };
-            at = next;
-            let keys = self.taken_at(here.node, &failed_walk, keys);
-            if keys.is_empty() {
-                continue;
             }
-            let found = self.get_many_found(ns, &keys).await?;
-            let page: Vec<Dumped> = keys
-                .into_iter()
-                .zip(found)
-                .filter_map(|(key, f)| {
-                    f.map(|f| Dumped {
-                        key,
-                        value: f.value,
-                        ttl_seconds: f.ttl_seconds,
-                        version: f.version,
-                    })
-                })
-                .collect();
-            sum.keys += page.len() as u64;
-            out(page)?;
         }
         if sum.failed.len() >= self.view().r {
             return Err(Error::Unavailable {
@@ -89,6 +89,26 @@ impl Client {
             });
         }
         Ok(sum)
+    }
+
+    /// The live ones of `keys`, with value, TTL and version.
+    async fn read_page(&self, ns: &str, keys: Vec<Bytes>) -> Result<Vec<Dumped>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found = self.get_many_found(ns, &keys).await?;
+        Ok(keys
+            .into_iter()
+            .zip(found)
+            .filter_map(|(key, f)| {
+                f.map(|f| Dumped {
+                    key,
+                    value: f.value,
+                    ttl_seconds: f.ttl_seconds,
+                    version: f.version,
+                })
+            })
+            .collect())
     }
 
     /// The keys node `walk` (its place in id order) is the first listing replica of.

@@ -10,13 +10,11 @@
 
 mod blocks;
 pub mod format;
+mod restore;
 
 use std::io::{Read, Write};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use dstash_proto::v1::NamespaceSettings;
-
-use crate::batch::PutItem;
 use crate::client::Client;
 use crate::error::{Error, NodeFailure, Result};
 use blocks::Blocks;
@@ -24,8 +22,6 @@ use format::{EndBlock, NamespaceBlock, Record};
 
 /// Payload bytes per records block: pages of large values are cut into several.
 const BLOCK_BYTES: usize = 16 << 20;
-/// Keys per restore batch.
-const RESTORE_CHUNK: usize = 10_000;
 
 /// What a backup wrote.
 #[derive(Debug, Default)]
@@ -196,108 +192,6 @@ impl Client {
         }
         failed.extend(down);
         Ok(all.into_values().collect())
-    }
-
-    /// Restores a backup that [`verify`] passed: each namespace's settings on every
-    /// node (its default TTL last, so that keys keep their own expiry), then its keys
-    /// at their backed-up versions.
-    pub async fn restore(&self, src: impl Read) -> Result<RestoreSummary> {
-        let started = Instant::now();
-        let mut b = Blocks::open(src)?;
-        let mut sum = RestoreSummary::default();
-        let mut current: Option<NamespaceBlock> = None;
-        let mut default_ttls = Vec::new();
-        while let Some((at, kind, payload)) = b.next_block()? {
-            let bad = |reason| Error::BadBackup { offset: at, reason };
-            match kind {
-                format::NAMESPACE => {
-                    let ns = format::parse_namespace(&payload).map_err(bad)?;
-                    let req = NamespaceSettings {
-                        namespace: ns.name.clone(),
-                        count_retention_seconds: ns.count_retention,
-                        max_bytes: Some(ns.max_bytes),
-                        default_ttl_seconds: None,
-                        changed_at: 0,
-                    };
-                    self.settle_settings(req, &mut sum).await?;
-                    default_ttls.push((ns.name.clone(), ns.default_ttl));
-                    sum.namespaces += 1;
-                    current = Some(ns);
-                }
-                format::RECORDS => {
-                    let records = format::parse_records(&payload).map_err(bad)?;
-                    let ns = current
-                        .as_ref()
-                        .ok_or_else(|| bad("keys before a namespace".into()))?;
-                    self.restore_records(&ns.name, records, &mut sum).await?;
-                }
-                _ => break,
-            }
-        }
-        for (ns, ttl) in default_ttls.into_iter().filter(|(_, t)| *t != 0) {
-            let req = NamespaceSettings {
-                namespace: ns,
-                default_ttl_seconds: Some(ttl),
-                ..Default::default()
-            };
-            self.settle_settings(req, &mut sum).await?;
-        }
-        sum.secs = started.elapsed().as_secs_f64();
-        Ok(sum)
-    }
-
-    async fn settle_settings(
-        &self,
-        req: NamespaceSettings,
-        sum: &mut RestoreSummary,
-    ) -> Result<()> {
-        for n in self.set_namespace(req).await {
-            if let Err(s) = n.settings {
-                let f = NodeFailure {
-                    node: n.id,
-                    code: s.code(),
-                    message: s.message().to_string(),
-                };
-                if let Some(e) = crate::error::refused(&f) {
-                    return Err(e);
-                }
-                sum.settings_failed.push(f);
-            }
-        }
-        Ok(())
-    }
-
-    async fn restore_records(
-        &self,
-        ns: &str,
-        records: Vec<Record>,
-        sum: &mut RestoreSummary,
-    ) -> Result<()> {
-        let now = unix_ms() / 1000;
-        let total = records.len() as u64;
-        let live: Vec<Record> = records
-            .into_iter()
-            .filter(|r| r.expires_at == 0 || r.expires_at > now)
-            .collect();
-        sum.expired += total - live.len() as u64;
-        for chunk in live.chunks(RESTORE_CHUNK) {
-            let items: Vec<PutItem> = chunk
-                .iter()
-                .map(|r| PutItem {
-                    key: r.key.clone(),
-                    value: r.value.clone(),
-                    ttl_seconds: match r.expires_at {
-                        0 => 0,
-                        at => u32::try_from(at - now).unwrap_or(u32::MAX),
-                    },
-                })
-                .collect();
-            let versions: Vec<_> = chunk.iter().map(|r| r.version).collect();
-            let report = self.put_many_at(ns, &items, &versions).await?;
-            sum.written += report.written;
-            sum.failed += report.failed.len() as u64;
-        }
-        Ok(())
     }
 }
 
