@@ -3,67 +3,15 @@
 //! point in time with its value, expiry and namespace settings; a truncated or
 //! bit-flipped backup is refused naming the offset, and nothing of it is written.
 
+#[path = "support/cluster.rs"]
+mod cluster;
 mod support;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use support::{run_with, spawn_loopback, NodeProcess, DSTASH};
-
-struct Cluster {
-    nodes: Vec<NodeProcess>,
-    replicas: &'static str,
-    _dir: tempfile::TempDir,
-}
-
-impl Cluster {
-    fn start(n: usize, replicas: &'static str) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let nodes = (0..n)
-            .map(|i| spawn_loopback(&dir.path().join(format!("n{i}")), &[]))
-            .collect();
-        Cluster {
-            nodes,
-            replicas,
-            _dir: dir,
-        }
-    }
-
-    fn list(&self) -> String {
-        let v: Vec<String> = self
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| format!("n{i}={}", n.addr))
-            .collect();
-        v.join(",")
-    }
-
-    fn run(&self, args: &[&str], stdin: &[u8]) -> (i32, String, String) {
-        let mut all = vec!["--replicas", self.replicas];
-        all.extend_from_slice(args);
-        let (code, out, err) = run_with(&all, stdin, &[("DSTASH_NODES", &self.list())]);
-        (code, String::from_utf8_lossy(&out).into_owned(), err)
-    }
-
-    fn ok(&self, args: &[&str], stdin: &[u8]) -> String {
-        let (code, out, err) = self.run(args, stdin);
-        assert_eq!(code, 0, "dstash {args:?}: {err}");
-        out
-    }
-
-    /// Every key of `ns` with its value, as `dump` prints it in TSV.
-    fn pairs(&self, ns: &str) -> BTreeMap<String, String> {
-        let out = self.ok(&["dump", ns, "--format", "tsv"], b"");
-        out.lines()
-            .map(|l| {
-                let (k, v) = l.split_once('\t').unwrap();
-                (k.to_string(), v.to_string())
-            })
-            .collect()
-    }
-}
+use cluster::Cluster;
+use support::DSTASH;
 
 fn tsv(prefix: &str, n: u32) -> Vec<u8> {
     (0..n)
@@ -73,11 +21,11 @@ fn tsv(prefix: &str, n: u32) -> Vec<u8> {
 }
 
 fn restore_refused(c: &Cluster, file: &Path, what: &str) {
-    let (code, out, err) = c.run(&["restore", file.to_str().unwrap()], b"");
+    let (code, out, err) = c.run(None, &["restore", file.to_str().unwrap()], b"");
     assert_ne!(code, 0, "{what}: {out}");
     assert!(err.contains("damaged at byte offset"), "{what}: {err}");
     assert_eq!(
-        c.ok(&["ns", "show"], b""),
+        c.ok(None, &["ns", "show"], b""),
         "",
         "{what}: something was written"
     );
@@ -85,9 +33,10 @@ fn restore_refused(c: &Cluster, file: &Path, what: &str) {
 
 #[test]
 fn a_backup_during_a_load_restores_into_another_shape_and_damage_is_refused() {
-    let src = Cluster::start(1, "1");
-    src.ok(&["load", "kv", "-"], &tsv("pre", 20_000));
+    let src = Cluster::start(1, &[], ["1", "1"]);
+    src.ok(None, &["load", "kv", "-"], &tsv("pre", 20_000));
     src.ok(
+        None,
         &[
             "ns",
             "set",
@@ -99,13 +48,17 @@ fn a_backup_during_a_load_restores_into_another_shape_and_damage_is_refused() {
         ],
         b"",
     );
-    src.ok(&["load", "cache", "-", "--ttl", "600"], &tsv("c", 500));
-    src.ok(&["del", "kv", "pre5", "pre6"], b"");
+    src.ok(
+        None,
+        &["load", "cache", "-", "--ttl", "600"],
+        &tsv("c", 500),
+    );
+    src.ok(None, &["del", "kv", "pre5", "pre6"], b"");
 
     // A load runs on while the backup is taken.
     let mut load = Command::new(DSTASH)
         .args(["--replicas", "1", "load", "kv", "-", "--chunk", "2000"])
-        .env("DSTASH_NODES", src.list())
+        .env("DSTASH_NODES", src.list(None))
         .env("RUST_LOG", "warn")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -118,15 +71,15 @@ fn a_backup_during_a_load_restores_into_another_shape_and_damage_is_refused() {
     });
     let dir = tempfile::tempdir().unwrap();
     let file: PathBuf = dir.path().join("all.dsb");
-    let out = src.ok(&["backup", "--out", file.to_str().unwrap()], b"");
+    let out = src.ok(None, &["backup", "--out", file.to_str().unwrap()], b"");
     assert!(out.contains("backed up 2 namespaces"), "{out}");
     feeder.join().unwrap();
     assert!(load.wait().unwrap().success());
 
-    let dst = Cluster::start(3, "2");
-    let out = dst.ok(&["restore", file.to_str().unwrap()], b"");
+    let dst = Cluster::start(3, &[], ["2", "2"]);
+    let out = dst.ok(None, &["restore", file.to_str().unwrap()], b"");
     assert!(out.contains("0 failed"), "{out}");
-    let kv = dst.pairs("kv");
+    let kv = dst.pairs(None, "kv");
     for i in (0..20_000).filter(|i| *i != 5 && *i != 6) {
         let k = format!("pre{i}");
         assert_eq!(kv.get(&k), Some(&format!("value-{k}")), "{k}");
@@ -137,20 +90,20 @@ fn a_backup_during_a_load_restores_into_another_shape_and_damage_is_refused() {
         .iter()
         .filter(|(k, _)| k.starts_with("during"))
         .all(|(k, v)| *v == format!("value-{k}")));
-    let cache = dst.ok(&["dump", "cache"], b"");
+    let cache = dst.ok(None, &["dump", "cache"], b"");
     assert_eq!(cache.lines().count(), 500);
     assert!(
         cache.lines().all(|l| l.contains("\"ttl\":5")),
         "their own TTL kept"
     );
-    let show = dst.ok(&["ns", "show", "cache"], b"");
+    let show = dst.ok(None, &["ns", "show", "cache"], b"");
     assert_eq!(show.lines().count(), 3, "{show}");
     assert!(show
         .lines()
         .all(|l| l.contains("max_bytes=1073741824") && l.contains("default_ttl=3600")));
 
     let bytes = std::fs::read(&file).unwrap();
-    let fresh = Cluster::start(1, "1");
+    let fresh = Cluster::start(1, &[], ["1", "1"]);
     for cut in [10, 100, bytes.len() / 2, bytes.len() - 3] {
         let p = dir.path().join("cut.dsb");
         std::fs::write(&p, &bytes[..cut]).unwrap();

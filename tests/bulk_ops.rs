@@ -3,16 +3,17 @@
 //! of them on every replica, and goes on to quorum with a node killed mid-stream;
 //! `dstash dump | dstash load` reproduces a namespace.
 
+#[path = "support/cluster.rs"]
+mod cluster;
 mod support;
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use cluster::Cluster;
 use dstash_proto::v1::{DeleteBatch, LookupRequest, PutBatch, Version};
 use dstash_proto::Bytes;
-use support::{metric_if_any, run_with, spawn_loopback, NodeProcess, DSTASH};
+use support::{metric_if_any, spawn_loopback, DSTASH};
 
 fn entry(key: &str, value: &str) -> dstash_proto::v1::Entry {
     dstash_proto::v1::Entry {
@@ -116,70 +117,13 @@ async fn batch_delete_answers_each_key_in_order_and_refuses_bad_input_whole() {
     assert_eq!(kept.value.as_ref(), b"v");
 }
 
-struct Cluster {
-    nodes: Vec<Option<NodeProcess>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Cluster {
-    fn start(n: usize) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let dirs: Vec<PathBuf> = (0..n).map(|i| dir.path().join(format!("n{i}"))).collect();
-        let extra = ["--metrics-listen", "127.0.0.1:0"];
-        let nodes = dirs
-            .iter()
-            .map(|d| Some(spawn_loopback(d, &extra)))
-            .collect();
-        Cluster { nodes, _dir: dir }
-    }
-
-    fn list(&self, only: Option<usize>) -> String {
-        let up: Vec<String> = self
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| only.is_none_or(|o| o == *i))
-            .filter_map(|(i, n)| n.as_ref().map(|n| format!("n{i}={}", n.addr)))
-            .collect();
-        up.join(",")
-    }
-
-    /// `dstash ARGS` with R = 3 and W = 2 (or R = W = 1 against node `only`).
-    fn run(&self, only: Option<usize>, args: &[&str], stdin: &[u8]) -> (i32, String, String) {
-        let mut all = match only {
-            None => vec!["--replicas", "3", "--write-quorum", "2"],
-            Some(_) => vec!["--replicas", "1", "--write-quorum", "1"],
-        };
-        all.extend_from_slice(args);
-        let (code, out, err) = run_with(&all, stdin, &[("DSTASH_NODES", &self.list(only))]);
-        (code, String::from_utf8_lossy(&out).into_owned(), err)
-    }
-
-    fn ok(&self, only: Option<usize>, args: &[&str], stdin: &[u8]) -> String {
-        let (code, out, err) = self.run(only, args, stdin);
-        assert_eq!(code, 0, "dstash {args:?}: {err}");
-        out
-    }
-
-    /// The keys `dump` prints, with their values.
-    fn dumped(&self, only: Option<usize>, ns: &str) -> BTreeMap<String, String> {
-        let out = self.ok(only, &["dump", ns, "--format", "tsv"], b"");
-        out.lines()
-            .map(|l| {
-                let (k, v) = l.split_once('\t').unwrap();
-                (k.to_string(), v.to_string())
-            })
-            .collect()
-    }
-}
-
 fn lines(range: std::ops::Range<u32>, f: impl Fn(u32) -> String) -> Vec<u8> {
     range.map(|i| f(i) + "\n").collect::<String>().into_bytes()
 }
 
 #[test]
 fn del_deletes_given_keys_and_a_file_of_them_on_every_replica() {
-    let c = Cluster::start(3);
+    let c = Cluster::start(3, &["--metrics-listen", "127.0.0.1:0"], ["3", "2"]);
     c.ok(
         None,
         &["load", "kv", "-"],
@@ -202,7 +146,7 @@ fn del_deletes_given_keys_and_a_file_of_them_on_every_replica() {
     );
 
     for i in 0..3 {
-        let held = c.dumped(Some(i), "kv");
+        let held = c.pairs(Some(i), "kv");
         assert_eq!(held.len(), 1000, "node {i}");
         assert!(held.keys().all(|k| k[1..].parse::<u32>().unwrap() >= 1000));
     }
@@ -215,7 +159,7 @@ fn del_deletes_given_keys_and_a_file_of_them_on_every_replica() {
 
 #[test]
 fn del_reaches_its_quorum_with_a_node_killed_mid_stream() {
-    let mut c = Cluster::start(3);
+    let mut c = Cluster::start(3, &["--metrics-listen", "127.0.0.1:0"], ["3", "2"]);
     const N: u32 = 200_000;
     c.ok(
         None,
@@ -267,13 +211,13 @@ fn del_reaches_its_quorum_with_a_node_killed_mid_stream() {
     assert!(text.contains(&format!("deleted {N} keys")), "{text}");
     // Nodes 0 and 1 both deleted every key.
     for i in 0..2 {
-        assert!(c.dumped(Some(i), "kv").is_empty(), "node {i}");
+        assert!(c.pairs(Some(i), "kv").is_empty(), "node {i}");
     }
 }
 
 #[test]
 fn dump_piped_into_load_reproduces_a_namespace() {
-    let c = Cluster::start(3);
+    let c = Cluster::start(3, &["--metrics-listen", "127.0.0.1:0"], ["3", "2"]);
     let mut input = lines(0..3000, |i| {
         format!("{{\"key\":\"k{i}\",\"value\":\"v{i}\"}}")
     });
@@ -320,8 +264,8 @@ fn dump_piped_into_load_reproduces_a_namespace() {
     };
     assert_eq!(sorted(&again), sorted(&dump));
     assert_eq!(
-        c.dumped(None, "src").get("k150").map(String::as_str),
+        c.pairs(None, "src").get("k150").map(String::as_str),
         Some("v150")
     );
-    assert!(!c.dumped(None, "dst").contains_key("k50"));
+    assert!(!c.pairs(None, "dst").contains_key("k50"));
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use dstash_storage::{Error, ManualClock, Options, PutEntry, SettingsChange, Store, MIN_MAX_BYTES};
+use dstash_storage::{Error, ManualClock, Options, SettingsChange, Store, MIN_MAX_BYTES};
 
 const VALUE: usize = 4_000;
 
@@ -25,20 +25,7 @@ fn max_bytes(b: u64) -> SettingsChange {
 }
 
 fn load(s: &Store, from: u64, n: u64) {
-    let v = vec![7u8; VALUE];
-    let keys: Vec<_> = (from..from + n).map(key).collect();
-    for chunk in keys.chunks(1000) {
-        let e: Vec<_> = chunk
-            .iter()
-            .map(|k| PutEntry {
-                key: k,
-                value: &v,
-                ttl_secs: 0,
-                version: None,
-            })
-            .collect();
-        s.put_many("c", &e).unwrap();
-    }
+    put_range(s, "c", from..from + n, &[7u8; VALUE], 0);
 }
 
 #[test]

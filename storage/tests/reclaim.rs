@@ -8,7 +8,7 @@ use std::path::Path;
 
 use common::*;
 use dstash_storage::record::RECORD_HEADER_LEN;
-use dstash_storage::{ManualClock, Options, PutEntry, Store};
+use dstash_storage::{ManualClock, Options, Store};
 
 const KEYS: u64 = 4_000;
 const VALUE: usize = 1_000;
@@ -36,20 +36,7 @@ fn live_bytes(keys: u64, value: usize) -> u64 {
 }
 
 fn load(s: &Store, round: u8, ttl: u32) {
-    let v = vec![round; VALUE];
-    let keys: Vec<_> = (0..KEYS).map(key).collect();
-    for chunk in keys.chunks(500) {
-        let e: Vec<_> = chunk
-            .iter()
-            .map(|k| PutEntry {
-                key: k,
-                value: &v,
-                ttl_secs: ttl,
-                version: None,
-            })
-            .collect();
-        s.put_many("r", &e).unwrap();
-    }
+    put_range(s, "r", 0..KEYS, &vec![round; VALUE], ttl);
 }
 
 /// Compacts until nothing is left worth it.

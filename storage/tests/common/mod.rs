@@ -28,6 +28,23 @@ pub fn open(dir: &Path, clock: &ManualClock) -> Store {
     Store::open(dir, opts(clock)).expect("open store")
 }
 
+/// Puts keys `range` in `ns`, each with `value` and `ttl`, 500 per batch.
+pub fn put_range(s: &Store, ns: &str, range: std::ops::Range<u64>, value: &[u8], ttl: u32) {
+    let keys: Vec<_> = range.map(key).collect();
+    for chunk in keys.chunks(500) {
+        let e: Vec<_> = chunk
+            .iter()
+            .map(|k| PutEntry {
+                key: k,
+                value,
+                ttl_secs: ttl,
+                version: None,
+            })
+            .collect();
+        s.put_many(ns, &e).unwrap();
+    }
+}
+
 pub fn key(i: u64) -> Vec<u8> {
     format!("key-{i:08}").into_bytes()
 }
