@@ -78,6 +78,7 @@ async fn every_rpc_through_the_binary_then_sigterm_closes_clean() {
             namespace: "ns".into(),
             keys: vec![Bytes::from_static(b"key-03"), Bytes::from_static(b"nope")],
             batch_id: 1,
+            flat: false,
         }]))
         .await
         .unwrap()
@@ -397,6 +398,7 @@ async fn kill_9_mid_batch_put_loses_no_acknowledged_batch() {
                         .map(|e| e.key)
                         .collect(),
                     batch_id: id,
+                    flat: false,
                 })
                 .collect();
             let results: Vec<LookupBatchResult> = collect(

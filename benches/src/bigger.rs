@@ -172,6 +172,7 @@ async fn lookups(
             namespace: NS.into(),
             keys: chunk.iter().map(|&k| key(k)).collect(),
             batch_id: b as u64,
+            flat: false,
         })
         .collect();
     let mut answers = c

@@ -101,22 +101,7 @@ impl Dstash for Echo {
         &self,
         req: Request<Streaming<LookupBatch>>,
     ) -> Result<Response<Self::BatchLookupStream>, Status> {
-        let results = req.into_inner().map(|b| {
-            b.map(|b| LookupBatchResult {
-                batch_id: b.batch_id,
-                results: b
-                    .keys
-                    .iter()
-                    .map(|_| LookupResponse {
-                        found: true,
-                        value: Bytes::from_static(&[7; 100]),
-                        ttl_seconds: 0,
-                        damaged: false,
-                        ..Default::default()
-                    })
-                    .collect(),
-            })
-        });
+        let results = req.into_inner().map(|b| b.map(echo_lookup));
         Ok(Response::new(Box::pin(results)))
     }
 
@@ -177,5 +162,35 @@ impl Dstash for Echo {
         _: Request<RepairRequest>,
     ) -> Result<Response<Self::RepairStream>, Status> {
         unimplemented()
+    }
+}
+
+/// Every key found with a 100-byte value and a version, in the form the batch asked.
+fn echo_lookup(b: LookupBatch) -> LookupBatchResult {
+    const VALUE: &[u8] = &[7; 100];
+    if b.flat {
+        let mut f = dstash_proto::flat::FlatBuilder::with_capacity(b.keys.len());
+        for _ in &b.keys {
+            f.value(VALUE, 0, 1, 1);
+        }
+        return LookupBatchResult {
+            batch_id: b.batch_id,
+            flat: Some(f.finish()),
+            ..Default::default()
+        };
+    }
+    LookupBatchResult {
+        batch_id: b.batch_id,
+        results: b
+            .keys
+            .iter()
+            .map(|_| LookupResponse {
+                found: true,
+                value: Bytes::from_static(VALUE),
+                version: Some(Version { ts: 1, writer: 1 }),
+                ..Default::default()
+            })
+            .collect(),
+        flat: None,
     }
 }

@@ -207,6 +207,7 @@ async fn stream(
                     namespace: NS.into(),
                     keys: picks.iter().map(|&i| preloaded_key(i)).collect(),
                     batch_id: n,
+                    flat: false,
                 };
                 let t = Instant::now();
                 let Some(res) = lane.call(req, &tally, name).await else {
@@ -403,6 +404,7 @@ async fn lookup_batch(
         namespace: NS.into(),
         keys,
         batch_id: 0,
+        flat: false,
     };
     let mut s = c
         .batch_lookup(tokio_stream::iter([req]))

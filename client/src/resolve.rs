@@ -7,6 +7,7 @@
 //! holds a version and at least one answered that it holds nothing.
 
 use dstash_cluster::Version;
+use dstash_proto::flat::FlatEntry;
 use dstash_proto::v1::{self as wire, LookupResponse};
 use dstash_proto::Bytes;
 
@@ -61,6 +62,40 @@ impl Held {
             Held::Damaged
         } else {
             Held::Nothing
+        }
+    }
+
+    /// A batch's answers, one per key of its `keys`, in its flat form or its per-key
+    /// one; what is wrong when they are not one per key.
+    pub(crate) fn of_batch(
+        r: &wire::LookupBatchResult,
+        keys: usize,
+    ) -> std::result::Result<Vec<Held>, String> {
+        let helds: Vec<Held> = match &r.flat {
+            Some(flat) => flat.entries()?.into_iter().map(Held::of_flat).collect(),
+            None => r.results.iter().map(Held::of).collect(),
+        };
+        match helds.len() == keys {
+            true => Ok(helds),
+            false => Err(format!("{} answers to a batch of {keys} keys", helds.len())),
+        }
+    }
+
+    fn of_flat(e: FlatEntry) -> Held {
+        match e {
+            FlatEntry::Value {
+                value,
+                ttl_seconds,
+                ts,
+                writer,
+            } => Held::Value {
+                value,
+                ttl_seconds,
+                version: Version::new(ts, writer),
+            },
+            FlatEntry::Tombstone { ts, writer } => Held::Tombstone(Version::new(ts, writer)),
+            FlatEntry::Nothing => Held::Nothing,
+            FlatEntry::Damaged => Held::Damaged,
         }
     }
 

@@ -410,6 +410,7 @@ async fn a_damaged_record_fails_over_for_its_key_alone_and_is_repaired() {
         namespace: "kv".into(),
         keys: keys[..3].to_vec(),
         batch_id: 1,
+        flat: false,
     };
     let mut answers = n0
         .batch_lookup(tokio_stream::iter([batch]))

@@ -307,6 +307,7 @@ pub fn seeds() -> Vec<Vec<u8>> {
                 namespace: "n".into(),
                 keys: vec![key.clone(), Bytes::new()],
                 batch_id: 2,
+                flat: false,
             }
             .encode(b)
             .unwrap()

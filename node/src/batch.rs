@@ -2,9 +2,10 @@
 //! blocking thread for each message. Each converts the message, makes one store call,
 //! and converts the result; the store checks every limit.
 
+use dstash_proto::flat::FlatBuilder;
 use dstash_proto::v1::{self as wire, *};
 use dstash_proto::Bytes;
-use dstash_storage::{Applied, Change, DeleteEntry, Found, Lookup, PutEntry, Result, Store};
+use dstash_storage::{Applied, Change, DeleteEntry, Found, Lookup, PutEntry, Result, Seen, Store};
 
 /// A version from the wire; None (the node stamps one) when the request has none.
 pub fn version_in(v: Option<wire::Version>) -> Option<dstash_storage::Version> {
@@ -74,12 +75,32 @@ pub fn delete(s: &Store, b: DeleteBatch) -> Result<DeleteBatchAck> {
 }
 
 /// Each key answered on its own: a damaged record marks its key `damaged` (and is
-/// logged and counted by the store) instead of failing the batch.
+/// logged and counted by the store) instead of failing the batch. Asked `flat`, the
+/// answers are columns, the values copied once, from the segments into one buffer.
 pub fn lookup(s: &Store, b: LookupBatch) -> Result<LookupBatchResult> {
+    if b.flat {
+        let mut f = FlatBuilder::with_capacity(b.keys.len());
+        s.lookup_visit(&b.namespace, &keys_of(&b.keys), |_, seen| match seen {
+            Seen::Found {
+                value,
+                ttl_secs,
+                version,
+            } => f.value(value, ttl_secs, version.ts, version.writer),
+            Seen::Deleted(v) => f.tombstone(v.ts, v.writer),
+            Seen::Missing => f.nothing(),
+            Seen::Damaged(_) => f.damaged(),
+        })?;
+        return Ok(LookupBatchResult {
+            batch_id: b.batch_id,
+            flat: Some(f.finish()),
+            ..Default::default()
+        });
+    }
     let found = s.lookup_each(&b.namespace, &keys_of(&b.keys))?;
     Ok(LookupBatchResult {
         batch_id: b.batch_id,
         results: found.into_iter().map(answer).collect(),
+        flat: None,
     })
 }
 

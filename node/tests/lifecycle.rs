@@ -170,6 +170,7 @@ async fn metrics_count_requests_keys_errors_and_store_figures() {
             Bytes::from_static(b"zz"),
         ],
         batch_id: 7,
+        flat: false,
     }];
     let mut results = c
         .batch_lookup(tokio_stream::iter(batches))

@@ -115,11 +115,13 @@ async fn batch_streams_answer_every_batch_in_order() {
                 Bytes::from_static(b"k19-49"),
             ],
             batch_id: 1,
+            flat: false,
         },
         LookupBatch {
             namespace: "b".into(),
             keys: vec![Bytes::from_static(b"k0-0")],
             batch_id: 2,
+            flat: false,
         },
     ];
     let mut results = c
@@ -148,6 +150,82 @@ async fn batch_streams_answer_every_batch_in_order() {
         (2, &b"v0-0"[..])
     );
     assert!(results.message().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn flat_lookup_answers_agree_with_per_key_answers() {
+    use dstash_proto::flat::FlatEntry;
+    let mut node = start().await;
+    let c = &mut node.client;
+    let put = PutBatch {
+        namespace: "f".into(),
+        entries: vec![
+            Entry {
+                key: Bytes::from_static(b"a"),
+                value: Bytes::from_static(b"alpha"),
+                ttl_seconds: 600,
+                ..Default::default()
+            },
+            Entry {
+                key: Bytes::from_static(b"gone"),
+                tombstone: true,
+                ..Default::default()
+            },
+            Entry {
+                key: Bytes::from_static(b"b"),
+                value: Bytes::from_static(b"beta"),
+                ..Default::default()
+            },
+        ],
+        batch_id: 0,
+    };
+    let mut acks = c
+        .batch_put(tokio_stream::iter([put]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(acks.message().await.unwrap().is_some());
+    let keys: Vec<Bytes> = ["a", "missing", "gone", "b"]
+        .iter()
+        .map(|k| Bytes::copy_from_slice(k.as_bytes()))
+        .collect();
+    let ask = |flat| LookupBatch {
+        namespace: "f".into(),
+        keys: keys.clone(),
+        batch_id: 0,
+        flat,
+    };
+    let mut r = c
+        .batch_lookup(tokio_stream::iter([ask(false), ask(true)]))
+        .await
+        .unwrap()
+        .into_inner();
+    let per_key = r.message().await.unwrap().unwrap();
+    let flat = r.message().await.unwrap().unwrap();
+    assert!(flat.results.is_empty());
+    let entries = flat.flat.unwrap().entries().unwrap();
+    assert_eq!(entries.len(), 4);
+    for (e, k) in entries.iter().zip(&per_key.results) {
+        let v = k.version.unwrap_or_default();
+        let want = match (k.found, k.tombstone) {
+            (true, _) => FlatEntry::Value {
+                value: k.value.clone(),
+                ttl_seconds: k.ttl_seconds,
+                ts: v.ts,
+                writer: v.writer,
+            },
+            (false, true) => FlatEntry::Tombstone {
+                ts: v.ts,
+                writer: v.writer,
+            },
+            _ => FlatEntry::Nothing,
+        };
+        assert_eq!(*e, want);
+    }
+    assert!(
+        matches!(&entries[0], FlatEntry::Value { value, ttl_seconds, .. } if value == "alpha" && *ttl_seconds > 590)
+    );
+    assert!(matches!(entries[2], FlatEntry::Tombstone { .. }));
 }
 
 #[tokio::test]

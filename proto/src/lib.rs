@@ -13,6 +13,8 @@ pub mod v1 {
     tonic::include_proto!("dstash.v1");
 }
 
+pub mod flat;
+
 /// The type of every `bytes` field (keys, values): cheap to clone and to slice.
 pub use bytes::Bytes;
 pub use v1::dstash_client::DstashClient;

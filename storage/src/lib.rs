@@ -60,5 +60,6 @@ pub fn write_file_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
 
 pub use ns_settings::{Settings, SettingsChange};
 pub use store::{
-    Change, DeleteEntry, Found, KeyStream, Lookup, NamespaceStats, PutEntry, Store, MIN_MAX_BYTES,
+    Change, DeleteEntry, Found, KeyStream, Lookup, NamespaceStats, PutEntry, Seen, Store,
+    MIN_MAX_BYTES,
 };

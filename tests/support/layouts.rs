@@ -130,6 +130,7 @@ pub async fn held(c: &mut Raw, keys: &[String]) -> Vec<bool> {
             namespace: "ns".into(),
             keys: ks.iter().map(|k| k.clone().into_bytes().into()).collect(),
             batch_id: i as u64,
+            flat: false,
         })
         .collect();
     let mut req = tonic::Request::new(tokio_stream::iter(batches));

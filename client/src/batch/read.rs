@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use super::{damaged, placed, stream, Pace};
 use crate::client::Client;
-use crate::error::{refused, Result};
+use crate::error::{refused, NodeFailure, Result};
 use crate::health::NodeState;
 use crate::resolve::{Found, Held, Replies};
 
@@ -106,6 +106,7 @@ impl Client {
                         namespace: ns.to_string(),
                         keys: ps.iter().map(|&p| keys[p].clone()).collect(),
                         batch_id: id as u64,
+                        flat: true,
                     })
                     .collect();
                 let deadline = match short[n] {
@@ -133,12 +134,23 @@ impl Client {
                 }
             });
             let answers = futures_util::future::join_all(runs).await;
-            for (n, (batches, failed)) in answers.into_iter().enumerate() {
+            for (n, (batches, mut failed)) in answers.into_iter().enumerate() {
                 let node = &view.nodes[n];
                 let mut answered = 0;
                 for (batch, ps) in batches.iter().zip(per_node[n].chunks(chunk)) {
-                    for (r, &p) in batch.results.iter().zip(ps) {
-                        let held = Held::of(r);
+                    let helds = match Held::of_batch(batch, ps.len()) {
+                        Ok(h) => h,
+                        Err(why) => {
+                            // The rest of this node's share is read elsewhere.
+                            failed = Some(NodeFailure {
+                                node: node.id.clone(),
+                                code: tonic::Code::Internal,
+                                message: why,
+                            });
+                            break;
+                        }
+                    };
+                    for (held, &p) in helds.into_iter().zip(ps) {
                         if held == Held::Damaged {
                             replies[p].failures.push(damaged(node));
                         }

@@ -197,6 +197,7 @@ impl Session {
                     namespace: ns,
                     keys: keys.clone(),
                     batch_id: 0,
+                    flat: false,
                 },
             )
             .map(|r| entries(keys, r.results))
@@ -230,6 +231,7 @@ impl Session {
             namespace: self.ns.clone(),
             keys: keys.clone(),
             batch_id: 0,
+            flat: false,
         };
         self.tally.bytes_sent += msg.encoded_len() as u64;
         let mut results = self

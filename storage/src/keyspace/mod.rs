@@ -21,6 +21,7 @@ mod write;
 pub use compaction::CompactionReport;
 pub use digest::LeafEntry;
 pub use listing::KeyLister;
+pub use read::StoredRef;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

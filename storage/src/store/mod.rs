@@ -8,9 +8,11 @@ mod entry;
 mod limits;
 mod registry;
 mod settings;
+mod visit;
 
 pub use entry::{Change, DeleteEntry, Found, KeyStream, Lookup, NamespaceStats, PutEntry};
 pub use settings::MIN_MAX_BYTES;
+pub use visit::Seen;
 
 use std::fs::File;
 use std::path::Path;
@@ -25,7 +27,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::glob::Glob;
 use dstash_cluster::{Hlc, Version};
 
-use crate::keyspace::{Applied, KeyLister, Stored, Write};
+use crate::keyspace::{Applied, KeyLister, Write};
 use crate::name::validate_namespace;
 use crate::namespace::Namespace;
 use crate::options::Options;
@@ -212,34 +214,9 @@ impl Store {
     /// [`Lookup::Damaged`] for its key alone. Limits and a closed store still fail the
     /// whole call.
     pub fn lookup_each(&self, ns: &str, keys: &[&[u8]]) -> Result<Vec<Lookup>> {
-        check_keys(&self.registry.opts, keys.iter().copied())?;
-        let Some(n) = self.existing(ns)? else {
-            return Ok(keys.iter().map(|_| Lookup::Missing).collect());
-        };
-        let now = self.registry.opts.clock.now_secs();
-        Ok(n.kv
-            .get_each(keys)
-            .into_iter()
-            .map(|r| match r {
-                Ok(Some(Stored::Value {
-                    value,
-                    expires_at,
-                    version,
-                })) => Lookup::Found(Found {
-                    value,
-                    // An unexpired key has at least a second left.
-                    ttl_secs: if expires_at == 0 {
-                        0
-                    } else {
-                        expires_at.saturating_sub(now).clamp(1, u32::MAX as u64) as u32
-                    },
-                    version,
-                }),
-                Ok(Some(Stored::Deleted(v))) => Lookup::Deleted(v),
-                Ok(None) => Lookup::Missing,
-                Err(e) => Lookup::Damaged(e),
-            })
-            .collect())
+        let mut out = Vec::with_capacity(keys.len());
+        self.lookup_visit(ns, keys, |_, seen| out.push(seen.into_lookup()))?;
+        Ok(out)
     }
 
     /// Deletes the key; true when a live value was there.
