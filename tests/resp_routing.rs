@@ -114,6 +114,23 @@ fn any_of_three_nodes_answers_for_any_key() {
         });
     }
     assert_eq!(total, 600, "300 keys x R = 2");
+
+    // DEL of many keys through one node deletes them on every owner, and counts those
+    // that were there once.
+    let mut del = redis::cmd("DEL");
+    (0..100).for_each(|i| {
+        del.arg(format!("k{i}"));
+    });
+    del.arg("nope").arg("k0");
+    assert_eq!(del.query::<i64>(&mut c).unwrap(), 100);
+    let mut other = connect(&nodes[2]);
+    let gone: Vec<Option<String>> = redis::cmd("MGET")
+        .arg("k0")
+        .arg("k99")
+        .arg("k100")
+        .query(&mut other)
+        .unwrap();
+    assert_eq!(gone, [None, None, Some("v100".into())]);
 }
 
 #[test]

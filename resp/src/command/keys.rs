@@ -45,16 +45,18 @@ pub async fn run(shared: &Shared, s: &Session, name: &str, a: &[Bytes]) -> Optio
             Err(e) => failed(e),
         },
         ("MSET", kv) if !kv.is_empty() && kv.len().is_multiple_of(2) => mset(shared, ns, kv).await,
-        ("DEL" | "UNLINK", keys) if !keys.is_empty() => {
-            let mut n = 0;
-            for k in keys {
-                match c.delete(ns, k).await {
-                    Ok(existed) => n += existed as i64,
-                    Err(e) => return Some(failed(e)),
-                }
-            }
-            Reply::Int(n)
-        }
+        ("DEL" | "UNLINK", [k]) => match c.delete(ns, k).await {
+            Ok(existed) => Reply::Int(existed as i64),
+            Err(e) => failed(e),
+        },
+        // Several keys: one BatchDelete per node, all at once.
+        ("DEL" | "UNLINK", keys) if !keys.is_empty() => match c.delete_many(ns, keys).await {
+            Ok(r) => match r.failed.into_iter().next() {
+                None => Reply::Int(r.existed as i64),
+                Some((_, e)) => failed(e),
+            },
+            Err(e) => failed(e),
+        },
         ("EXISTS", keys) if !keys.is_empty() => match c.get_many(ns, keys).await {
             Ok(vs) => Reply::Int(vs.iter().filter(|v| v.is_some()).count() as i64),
             Err(e) => failed(e),
