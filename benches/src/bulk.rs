@@ -116,6 +116,19 @@ impl Drop for NodeProc {
     }
 }
 
+/// `n` fresh nodes in `dir/nI`, and their `nI=ADDR,...` list.
+pub fn start_nodes(bin: &Path, dir: &Path, n: usize) -> Result<(Vec<NodeProc>, String), String> {
+    let procs: Vec<NodeProc> = (0..n)
+        .map(|i| NodeProc::start(bin, &dir.join(format!("n{i}"))))
+        .collect::<Result<_, _>>()?;
+    let spec: Vec<String> = procs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("n{i}={}", p.addr))
+        .collect();
+    Ok((procs, spec.join(",")))
+}
+
 /// `dstash load` of the TSV into `nodes` fresh nodes at R=`replicas`: keys/s.
 fn dstash_load(
     bin: &Path,
@@ -125,23 +138,11 @@ fn dstash_load(
     replicas: usize,
 ) -> Result<f64, String> {
     let tmp = tempfile::tempdir_in(".").map_err(|e| e.to_string())?;
-    let procs: Vec<NodeProc> = (0..nodes)
-        .map(|i| NodeProc::start(bin, &tmp.path().join(format!("n{i}"))))
-        .collect::<Result<_, _>>()?;
-    let spec: Vec<String> = procs
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("n{i}={}", p.addr))
-        .collect();
+    let (_procs, spec) = start_nodes(bin, tmp.path(), nodes)?;
     let t = Instant::now();
     let out = Command::new(bin)
         .args(["load", "bench", tsv.to_str().unwrap()])
-        .args([
-            "--nodes",
-            &spec.join(","),
-            "--replicas",
-            &replicas.to_string(),
-        ])
+        .args(["--nodes", &spec, "--replicas", &replicas.to_string()])
         .env("RUST_LOG", "warn")
         .output()
         .map_err(|e| format!("dstash load: {e}"))?;

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::bulk::{dstash_bin, NodeProc};
+use crate::bulk::{dstash_bin, start_nodes as start};
 use crate::svg::{line_chart_linear, Series};
 use crate::table::{Cell, Unit};
 
@@ -95,18 +95,6 @@ fn timed(bin: &Path, nodes: &str, replicas: usize, args: &[&str]) -> Result<f64,
         ));
     }
     Ok(t.elapsed().as_secs_f64())
-}
-
-fn start(bin: &Path, dir: &Path, n: usize) -> Result<(Vec<NodeProc>, String), String> {
-    let procs: Vec<NodeProc> = (0..n)
-        .map(|i| NodeProc::start_with(bin, &dir.join(format!("n{i}")), &[]))
-        .collect::<Result<_, _>>()?;
-    let spec: Vec<String> = procs
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("n{i}={}", p.addr))
-        .collect();
-    Ok((procs, spec.join(",")))
 }
 
 /// The space run: (seconds, data-file MiB) samples, each load's keys/s, and the

@@ -1,6 +1,7 @@
 //! A namespace: a key/value keyspace and its expiring counts under `ns/<name>/`.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -19,6 +20,8 @@ pub struct Namespace {
     settings: Mutex<(SettingsFile, Settings)>,
     /// How the settings were found at open.
     pub settings_found: Found,
+    /// The settings' default TTL, read by every write without a lock.
+    default_ttl: AtomicU32,
     opts: Arc<Options>,
 }
 
@@ -51,6 +54,7 @@ impl Namespace {
             kv,
             counters,
             settings: Mutex::new((file, settings)),
+            default_ttl: AtomicU32::new(settings.default_ttl_secs),
             settings_found: found,
             opts,
         })
@@ -58,6 +62,11 @@ impl Namespace {
 
     pub fn settings(&self) -> Settings {
         self.settings.lock().1
+    }
+
+    /// Seconds to live of puts that give none (0: none).
+    pub fn default_ttl(&self) -> u32 {
+        self.default_ttl.load(Ordering::Relaxed)
     }
 
     /// Applies `change` stamped `at` unless the settings were changed at `at` or
@@ -78,6 +87,8 @@ impl Namespace {
             file.write(io, next)?;
         }
         self.kv.set_max_bytes(next.max_bytes);
+        self.default_ttl
+            .store(next.default_ttl_secs, Ordering::Relaxed);
         *now = next;
         Ok(next)
     }

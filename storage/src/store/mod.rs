@@ -149,9 +149,8 @@ impl Store {
         let opts = &self.registry.opts;
         check_batch(opts, changes.len())?;
         // A namespace is created only by a write that passes every check.
-        let default_ttl = self
-            .existing(ns)?
-            .map_or(0, |n| n.settings().default_ttl_secs);
+        let existing = self.existing(ns)?;
+        let default_ttl = existing.as_ref().map_or(0, |n| n.default_ttl());
         let mut writes = Vec::with_capacity(changes.len());
         let wall_ms = self.hlc.wall_ms();
         for c in changes {
@@ -177,7 +176,10 @@ impl Store {
                 }
             });
         }
-        self.namespace(ns)?.kv.write(&writes)
+        match existing {
+            Some(n) => n.kv.write(&writes),
+            None => self.namespace(ns)?.kv.write(&writes),
+        }
     }
 
     pub fn get(&self, ns: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
