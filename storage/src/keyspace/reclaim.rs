@@ -1,11 +1,10 @@
 //! Early seals. Compaction and eviction take only sealed segments, so the active one
-//! is sealed before it fills:
-//! - once its dead share reaches the compaction threshold (and it holds at least
-//!   `reclaim_min_bytes`): a namespace smaller than a segment is then bounded to about
-//!   `1 / (1 - ratio)` times its live bytes, plus its index and one growth step;
-//!
-//! (A namespace bounded to `max_bytes` has its segments sealed by the writer at a
-//! quarter of the bound, so that eviction drops the oldest data a quarter at a time.)
+//! is sealed before it fills once its dead share reaches the compaction threshold (and
+//! it holds at least `reclaim_min_bytes`): a namespace smaller than a segment is then
+//! bounded to about `1 / (1 - ratio)` times its live bytes, plus its index and one
+//! growth step. A namespace bounded to `max_bytes` has its segments sealed by the
+//! writer at a quarter of the bound, so that eviction drops the oldest data a quarter
+//! at a time.
 //!
 //! Invariant: the replay position moves into the new segment only when nothing is in
 //! flight, so a checkpoint never skips a record the index does not hold yet.

@@ -95,7 +95,7 @@ impl Keyspace {
         encode(&mut w.buf);
         let len = (w.buf.len() - before) as u64;
         let roll_at = self.roll_at.load(Ordering::Relaxed);
-        let held = w.active.len() - DATA_START + before as u64;
+        let held = w.active.len().saturating_sub(DATA_START) + before as u64;
         let past_roll = roll_at > 0 && held > 0 && held + len > roll_at;
         if (before as u64) + len > w.active.remaining() || past_roll {
             let rec = w.buf.split_off(before);
