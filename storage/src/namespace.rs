@@ -74,11 +74,25 @@ impl Namespace {
     /// it is recorded.
     pub fn change(&self, change: SettingsChange, at: u64) -> Result<Settings> {
         let mut guard = self.settings.lock();
-        let (file, now) = &mut *guard;
-        if at <= now.changed_at {
-            return Ok(*now);
+        if at <= guard.1.changed_at {
+            return Ok(guard.1);
         }
-        let next = now.with(change, at);
+        let next = guard.1.with(change, at);
+        self.apply(&mut guard, next)
+    }
+
+    /// Applies `change` whatever the stamps, keeping the settings' own.
+    pub fn change_keeping_stamp(&self, change: SettingsChange) -> Result<Settings> {
+        let mut guard = self.settings.lock();
+        let next = guard.1.with(change, guard.1.changed_at);
+        if next == guard.1 {
+            return Ok(next);
+        }
+        self.apply(&mut guard, next)
+    }
+
+    fn apply(&self, guard: &mut (SettingsFile, Settings), next: Settings) -> Result<Settings> {
+        let (file, now) = guard;
         let io = self.opts.io.as_ref();
         if next.retention_secs != self.counters.retention() {
             let persist = || file.write(io, next);

@@ -111,3 +111,37 @@ fn settings_out_of_range_are_refused_and_change_nothing() {
     s.set_namespace("x", max_bytes(MIN_MAX_BYTES)).unwrap();
     assert_eq!(s.set_namespace("x", max_bytes(0)).unwrap().max_bytes, 0);
 }
+
+#[test]
+fn the_newest_change_wins_and_a_retention_taken_with_counts_keeps_the_stamp() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let s = bounded(dir.path(), &clock);
+    // Version timestamps: milliseconds shifted left 16 bits.
+    let ts = |ms: u64| dstash_storage::Version::ts_at_millis(T0 * 1000 + ms);
+    let at = |ms: u64, b: u64| SettingsChange {
+        max_bytes: Some(b),
+        at: Some(ts(ms)),
+        ..SettingsChange::default()
+    };
+    let min = MIN_MAX_BYTES;
+    assert_eq!(s.set_namespace("n", at(100, min)).unwrap().max_bytes, min);
+    // Counts merged from a peer bring its retention, not a newer change.
+    s.set_retention("n", 3600).unwrap();
+    let now = s.namespace_settings("n").unwrap();
+    assert_eq!((now.retention_secs, now.changed_at), (3600, ts(100)));
+    // An older change is kept out; a newer one goes in.
+    assert_eq!(
+        s.set_namespace("n", at(50, 2 * min)).unwrap().max_bytes,
+        min
+    );
+    assert_eq!(
+        s.set_namespace("n", at(101, 2 * min)).unwrap().max_bytes,
+        2 * min
+    );
+    // A stamp far ahead of this store's clock is refused.
+    assert!(matches!(
+        s.set_namespace("n", at(3_600_000, 3 * min)),
+        Err(Error::VersionAhead { .. })
+    ));
+}

@@ -14,13 +14,7 @@ impl Store {
     /// Changes the settings of `ns` (created if needed) and returns those in force.
     pub fn set_namespace(&self, ns: &str, change: SettingsChange) -> Result<Settings> {
         if let Some(secs) = change.retention_secs {
-            if !(MIN_RETENTION_SECS..=MAX_RETENTION_SECS).contains(&secs) {
-                return Err(Error::InvalidRetention {
-                    secs,
-                    min: MIN_RETENTION_SECS,
-                    max: MAX_RETENTION_SECS,
-                });
-            }
+            check_retention(secs)?;
         }
         if let Some(bytes) = change.max_bytes.filter(|b| *b != 0 && *b < MIN_MAX_BYTES) {
             return Err(Error::InvalidMaxBytes {
@@ -47,17 +41,31 @@ impl Store {
         })
     }
 
-    /// Sets the counter retention of `ns` (created if needed); windows may not exceed it.
+    /// Sets the counter retention of `ns` (created if needed), keeping the settings'
+    /// stamp: what a node receiving counts kept by another's schedule does, which must
+    /// not outrank a newer `ns set` elsewhere. Windows may not exceed it.
     pub fn set_retention(&self, ns: &str, secs: u32) -> Result<()> {
+        check_retention(secs)?;
         let change = SettingsChange {
             retention_secs: Some(secs),
             ..SettingsChange::default()
         };
-        self.set_namespace(ns, change).map(drop)
+        self.namespace(ns)?.change_keeping_stamp(change).map(drop)
     }
 
     /// The counter retention of `ns`: its own, or the default for a new namespace.
     pub fn count_retention(&self, ns: &str) -> Result<u32> {
         self.namespace_settings(ns).map(|s| s.retention_secs)
+    }
+}
+
+fn check_retention(secs: u32) -> Result<()> {
+    match (MIN_RETENTION_SECS..=MAX_RETENTION_SECS).contains(&secs) {
+        true => Ok(()),
+        false => Err(Error::InvalidRetention {
+            secs,
+            min: MIN_RETENTION_SECS,
+            max: MAX_RETENTION_SECS,
+        }),
     }
 }
