@@ -164,20 +164,26 @@ impl Client {
         Ok(sum)
     }
 
-    /// Every namespace some node holds, with the settings the first to name it holds.
+    /// Every namespace some node holds, with the newest settings any node holds for it
+    /// (a node that missed an `ns set` holds older ones).
     async fn namespaces_held(&self, failed: &mut Vec<NodeFailure>) -> Result<Vec<NamespaceBlock>> {
-        let mut all: std::collections::BTreeMap<String, NamespaceBlock> = Default::default();
+        let mut all: std::collections::BTreeMap<String, (u64, NamespaceBlock)> = Default::default();
         let mut down = Vec::new();
         for n in self.status().await {
             match n.status {
                 Ok(s) => {
                     for x in s.namespaces {
-                        all.entry(x.name.clone()).or_insert(NamespaceBlock {
-                            name: x.name,
+                        let held = all.get(&x.name).map(|(at, _)| *at);
+                        if held.is_some_and(|at| at >= x.settings_changed_at) {
+                            continue;
+                        }
+                        let block = NamespaceBlock {
+                            name: x.name.clone(),
                             count_retention: x.retention_seconds,
                             max_bytes: x.max_bytes,
                             default_ttl: x.default_ttl_seconds,
-                        });
+                        };
+                        all.insert(x.name, (x.settings_changed_at, block));
                     }
                 }
                 Err(s) => down.push(NodeFailure {
@@ -191,7 +197,7 @@ impl Client {
             return Err(Error::Unavailable { failures: down });
         }
         failed.extend(down);
-        Ok(all.into_values().collect())
+        Ok(all.into_values().map(|(_, b)| b).collect())
     }
 }
 
